@@ -1,0 +1,56 @@
+// Command lancelot serves the Launcelot protocol from the book Foundations of
+// Python Network Programming with a pre-fork supervisor and per-core worker
+// processes, and ships the protocol's client (ask) and load generator
+// (bench).
+//
+// main only wires: it builds the command line, runs it, and prints the one
+// error line. Each command's Action builds its parts and hands them down.
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	app := newApp(runServe)
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintf(os.Stderr, "lancelot: %s\n", oneLine(err.Error()))
+		os.Exit(1)
+	}
+}
+
+// newApp builds the command line. serve runs the server for `serve`; HUP
+// builds a second App with a serve that only captures the configuration.
+func newApp(serve func(*cli.Context, serveSettings) error) *cli.App {
+	return &cli.App{
+		Name:  "lancelot",
+		Usage: "answer the questions of the Bridge of Death (the Launcelot protocol) on port 1060",
+		Commands: []*cli.Command{
+			serveCommand(serve),
+			askCommand(),
+			benchCommand(),
+			workerCommand(),
+		},
+		HideHelpCommand: true,
+		OnUsageError:    usageError,
+		CommandNotFound: func(c *cli.Context, name string) {
+			fmt.Fprintf(os.Stderr, "lancelot: unknown command %q (try --help)\n", name)
+			os.Exit(2)
+		},
+	}
+}
+
+// usageError replaces urfave/cli's multi-line usage dump with one line.
+func usageError(_ *cli.Context, err error, _ bool) error {
+	return fmt.Errorf("%w (try --help)", err)
+}
+
+// oneLine folds a multi-line error (some libraries' messages have newlines)
+// into the single line the contract promises.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

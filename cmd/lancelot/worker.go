@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/camelot/lancelot/shared/config"
+	"github.com/camelot/lancelot/shared/control"
+	"github.com/camelot/lancelot/worker"
+)
+
+// workerCommand is the hidden command the supervisor re-executes the binary
+// with: Go cannot fork without exec, so a worker is this binary again, with
+// its sockets and control channel inherited (see package control).
+func workerCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "worker",
+		Usage:  "internal: one worker process, started by serve",
+		Hidden: true,
+		Action: func(*cli.Context) error { return runWorker() },
+	}
+}
+
+func runWorker() error {
+	// Signals meant for the supervisor may reach the whole process group
+	// (a terminal's hangup, a stray TTIN): a worker ignores them.
+	signal.Ignore(syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGPIPE)
+	var cfg config.Config
+	if err := json.Unmarshal([]byte(os.Getenv(control.EnvConfig)), &cfg); err != nil {
+		return fmt.Errorf("worker: %s: %w (workers are started by serve)", control.EnvConfig, err)
+	}
+	slot := os.Getenv(control.EnvSlot)
+	log := cfg.NewLogger(os.Stderr).With("slot", slot, "pid", os.Getpid())
+	table, err := cfg.Table()
+	if err != nil {
+		return err
+	}
+	ctrl, err := control.FromFile(os.NewFile(control.ControlFD, "control"))
+	if err != nil {
+		return err
+	}
+	listeners, err := inheritedListeners()
+	if err != nil {
+		return err
+	}
+	srv := worker.New(worker.Options{
+		Table:            table,
+		MaxQuestionBytes: cfg.MaxQuestionBytes,
+		IdleTimeout:      cfg.IdleTimeout,
+		ReadTimeout:      cfg.ReadTimeout,
+		WriteTimeout:     cfg.WriteTimeout,
+		Logger:           log,
+	})
+	return worker.Process{
+		Server:          srv,
+		Control:         ctrl,
+		Listeners:       listeners,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Logger:          log,
+	}.Run(context.Background())
+}
+
+// inheritedListeners turns fds FirstListenerFD.. into listeners. FileListener
+// duplicates the descriptor, so each inherited one is closed afterwards.
+func inheritedListeners() ([]net.Listener, error) {
+	n, err := strconv.Atoi(os.Getenv(control.EnvListeners))
+	if err != nil || n < 1 {
+		return nil, fmt.Errorf("worker: %s=%q: no listening sockets passed", control.EnvListeners, os.Getenv(control.EnvListeners))
+	}
+	lns := make([]net.Listener, 0, n)
+	for i := range n {
+		f := os.NewFile(uintptr(control.FirstListenerFD+i), "listener")
+		ln, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("worker: listener fd %d: %w", control.FirstListenerFD+i, err)
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}

@@ -1,0 +1,104 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/oklog/run"
+
+	"github.com/camelot/lancelot/shared/control"
+)
+
+// Process is one worker process's parts, built by main from what the
+// supervisor passed it.
+type Process struct {
+	Server    *Server
+	Control   *control.Conn
+	Listeners []net.Listener
+	// ShutdownTimeout bounds how long a draining worker keeps serving open
+	// connections before it closes them at a question boundary.
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+}
+
+// errSupervisorGone stops a worker whose supervisor died: nobody owns the
+// port any more, so the worker must not keep serving on it.
+var errSupervisorGone = errors.New("supervisor gone")
+
+// Run serves until a signal, the supervisor's death or a fatal accept error
+// stops the worker. TERM and INT drain; QUIT and a dead supervisor close at
+// once. It returns nil for a stop that was asked for.
+func (p Process) Run(ctx context.Context) error {
+	var g run.Group
+	g.Add(run.SignalHandler(ctx, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT))
+	g.Add(p.controlActor())
+	for _, ln := range p.Listeners {
+		g.Add(func() error { return p.Server.Serve(ln) }, func(error) { ln.Close() })
+	}
+	stopc := make(chan error, 1)
+	g.Add(func() error {
+		return p.stopConnections(<-stopc)
+	}, func(err error) {
+		stopc <- err
+	})
+	if err := p.Control.Send(control.Message{Type: control.TypeReady}); err != nil {
+		return err
+	}
+	p.Logger.Debug("worker accepting", "listeners", len(p.Listeners))
+	err := g.Run()
+	stats := p.Server.Stats()
+	if serr := p.Control.Send(control.Message{Type: control.TypeStats, Stats: &stats}); serr != nil && !errors.Is(err, errSupervisorGone) {
+		p.Logger.Warn("final stats not sent", "err", serr)
+	}
+	p.Control.Close()
+	var sig *run.SignalError
+	if errors.As(err, &sig) {
+		return nil
+	}
+	return err
+}
+
+// controlActor answers the supervisor's requests and notices its death.
+func (p Process) controlActor() (func() error, func(error)) {
+	return func() error {
+			for {
+				m, err := p.Control.Receive()
+				if errors.Is(err, io.EOF) {
+					return errSupervisorGone
+				}
+				if err != nil {
+					return fmt.Errorf("control channel: %w", err)
+				}
+				if m.Type == control.TypeStatsRequest {
+					stats := p.Server.Stats()
+					if err := p.Control.Send(control.Message{Type: control.TypeStats, Seq: m.Seq, Stats: &stats}); err != nil {
+						return err
+					}
+				}
+			}
+		}, func(error) {
+			p.Control.Interrupt()
+		}
+}
+
+// stopConnections drains on TERM and INT, and closes at once otherwise.
+func (p Process) stopConnections(reason error) error {
+	var sig *run.SignalError
+	if errors.As(reason, &sig) && sig.Signal != syscall.SIGQUIT {
+		p.Logger.Info("worker draining", "signal", sig.Signal.String(), "timeout", p.ShutdownTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), p.ShutdownTimeout)
+		defer cancel()
+		if err := p.Server.Shutdown(ctx); err != nil {
+			p.Logger.Info("shutdown timeout passed; closed connections at a question boundary")
+		}
+		return nil
+	}
+	p.Logger.Info("worker closing", "reason", reason)
+	return p.Server.Close()
+}

@@ -15,10 +15,24 @@ import (
 	"github.com/camelot/lancelot/shared/control"
 )
 
+// Engine serves connections on listeners; Server is the goroutine-per-
+// connection engine.
+type Engine interface {
+	// Serve accepts on ln until Shutdown or Close; it closes ln.
+	Serve(ln net.Listener) error
+	// Shutdown stops accepting, serves open connections until they close or
+	// ctx ends, then closes them at a question boundary.
+	Shutdown(ctx context.Context) error
+	// Close stops accepting and closes every connection now.
+	Close() error
+	// Stats returns the engine's counters.
+	Stats() control.Stats
+}
+
 // Process is one worker process's parts, built by main from what the
 // supervisor passed it.
 type Process struct {
-	Server    *Server
+	Server    Engine
 	Control   *control.Conn
 	Listeners []net.Listener
 	// ShutdownTimeout bounds how long a draining worker keeps serving open

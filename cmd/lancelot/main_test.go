@@ -1,0 +1,327 @@
+package main
+
+// Integration tests drive the real binary, built once in TestMain, as a user
+// would: real processes, real sockets on 127.0.0.1. Helpers here are shared
+// by every *_test.go file of the package.
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// binPath is the lancelot binary under test.
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lancelot-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binPath = filepath.Join(dir, "lancelot")
+	build := exec.Command("go", "build", "-o", binPath, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build lancelot:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
+			code = 1
+		}
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuffer collects a process's output while tests read it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// server is a running `lancelot serve`.
+type server struct {
+	t       testing.TB
+	cmd     *exec.Cmd
+	addr    string // 127.0.0.1:port
+	port    int
+	dir     string // temp dir with the pid file
+	pidFile string
+	logs    *syncBuffer
+	exited  chan struct{}
+	waitErr error
+}
+
+// startServer runs `lancelot serve --listen 127.0.0.1:PORT --pid-file F
+// args...` on a free port and waits until it is ready (pid file written).
+// The server is stopped (TERM, then KILL) when the test ends.
+func startServer(t testing.TB, args ...string) *server {
+	t.Helper()
+	s := launchServer(t, append([]string{"serve", "--listen", "", "--pid-file", ""}, args...), nil)
+	s.waitReady()
+	return s
+}
+
+// launchServer starts the binary with args, replacing the empty values of
+// --listen and --pid-file with a free port and a temp file; it does not
+// wait for readiness. env is added to the environment.
+func launchServer(t testing.TB, args []string, env []string) *server {
+	t.Helper()
+	dir := t.TempDir()
+	port := freePort(t)
+	s := &server{t: t, port: port, addr: fmt.Sprintf("127.0.0.1:%d", port), dir: dir,
+		pidFile: filepath.Join(dir, "lancelot.pid"), logs: &syncBuffer{}, exited: make(chan struct{})}
+	args = append([]string(nil), args...)
+	for i := 0; i+1 < len(args); i++ {
+		switch {
+		case args[i] == "--listen" && args[i+1] == "":
+			args[i+1] = s.addr
+		case args[i] == "--pid-file" && args[i+1] == "":
+			args[i+1] = s.pidFile
+		}
+	}
+	s.cmd = exec.Command(binPath, args...)
+	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	s.cmd.Env = append(os.Environ(), env...)
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start %v: %v", args, err)
+	}
+	go func() {
+		s.waitErr = s.cmd.Wait()
+		close(s.exited)
+	}()
+	t.Cleanup(s.cleanup)
+	return s
+}
+
+// waitReady waits for the pid file naming the supervisor.
+func (s *server) waitReady() {
+	s.t.Helper()
+	s.waitFor(10*time.Second, "pid file written", func() bool {
+		b, err := os.ReadFile(s.pidFile)
+		return err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(s.cmd.Process.Pid)
+	})
+}
+
+// cleanup stops the server and every worker it left, by PID.
+func (s *server) cleanup() {
+	workers := s.workerPIDs()
+	if !s.hasExited() {
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.exited:
+		case <-time.After(10 * time.Second):
+			s.cmd.Process.Kill()
+			<-s.exited
+		}
+	}
+	for _, pid := range workers {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if s.t.Failed() {
+		s.t.Logf("server logs:\n%s", s.logs.String())
+	}
+}
+
+func (s *server) hasExited() bool {
+	select {
+	case <-s.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait waits for the supervisor to exit and returns its exit error.
+func (s *server) wait(timeout time.Duration) error {
+	s.t.Helper()
+	select {
+	case <-s.exited:
+		return s.waitErr
+	case <-time.After(timeout):
+		s.t.Fatalf("server still running after %v", timeout)
+		return nil
+	}
+}
+
+func (s *server) signal(sig syscall.Signal) {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("signal %v: %v", sig, err)
+	}
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func (s *server) waitFor(timeout time.Duration, what string, cond func() bool) {
+	s.t.Helper()
+	waitFor(s.t, timeout, what, cond)
+}
+
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for delay := time.Millisecond; !cond(); delay = min(2*delay, 50*time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for: %s", timeout, what)
+		}
+		time.Sleep(delay)
+	}
+}
+
+// workerPIDs returns the supervisor's child processes.
+func (s *server) workerPIDs() []int {
+	return childPIDs(s.cmd.Process.Pid)
+}
+
+// childPIDs lists the children of pid from /proc.
+func childPIDs(pid int) []int {
+	var out []int
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		for _, field := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(field); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && i+2 < len(s) && s[i+2] != 'Z'
+}
+
+// listeningSockets counts the listening TCP sockets on port, from /proc.
+func listeningSockets(t testing.TB, port int) int {
+	t.Helper()
+	n := 0
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fields := strings.Fields(line)
+			if len(fields) < 4 || fields[3] != "0A" {
+				continue
+			}
+			if i := strings.LastIndexByte(fields[1], ':'); i >= 0 {
+				if p, err := strconv.ParseInt(fields[1][i+1:], 16, 32); err == nil && int(p) == port {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+// freePort returns a port nothing listens on right now.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// client is one connection with a reader for answers.
+type client struct {
+	t    testing.TB
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func dial(t testing.TB, addr string) *client {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &client{t: t, conn: conn, r: bufio.NewReader(conn)}
+}
+
+func (c *client) send(s string) {
+	c.t.Helper()
+	if _, err := c.conn.Write([]byte(s)); err != nil {
+		c.t.Fatalf("write %q: %v", s, err)
+	}
+}
+
+// answer reads one answer (up to '.') within 5 s.
+func (c *client) answer() (string, error) {
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	return c.r.ReadString('.')
+}
+
+// expect reads one answer and checks it.
+func (c *client) expect(want string) {
+	c.t.Helper()
+	got, err := c.answer()
+	if err != nil || got != want {
+		c.t.Fatalf("answer = %q, %v; want %q", got, err, want)
+	}
+}
+
+// expectClosed checks the server closes the connection without sending
+// anything more.
+func (c *client) expectClosed(within time.Duration) {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(within))
+	b, err := io.ReadAll(c.r)
+	if len(b) > 0 || (err != nil && !isReset(err)) {
+		c.t.Fatalf("after close: read %q, %v; want EOF", b, err)
+	}
+}
+
+func isReset(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "connection reset")
+}
+
+const (
+	qName  = "What is your name?"
+	qQuest = "What is your quest?"
+	qColor = "What is your favorite color?"
+	aName  = "My name is Sir Lancelot of Camelot."
+	aQuest = "To seek the Holy Grail."
+	aColor = "Blue."
+)

@@ -46,7 +46,6 @@ func (c *conn) serve() {
 // errClosing ends a connection at a question boundary during shutdown.
 var errClosing = errors.New("server shutting down")
 
-
 // loop reads, answers and writes until the client leaves or must be cut.
 func (c *conn) loop() error {
 	for {

@@ -38,7 +38,7 @@ type step struct {
 }
 
 func (s *Supervisor) handleSignal(sig os.Signal) {
-	s.log.Info("signal received", "signal", sig.String(), "pid", os.Getpid())
+	s.log.Info("signal received", "signal", signalName(sig), "pid", os.Getpid())
 	switch sig {
 	case syscall.SIGTERM, syscall.SIGINT:
 		s.stop(syscall.SIGTERM)
@@ -277,4 +277,15 @@ func (s *Supervisor) pids() string {
 		}
 	}
 	return b.String()
+}
+
+// signalName is the name operators type (HUP, TTIN), not Go's description
+// ("stopped (tty input)").
+func signalName(sig os.Signal) string {
+	if ss, ok := sig.(syscall.Signal); ok {
+		if name := unix.SignalName(ss); name != "" {
+			return strings.TrimPrefix(name, "SIG")
+		}
+	}
+	return sig.String()
 }

@@ -44,6 +44,14 @@ func (s *Supervisor) send(ev event) {
 
 // startSlots creates n slots and starts their workers, at startup.
 func (s *Supervisor) startSlots(n int) error {
+	if len(s.sockets) < n {
+		// Socket activation passed fewer sockets than slots.
+		if s.sockets[0].reusePort() {
+			s.ensureSockets(n)
+		} else {
+			s.log.Info("inherited socket lacks SO_REUSEPORT; workers share it", "sockets", len(s.sockets), "workers", n)
+		}
+	}
 	plan := assign(len(s.sockets), n)
 	for i := range n {
 		sl := &slot{index: i, sockets: plan[i]}

@@ -86,6 +86,12 @@ func (s *socket) file() (*os.File, error) {
 	return os.NewFile(uintptr(fd), "listener "+s.addr), nil
 }
 
+// reusePort reports whether more sockets can join this one's port.
+func (s *socket) reusePort() bool {
+	v, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_REUSEPORT)
+	return err == nil && v == 1
+}
+
 func (s *socket) close() error {
 	return unix.Close(s.fd)
 }

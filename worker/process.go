@@ -105,7 +105,7 @@ func (p Process) controlActor() (func() error, func(error)) {
 func (p Process) stopConnections(reason error) error {
 	var sig *run.SignalError
 	if errors.As(reason, &sig) && sig.Signal != syscall.SIGQUIT {
-		p.Logger.Info("worker draining", "signal", sig.Signal.String(), "timeout", p.ShutdownTimeout)
+		p.Logger.Info("draining connections", "signal", sig.Signal.String(), "timeout", p.ShutdownTimeout)
 		ctx, cancel := context.WithTimeout(context.Background(), p.ShutdownTimeout)
 		defer cancel()
 		if err := p.Server.Shutdown(ctx); err != nil {
@@ -113,6 +113,6 @@ func (p Process) stopConnections(reason error) error {
 		}
 		return nil
 	}
-	p.Logger.Info("worker closing", "reason", reason)
+	p.Logger.Info("closing connections now", "reason", reason)
 	return p.Server.Close()
 }

@@ -6,7 +6,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -15,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,22 +48,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer collects a process's output while tests read it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+// logFile collects a process tree's output in a file, so processes that
+// outlive the one the test started (a binary upgrade's new supervisor) keep
+// logging to the same place, and Wait does not wait for them.
+type logFile struct {
+	f *os.File
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+func (l *logFile) String() string {
+	b, _ := os.ReadFile(l.f.Name())
+	return string(b)
 }
 
 // server is a running `lancelot serve`.
@@ -76,7 +68,7 @@ type server struct {
 	port    int
 	dir     string // temp dir with the pid file
 	pidFile string
-	logs    *syncBuffer
+	logs    *logFile
 	exited  chan struct{}
 	waitErr error
 }
@@ -99,7 +91,13 @@ func launchServer(t testing.TB, args []string, env []string) *server {
 	dir := t.TempDir()
 	port := freePort(t)
 	s := &server{t: t, port: port, addr: fmt.Sprintf("127.0.0.1:%d", port), dir: dir,
-		pidFile: filepath.Join(dir, "lancelot.pid"), logs: &syncBuffer{}, exited: make(chan struct{})}
+		pidFile: filepath.Join(dir, "lancelot.pid"), exited: make(chan struct{})}
+	f, err := os.Create(filepath.Join(dir, "lancelot.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	s.logs = &logFile{f: f}
 	args = append([]string(nil), args...)
 	for i := 0; i+1 < len(args); i++ {
 		switch {
@@ -110,7 +108,7 @@ func launchServer(t testing.TB, args []string, env []string) *server {
 		}
 	}
 	s.cmd = exec.Command(binPath, args...)
-	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	s.cmd.Stdout, s.cmd.Stderr = f, f
 	s.cmd.Env = append(os.Environ(), env...)
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start %v: %v", args, err)

@@ -1,0 +1,182 @@
+package control_test
+
+import (
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/camelot/lancelot/shared/control"
+)
+
+// pair returns both ends of a channel: the supervisor's Conn and the
+// worker's, built from the *os.File as a worker does.
+func pair(t *testing.T) (sup, wrk *control.Conn) {
+	t.Helper()
+	sup, f, err := control.Pair()
+	if err != nil {
+		t.Fatalf("Pair: %v", err)
+	}
+	wrk, err = control.FromFile(f)
+	if err != nil {
+		sup.Close()
+		t.Fatalf("FromFile: %v", err)
+	}
+	t.Cleanup(func() { sup.Close(); wrk.Close() })
+	return sup, wrk
+}
+
+// receive calls Receive with a bound, so a broken channel fails the test
+// instead of hanging it.
+func receive(t *testing.T, c *control.Conn) (control.Message, error) {
+	t.Helper()
+	type result struct {
+		m   control.Message
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		m, err := c.Receive()
+		ch <- result{m, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.m, r.err
+	case <-time.After(5 * time.Second):
+		c.Interrupt()
+		<-ch
+		t.Fatal("Receive blocked for 5s")
+		return control.Message{}, nil
+	}
+}
+
+func TestSendReceiveRoundTrip(t *testing.T) {
+	sup, wrk := pair(t)
+	stats := control.Stats{Answered: 1 << 40, Unknown: 2, Accepted: 3, Active: -4}
+	for _, tc := range []struct {
+		from, to *control.Conn
+		m        control.Message
+	}{
+		{wrk, sup, control.Message{Type: control.TypeReady}},
+		{sup, wrk, control.Message{Type: control.TypeStatsRequest, Seq: 7}},
+		{wrk, sup, control.Message{Type: control.TypeStats, Seq: 7, Stats: &stats}},
+	} {
+		if err := tc.from.Send(tc.m); err != nil {
+			t.Fatalf("Send(%+v): %v", tc.m, err)
+		}
+		got, err := receive(t, tc.to)
+		if err != nil {
+			t.Fatalf("Receive after Send(%+v): %v", tc.m, err)
+		}
+		if got.Type != tc.m.Type || got.Seq != tc.m.Seq || (got.Stats == nil) != (tc.m.Stats == nil) ||
+			(got.Stats != nil && *got.Stats != *tc.m.Stats) {
+			t.Errorf("Receive() = %+v (stats %+v), want %+v (stats %+v)", got, got.Stats, tc.m, tc.m.Stats)
+		}
+	}
+}
+
+// TestMessageBoundaries checks messages keep their boundaries: several sent
+// before one is read come out one by one, in order.
+func TestMessageBoundaries(t *testing.T) {
+	sup, wrk := pair(t)
+	for seq := uint64(1); seq <= 5; seq++ {
+		if err := sup.Send(control.Message{Type: control.TypeStatsRequest, Seq: seq}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for seq := uint64(1); seq <= 5; seq++ {
+		m, err := receive(t, wrk)
+		if err != nil || m.Type != control.TypeStatsRequest || m.Seq != seq {
+			t.Fatalf("message %d: Receive() = %+v, %v", seq, m, err)
+		}
+	}
+}
+
+func TestReceiveEOFWhenOtherEndClosed(t *testing.T) {
+	for _, closeSup := range []bool{true, false} {
+		sup, wrk := pair(t)
+		closer, reader := sup, wrk
+		if !closeSup {
+			closer, reader = wrk, sup
+		}
+		// A message sent before the close is still delivered, then EOF.
+		if err := closer.Send(control.Message{Type: control.TypeReady}); err != nil {
+			t.Fatal(err)
+		}
+		closer.Close()
+		if m, err := receive(t, reader); err != nil || m.Type != control.TypeReady {
+			t.Errorf("close supervisor end=%v: first Receive() = %+v, %v; want the ready message", closeSup, m, err)
+		}
+		if m, err := receive(t, reader); !errors.Is(err, io.EOF) {
+			t.Errorf("close supervisor end=%v: Receive() after close = %+v, %v; want io.EOF", closeSup, m, err)
+		}
+	}
+}
+
+// TestReceiveEOFWhileBlocked checks a Receive already waiting wakes up with
+// EOF when the other end goes away: that is how a worker learns its
+// supervisor died.
+func TestReceiveEOFWhileBlocked(t *testing.T) {
+	sup, wrk := pair(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := wrk.Receive()
+		errc <- err
+	}()
+	sup.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, io.EOF) {
+			t.Errorf("blocked Receive() = %v, want io.EOF", err)
+		}
+	case <-time.After(5 * time.Second):
+		wrk.Interrupt()
+		<-errc
+		t.Fatal("blocked Receive() did not return after the other end closed")
+	}
+}
+
+// TestInterrupt checks Interrupt wakes a blocked Receive with an error other
+// than EOF, and leaves Send working.
+func TestInterrupt(t *testing.T) {
+	sup, wrk := pair(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := wrk.Receive()
+		errc <- err
+	}()
+	wrk.Interrupt()
+	select {
+	case err := <-errc:
+		if err == nil || errors.Is(err, io.EOF) {
+			t.Errorf("interrupted Receive() = %v, want a non-EOF error", err)
+		}
+	case <-time.After(5 * time.Second):
+		sup.Close()
+		<-errc
+		t.Fatal("Interrupt did not wake Receive")
+	}
+	stats := control.Stats{Answered: 9}
+	if err := wrk.Send(control.Message{Type: control.TypeStats, Stats: &stats}); err != nil {
+		t.Fatalf("Send after Interrupt: %v", err)
+	}
+	if m, err := receive(t, sup); err != nil || m.Stats == nil || m.Stats.Answered != 9 {
+		t.Errorf("Receive of stats sent after Interrupt = %+v, %v", m, err)
+	}
+}
+
+func TestSendAfterOtherEndClosed(t *testing.T) {
+	sup, wrk := pair(t)
+	wrk.Close()
+	if err := sup.Send(control.Message{Type: control.TypeStatsRequest, Seq: 1}); err == nil {
+		t.Error("Send to a closed peer succeeded, want an error")
+	}
+}
+
+func TestStatsAdd(t *testing.T) {
+	a := control.Stats{Answered: 1, Unknown: 2, Accepted: 3, Active: 4}
+	b := control.Stats{Answered: 10, Unknown: 20, Accepted: 30, Active: -1}
+	if got, want := a.Add(b), (control.Stats{Answered: 11, Unknown: 22, Accepted: 33, Active: 3}); got != want {
+		t.Errorf("%+v.Add(%+v) = %+v, want %+v", a, b, got, want)
+	}
+}

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// requireTool finds a tool or skips; with LANCELOT_REQUIRE_TOOLS=1 (set by
+// .ci/run) a missing tool fails the test instead.
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("LANCELOT_REQUIRE_TOOLS") == "1" {
+			t.Fatalf("%s not found: %v", name, err)
+		}
+		t.Skipf("%s not found", name)
+	}
+	return path
+}
+
+// notification is one sd_notify datagram and the pid that sent it.
+type notification struct {
+	pid   int
+	state string
+}
+
+// notifySocket stands in for systemd: a unixgram socket with SO_PASSCRED,
+// so the test sees who sent each message.
+type notifySocket struct {
+	t    *testing.T
+	conn *net.UnixConn
+	path string
+}
+
+func newNotifySocket(t *testing.T) *notifySocket {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	raw, _ := conn.SyscallConn()
+	raw.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1) })
+	return &notifySocket{t: t, conn: conn, path: path}
+}
+
+// next returns the next message, failing the test after 10 s.
+func (n *notifySocket) next() notification {
+	n.t.Helper()
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
+	n.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	nb, noob, _, _, err := n.conn.ReadMsgUnix(buf, oob)
+	if err != nil {
+		n.t.Fatalf("waiting for a notification: %v", err)
+	}
+	msg := notification{state: string(buf[:nb])}
+	if cmsgs, err := unix.ParseSocketControlMessage(oob[:noob]); err == nil && len(cmsgs) > 0 {
+		if cred, err := unix.ParseUnixCredentials(&cmsgs[0]); err == nil {
+			msg.pid = int(cred.Pid)
+		}
+	}
+	return msg
+}
+
+// expect reads messages until one contains every line in want, failing on
+// a message that contains a line in never.
+func (n *notifySocket) expect(want []string, never ...string) notification {
+	n.t.Helper()
+	for {
+		m := n.next()
+		for _, bad := range never {
+			if hasLine(m.state, bad) {
+				n.t.Fatalf("unexpected notification %q from pid %d", m.state, m.pid)
+			}
+		}
+		ok := true
+		for _, w := range want {
+			ok = ok && hasLine(m.state, w)
+		}
+		if ok {
+			return m
+		}
+	}
+}
+
+func hasLine(state, prefix string) bool {
+	for _, line := range strings.Split(state, "\n") {
+		if strings.HasPrefix(line, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestNotifySequence(t *testing.T) {
+	ns := newNotifySocket(t)
+	bin := copyBinary(t)
+	saved := binPath
+	binPath = bin
+	s := launchServer(t, []string{"serve", "--listen", "", "--pid-file", "", "--workers", "2"}, []string{"NOTIFY_SOCKET=" + ns.path})
+	binPath = saved
+	t.Cleanup(func() { killUpgraded(s) })
+	oldPID := s.cmd.Process.Pid
+
+	// Start.
+	if m := ns.expect([]string{"READY=1", "STATUS="}, "STOPPING=1"); m.pid != oldPID {
+		t.Errorf("READY=1 from pid %d, want the supervisor %d", m.pid, oldPID)
+	}
+	// HUP: RELOADING=1 with MONOTONIC_USEC, then READY=1.
+	s.signal(syscall.SIGHUP)
+	m := ns.expect([]string{"RELOADING=1"})
+	if !regexp.MustCompile(`(?m)^MONOTONIC_USEC=\d+$`).MatchString(m.state) {
+		t.Errorf("RELOADING=1 without MONOTONIC_USEC: %q", m.state)
+	}
+	ns.expect([]string{"READY=1"}, "STOPPING=1")
+	// USR2: the new supervisor sends MAINPID=<its pid> and READY=1; the old
+	// one never says STOPPING=1, or systemd would stop the service.
+	s.signal(syscall.SIGUSR2)
+	m = ns.expect([]string{"MAINPID=", "READY=1"}, "STOPPING=1")
+	newPID := s.waitNewSupervisor()
+	if m.state != "" && !hasLine(m.state, "MAINPID="+strconv.Itoa(newPID)) || m.pid != newPID {
+		t.Errorf("upgrade notification %q from pid %d, want MAINPID=%d from it", m.state, m.pid, newPID)
+	}
+	if err := s.wait(10 * time.Second); err != nil {
+		t.Errorf("old supervisor: %v", err)
+	}
+	// TERM to the new supervisor: STOPPING=1 from it.
+	syscall.Kill(newPID, syscall.SIGTERM)
+	if m := ns.expect([]string{"STOPPING=1"}); m.pid != newPID {
+		t.Errorf("STOPPING=1 from pid %d, want %d", m.pid, newPID)
+	}
+}
+
+func TestSocketActivation(t *testing.T) {
+	activate := requireTool(t, "systemd-socket-activate")
+	port := freePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "lancelot.pid")
+	cmd := exec.Command(activate, "-l", addr, binPath, "serve", "--workers", "2", "--pid-file", pidFile)
+	logs, _ := os.Create(filepath.Join(dir, "log"))
+	defer logs.Close()
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(logs.Name())
+			t.Logf("logs:\n%s", b)
+		}
+	}()
+	waitFor(t, 5*time.Second, "systemd-socket-activate listening", func() bool { return listeningSockets(t, port) == 1 })
+	// systemd-socket-activate starts the server on the first connection:
+	// this client's question waits in the passed socket meanwhile.
+	c := dial(t, addr)
+	c.send(qName + qColor)
+	c.expect(aName)
+	c.expect(aColor)
+	waitFor(t, 5*time.Second, "pid file", func() bool { _, err := os.Stat(pidFile); return err == nil })
+	b, _ := os.ReadFile(logs.Name())
+	if !strings.Contains(string(b), "sockets=1") {
+		t.Errorf("supervisor did not serve the one passed socket; logs:\n%s", b)
+	}
+	if n := len(childPIDs(cmd.Process.Pid)); n != 2 {
+		t.Errorf("workers = %d, want 2", n)
+	}
+	c.conn.Close() // or the graceful stop below waits for this client
+}
+
+func TestSystemdUnitsVerify(t *testing.T) {
+	analyze := requireTool(t, "systemd-analyze")
+	units, _ := filepath.Glob("../../configs/lancelot.*")
+	var args []string
+	for _, u := range units {
+		if strings.HasSuffix(u, ".service") || strings.HasSuffix(u, ".socket") {
+			args = append(args, u)
+		}
+	}
+	if len(args) != 2 {
+		t.Fatalf("units found: %v, want lancelot.service and lancelot.socket", args)
+	}
+	out, _ := exec.Command(analyze, append([]string{"verify"}, args...)...).CombinedOutput()
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line == "" || strings.Contains(line, "/usr/local/bin/lancelot is not executable") {
+			continue
+		}
+		t.Errorf("systemd-analyze verify: %s", line)
+	}
+}
+
+func TestMetricsCountExactly(t *testing.T) {
+	maddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	s := startServer(t, "--workers", "2", "--metrics", maddr)
+	for range 3 {
+		c := dial(t, s.addr)
+		c.send(qName + qQuest)
+		c.expect(aName)
+		c.expect(aQuest)
+		c.conn.Close()
+	}
+	c := dial(t, s.addr)
+	c.send(qColor + "What is the airspeed velocity of an unladen swallow?")
+	c.expect(aColor)
+	c.expectClosed(5 * time.Second)
+	want := map[string]float64{
+		"lancelot_questions_answered_total":   7,
+		"lancelot_unknown_questions_total":    1,
+		"lancelot_connections_accepted_total": 4,
+		"lancelot_workers":                    2,
+		"lancelot_worker_restarts_total":      0,
+	}
+	waitFor(t, 5*time.Second, "connections_active back to 0", func() bool {
+		return scrape(t, maddr)["lancelot_connections_active"] == 0
+	})
+	got := scrape(t, maddr)
+	for name, v := range want {
+		if got[name] != v {
+			t.Errorf("%s = %v, want %v", name, got[name], v)
+		}
+	}
+	if _, ok := got["process_resident_memory_bytes"]; !ok {
+		t.Errorf("no process metrics")
+	}
+	syscall.Kill(s.servingPIDs()[0], syscall.SIGKILL)
+	waitFor(t, 5*time.Second, "restart counted and worker back", func() bool {
+		m := scrape(t, maddr)
+		return m["lancelot_worker_restarts_total"] == 1 && m["lancelot_workers"] == 2
+	})
+}
+
+// scrape fetches /metrics and returns the unlabelled samples.
+func scrape(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape: %d %v", resp.StatusCode, errors.Join(err))
+	}
+	out := make(map[string]float64)
+	for _, line := range strings.Split(string(body), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && !strings.HasPrefix(line, "#") {
+			if v, err := strconv.ParseFloat(f[1], 64); err == nil {
+				out[f[0]] = v
+			}
+		}
+	}
+	return out
+}

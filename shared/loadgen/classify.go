@@ -1,0 +1,33 @@
+package loadgen
+
+import (
+	"errors"
+	"io"
+	"net"
+	"syscall"
+)
+
+// errWrongAnswer marks bytes that differ from the expected answer, or
+// bytes the server sent when no answer was due.
+var errWrongAnswer = errors.New("wrong answer")
+
+// classify maps a connection error to its kind.
+func classify(err error) ErrorKind {
+	var ne net.Error
+	switch {
+	case errors.Is(err, errWrongAnswer):
+		return WrongAnswer
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return Refused
+	// EPIPE too: Linux only fails a write that way after the peer's RST.
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, syscall.ECONNABORTED):
+		return Reset
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return EOF
+	case errors.Is(err, syscall.ETIMEDOUT), errors.As(err, &ne) && ne.Timeout():
+		return Timeout
+	default:
+		return Other
+	}
+}

@@ -1,0 +1,747 @@
+package worker_test
+
+// Tests of a worker engine through its public API, on real sockets on
+// 127.0.0.1. Every test runs once per engine in testEngines.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/camelot/lancelot/shared/control"
+	"github.com/camelot/lancelot/shared/protocol"
+	"github.com/camelot/lancelot/worker"
+)
+
+const (
+	qName  = "What is your name?"
+	qQuest = "What is your quest?"
+	qColor = "What is your favorite color?"
+	aName  = "My name is Sir Lancelot of Camelot."
+	aQuest = "To seek the Holy Grail."
+	aColor = "Blue."
+)
+
+// long is a timeout no test waits for: set where a test is not about it.
+const long = 10 * time.Second
+
+type newEngineFunc = func(worker.Options) worker.Engine
+
+// forEachEngine runs test once per engine, as parallel subtests.
+func forEachEngine(t *testing.T, test func(t *testing.T, newEngine newEngineFunc)) {
+	t.Helper()
+	for name, newEngine := range testEngines {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			test(t, newEngine)
+		})
+	}
+}
+
+// testServer is an engine serving one listener on 127.0.0.1.
+type testServer struct {
+	t      *testing.T
+	eng    worker.Engine
+	addr   string
+	served chan error // Serve's result
+}
+
+// startEngine builds an engine with o (timeouts not set default to long)
+// and serves a fresh listener with it. When the test ends the engine is
+// closed and Serve must have returned.
+func startEngine(t *testing.T, newEngine newEngineFunc, o worker.Options) *testServer {
+	t.Helper()
+	for _, d := range []*time.Duration{&o.IdleTimeout, &o.ReadTimeout, &o.WriteTimeout} {
+		if *d == 0 {
+			*d = long
+		}
+	}
+	s := &testServer{t: t, eng: newEngine(o)}
+	s.addr = s.serve()
+	t.Cleanup(func() {
+		s.eng.Close()
+		s.waitServed(5 * time.Second)
+	})
+	return s
+}
+
+// serve starts Serve on a new listener and returns its address.
+func (s *testServer) serve() string {
+	s.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if s.served == nil {
+		s.served = make(chan error, 8)
+	}
+	go func() { s.served <- s.eng.Serve(ln) }()
+	return ln.Addr().String()
+}
+
+// waitServed waits for one Serve call to return and checks it returned
+// ErrServerClosed.
+func (s *testServer) waitServed(within time.Duration) {
+	s.t.Helper()
+	select {
+	case err := <-s.served:
+		if !errors.Is(err, worker.ErrServerClosed) {
+			s.t.Errorf("Serve() = %v, want worker.ErrServerClosed", err)
+		}
+	case <-time.After(within):
+		s.t.Fatalf("Serve still running %v after the engine was stopped", within)
+	}
+}
+
+// waitStats waits until the engine's counters equal want.
+func (s *testServer) waitStats(want control.Stats) {
+	s.t.Helper()
+	var got control.Stats
+	deadline := time.Now().Add(5 * time.Second)
+	for got = s.eng.Stats(); got != want; got = s.eng.Stats() {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("Stats() = %+v, want %+v", got, want)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// shutdown calls Shutdown with a timeout in the background.
+func (s *testServer) shutdown(timeout time.Duration) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		done <- s.eng.Shutdown(ctx)
+	}()
+	return done
+}
+
+func waitErr(t *testing.T, c <-chan error, within time.Duration, what string) error {
+	t.Helper()
+	select {
+	case err := <-c:
+		return err
+	case <-time.After(within):
+		t.Fatalf("%s did not return within %v", what, within)
+		return nil
+	}
+}
+
+type client struct {
+	t    *testing.T
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func dial(t *testing.T, addr string) *client {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &client{t: t, conn: conn, r: bufio.NewReader(conn)}
+}
+
+func (c *client) send(s string) {
+	c.t.Helper()
+	if _, err := c.conn.Write([]byte(s)); err != nil {
+		c.t.Fatalf("write %q: %v", s, err)
+	}
+}
+
+// expect reads exactly len(want) bytes within 5 s and compares them.
+func (c *client) expect(want string) {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, len(want))
+	n, err := io.ReadFull(c.r, got)
+	if err != nil || string(got) != want {
+		c.t.Fatalf("read %q, %v; want %q", got[:n], err, want)
+	}
+}
+
+// expectClosed checks the server closes the connection within the bound
+// without sending anything more.
+func (c *client) expectClosed(within time.Duration) {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(within))
+	b, err := io.ReadAll(c.r)
+	if len(b) > 0 || (err != nil && !errors.Is(err, syscall.ECONNRESET)) {
+		c.t.Fatalf("read %q, %v; want EOF within %v", b, err, within)
+	}
+}
+
+// expectOpen checks nothing arrives and the connection stays open for d.
+func (c *client) expectOpen(d time.Duration) {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(d))
+	b, err := c.r.ReadByte()
+	if !errors.Is(err, errTimeout) {
+		c.t.Fatalf("read %q, %v; want the connection open and silent for %v", b, err, d)
+	}
+}
+
+var errTimeout = errors.New("i/o timeout")
+
+func init() {
+	// os.ErrDeadlineExceeded, reached through the net package's error.
+	c1, c2 := net.Pipe()
+	defer c1.Close()
+	defer c2.Close()
+	c1.SetReadDeadline(time.Unix(1, 0))
+	_, errTimeout = c1.Read(make([]byte, 1))
+	errTimeout = errors.Unwrap(errTimeout)
+	if errTimeout == nil {
+		panic("no deadline error")
+	}
+}
+
+func TestAnswers(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		s := startEngine(t, newEngine, worker.Options{})
+		c := dial(t, s.addr)
+		for _, qa := range [][2]string{{qName, aName}, {qQuest, aQuest}, {qColor, aColor}, {qName, aName}} {
+			c.send(qa[0])
+			c.expect(qa[1])
+		}
+	})
+}
+
+func TestCustomTable(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		table, err := protocol.NewTable(map[string]string{"Who are you?": "A knight.", "Why?": "Because."})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := startEngine(t, newEngine, worker.Options{Table: table})
+		c := dial(t, s.addr)
+		c.send("Who are you?Why?")
+		c.expect("A knight.Because.")
+		c.send(qName) // not in the custom table
+		c.expectClosed(5 * time.Second)
+	})
+}
+
+func TestPipelined(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		s := startEngine(t, newEngine, worker.Options{})
+		c := dial(t, s.addr)
+		var qs, as strings.Builder
+		for i := range 500 {
+			q, a := [][2]string{{qName, aName}, {qQuest, aQuest}, {qColor, aColor}}[i%3][0], [][2]string{{qName, aName}, {qQuest, aQuest}, {qColor, aColor}}[i%3][1]
+			qs.WriteString(q)
+			as.WriteString(a)
+		}
+		// One write, read while writing would block neither side: 500
+		// answers are far below the socket buffers.
+		c.send(qs.String())
+		c.expect(as.String())
+		s.waitStats(control.Stats{Answered: 500, Accepted: 1, Active: 1})
+	})
+}
+
+// TestSplitReads sends questions one byte per write, pausing so each byte
+// reaches the server in its own segment.
+func TestSplitReads(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		s := startEngine(t, newEngine, worker.Options{})
+		c := dial(t, s.addr)
+		for _, b := range []byte(qName + qColor) {
+			c.send(string(b))
+			time.Sleep(time.Millisecond) // nothing to wait for: spread the bytes out
+		}
+		c.expect(aName + aColor)
+		// A question split across two writes in the middle of another
+		// answer's batch.
+		c.send(qQuest + "What is")
+		c.expect(aQuest)
+		c.send(" your name?")
+		c.expect(aName)
+	})
+}
+
+func TestWhitespace(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		s := startEngine(t, newEngine, worker.Options{})
+		c := dial(t, s.addr)
+		c.send(" \t\r\n" + qName + "\r\n")
+		c.expect(aName)
+		c.send("\n\n" + qQuest + "  \t" + qColor + "\r\n")
+		c.expect(aQuest + aColor)
+		// Whitespace alone, in many reads, is not a question.
+		for range 3 {
+			c.send(" \r\n\t")
+		}
+		c.send(qName)
+		c.expect(aName)
+		// Whitespace inside a question is part of it: this one is unknown.
+		c.send("What  is your name?")
+		c.expectClosed(5 * time.Second)
+	})
+}
+
+func TestUnknownQuestion(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		s := startEngine(t, newEngine, worker.Options{})
+		other := dial(t, s.addr)
+		c := dial(t, s.addr)
+		// Earlier questions are answered; the unknown one and everything
+		// after it are not.
+		c.send(qName + qQuest + "What is the capital of Assyria?" + qColor)
+		c.expect(aName + aQuest)
+		c.expectClosed(5 * time.Second)
+		other.send(qColor)
+		other.expect(aColor)
+		s.waitStats(control.Stats{Answered: 3, Unknown: 1, Accepted: 2, Active: 1})
+	})
+}
+
+func TestNotASCII(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{
+		"What is your n\xc3\xa6me?",
+		"\xff",
+		qName + "Qu\xe9?",
+	} {
+		forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+			s := startEngine(t, newEngine, worker.Options{})
+			c := dial(t, s.addr)
+			c.send(in)
+			if strings.HasPrefix(in, qName) {
+				c.expect(aName)
+			}
+			// Closed without waiting for a '?' or the read timeout.
+			c.expectClosed(5 * time.Second)
+			s.waitStats(control.Stats{Answered: s.eng.Stats().Answered, Unknown: s.eng.Stats().Unknown, Accepted: 1, Active: 0})
+		})
+	}
+}
+
+// TestTooLong: more than MaxQuestionBytes without a '?' closes the
+// connection at once; a question of exactly MaxQuestionBytes bytes before
+// its '?' is served.
+func TestTooLong(t *testing.T) {
+	t.Parallel()
+	table, err := protocol.NewTable(map[string]string{"Abcdefgh?": "Yes.", "Ab?": "No."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		in     string
+		answer string // expected before the close, if any
+		closed bool
+	}{
+		{"at limit", "Abcdefgh?", "Yes.", false},
+		{"at limit after whitespace", "   \r\n  Abcdefgh?", "Yes.", false},
+		{"at limit pipelined", "Ab?Abcdefgh?Ab?", "No.Yes.No.", false},
+		{"one over", "Abcdefghi", "", true},
+		{"one over with ?", "Abcdefghi?", "", true},
+		{"after an answer", "Ab?Abcdefghijklmnop", "No.", true},
+		{"far over", strings.Repeat("x", 10000), "", true},
+	} {
+		forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+			s := startEngine(t, newEngine, worker.Options{Table: table, MaxQuestionBytes: 8})
+			c := dial(t, s.addr)
+			c.send(tc.in)
+			c.expect(tc.answer)
+			if tc.closed {
+				// Well before the read timeout (long).
+				c.expectClosed(5 * time.Second)
+				return
+			}
+			c.send("Ab?")
+			c.expect("No.")
+		})
+	}
+}
+
+func TestDefaultMaxQuestionBytes(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		s := startEngine(t, newEngine, worker.Options{})
+		ok := dial(t, s.addr)
+		ok.send(strings.Repeat(" ", 5000) + qName) // whitespace does not count
+		ok.expect(aName)
+		c := dial(t, s.addr)
+		c.send(strings.Repeat("x", protocol.DefaultMaxQuestionBytes+1))
+		c.expectClosed(5 * time.Second)
+	})
+}
+
+func TestStatsExact(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		s := startEngine(t, newEngine, worker.Options{})
+		if got := s.eng.Stats(); got != (control.Stats{}) {
+			t.Fatalf("Stats() of a new engine = %+v, want zero", got)
+		}
+		a := dial(t, s.addr)
+		a.send(qName + qQuest + qColor)
+		a.expect(aName + aQuest + aColor)
+		s.waitStats(control.Stats{Answered: 3, Accepted: 1, Active: 1})
+
+		b := dial(t, s.addr)
+		b.send(qName + "Huh?")
+		b.expect(aName)
+		b.expectClosed(5 * time.Second)
+		s.waitStats(control.Stats{Answered: 4, Unknown: 1, Accepted: 2, Active: 1})
+
+		c := dial(t, s.addr)
+		c.send("What is") // mid-question: counted as active, not answered
+		s.waitStats(control.Stats{Answered: 4, Unknown: 1, Accepted: 3, Active: 2})
+
+		a.conn.Close()
+		s.waitStats(control.Stats{Answered: 4, Unknown: 1, Accepted: 3, Active: 1})
+		c.send(" your quest?")
+		c.expect(aQuest)
+		c.conn.Close()
+		s.waitStats(control.Stats{Answered: 5, Unknown: 1, Accepted: 3, Active: 0})
+	})
+}
+
+func TestIdleTimeout(t *testing.T) {
+	t.Parallel()
+	const idle = 300 * time.Millisecond
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		s := startEngine(t, newEngine, worker.Options{IdleTimeout: idle})
+		// Never a byte: closed after the idle timeout.
+		silent := dial(t, s.addr)
+		start := time.Now()
+		silent.expectClosed(5 * time.Second)
+		if d := time.Since(start); d < idle/2 {
+			t.Errorf("silent connection closed after %v, want about %v", d, idle)
+		}
+		// Between questions: questions closer than the idle timeout keep
+		// the connection open longer than the timeout in total.
+		c := dial(t, s.addr)
+		start = time.Now()
+		for range 4 {
+			c.send(qName)
+			c.expect(aName)
+			time.Sleep(idle / 3) // the client's think time under test
+		}
+		if time.Since(start) < idle {
+			t.Fatalf("test too fast to mean anything")
+		}
+		c.send(qQuest)
+		c.expect(aQuest)
+		start = time.Now()
+		c.expectClosed(5 * time.Second)
+		if d := time.Since(start); d < idle/2 {
+			t.Errorf("connection closed %v after its last answer, want about %v", d, idle)
+		}
+	})
+}
+
+// TestReadTimeout: a started question must complete within ReadTimeout,
+// even when its bytes keep trickling in.
+func TestReadTimeout(t *testing.T) {
+	t.Parallel()
+	const readTimeout = 300 * time.Millisecond
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		s := startEngine(t, newEngine, worker.Options{ReadTimeout: readTimeout})
+		stalled := dial(t, s.addr)
+		stalled.send(qName)
+		stalled.expect(aName)
+		start := time.Now()
+		stalled.send("What is")
+		stalled.expectClosed(5 * time.Second)
+		if d := time.Since(start); d < readTimeout/2 {
+			t.Errorf("stalled question closed after %v, want about %v", d, readTimeout)
+		}
+
+		// One byte every 50ms: the question would take 900ms.
+		trickle := dial(t, s.addr)
+		start = time.Now()
+		var werr error
+		for _, b := range []byte(qName) {
+			if _, werr = trickle.conn.Write([]byte{b}); werr != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond) // the slow client under test
+		}
+		trickle.expectClosed(5 * time.Second)
+		if d := time.Since(start); d > 3*readTimeout && werr == nil {
+			t.Errorf("trickling client kept for %v; want it cut after about %v", d, readTimeout)
+		}
+	})
+}
+
+// TestWriteTimeout: a client that sends questions but never reads the
+// answers is cut after WriteTimeout, and the engine keeps serving others.
+func TestWriteTimeout(t *testing.T) {
+	t.Parallel()
+	const writeTimeout = 300 * time.Millisecond
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		s := startEngine(t, newEngine, worker.Options{WriteTimeout: writeTimeout})
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			// A small receive window fills quickly.
+			return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		}}
+		conn, err := d.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		start := time.Now()
+		errc := make(chan error, 1)
+		go func() { errc <- floodWithoutReading(conn, 20*time.Second) }()
+
+		// Meanwhile another client is served.
+		other := dial(t, s.addr)
+		other.send(qColor)
+		other.expect(aColor)
+
+		select {
+		case err := <-errc:
+			if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+				t.Errorf("flooding client got %v after %v, want the server to reset it", err, time.Since(start))
+			}
+		case <-time.After(15 * time.Second):
+			conn.Close()
+			<-errc
+			t.Fatalf("client that never reads still connected after 15s (write timeout %v)", writeTimeout)
+		}
+		other.send(qName)
+		other.expect(aName)
+		s.waitStats(control.Stats{Answered: s.eng.Stats().Answered, Accepted: 2, Active: 1})
+	})
+}
+
+// floodWithoutReading writes pipelined questions to conn until a write
+// fails, and never reads; it returns the error.
+func floodWithoutReading(conn net.Conn, limit time.Duration) error {
+	chunk := []byte(strings.Repeat(qName, 1000))
+	conn.SetWriteDeadline(time.Now().Add(limit))
+	for {
+		if _, err := conn.Write(chunk); err != nil {
+			return err
+		}
+	}
+}
+
+func TestShutdownNoConnections(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		s := startEngine(t, newEngine, worker.Options{})
+		start := time.Now()
+		err := waitErr(t, s.shutdown(long), 2*time.Second, "Shutdown with no connections")
+		if err != nil || time.Since(start) > time.Second {
+			t.Errorf("Shutdown with no connections = %v after %v, want nil at once", err, time.Since(start))
+		}
+		s.waitServed(2 * time.Second)
+		// The listener is closed: new clients are refused.
+		if conn, err := net.DialTimeout("tcp", s.addr, time.Second); err == nil {
+			conn.Close()
+			t.Errorf("dial after Shutdown succeeded, want refused")
+		}
+	})
+}
+
+// TestShutdownIdleAndMidQuestion: until the deadline open connections are
+// served; at the deadline an idle connection is closed, while one in the
+// middle of a question gets its answer and is closed after it. Shutdown
+// then returns context.DeadlineExceeded.
+func TestShutdownIdleAndMidQuestion(t *testing.T) {
+	t.Parallel()
+	const timeout = time.Second
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		s := startEngine(t, newEngine, worker.Options{})
+		idle := dial(t, s.addr)
+		idle.send(qName)
+		idle.expect(aName)
+		mid := dial(t, s.addr)
+		mid.send(qQuest)
+		mid.expect(aQuest)
+		mid.send("What is your")
+		s.waitStats(control.Stats{Answered: 2, Accepted: 2, Active: 2})
+
+		start := time.Now()
+		done := s.shutdown(timeout)
+		s.waitServed(2 * time.Second)
+		// Before the deadline: still served.
+		idle.send(qColor)
+		idle.expect(aColor)
+		if time.Since(start) >= timeout {
+			t.Fatalf("test too slow: the shutdown deadline passed before it could check")
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Shutdown returned %v with connections open before its deadline", err)
+		default:
+		}
+		// At the deadline: the idle one is closed.
+		idle.expectClosed(5 * time.Second)
+		if d := time.Since(start); d < timeout-50*time.Millisecond {
+			t.Errorf("idle connection closed %v into Shutdown, want at its %v deadline", d, timeout)
+		}
+		// The mid-question one is still open and gets its answer.
+		mid.send(" favorite color?")
+		mid.expect(aColor)
+		mid.expectClosed(5 * time.Second)
+		if err := waitErr(t, done, 5*time.Second, "Shutdown"); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown() = %v, want context.DeadlineExceeded", err)
+		}
+		if got := s.eng.Stats(); got.Active != 0 || got.Answered != 4 {
+			t.Errorf("Stats() after Shutdown = %+v, want 4 answered and none active", got)
+		}
+	})
+}
+
+// TestShutdownWaitsForClients: Shutdown returns nil as soon as the last
+// connection closes by itself, before its deadline.
+func TestShutdownWaitsForClients(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		s := startEngine(t, newEngine, worker.Options{})
+		c := dial(t, s.addr)
+		c.send(qName)
+		c.expect(aName)
+		done := s.shutdown(long)
+		s.waitServed(2 * time.Second)
+		c.send(qQuest)
+		c.expect(aQuest)
+		select {
+		case err := <-done:
+			t.Fatalf("Shutdown returned %v while a connection was open", err)
+		default:
+		}
+		start := time.Now()
+		c.conn.Close()
+		if err := waitErr(t, done, 5*time.Second, "Shutdown"); err != nil || time.Since(start) > 2*time.Second {
+			t.Errorf("Shutdown() = %v, %v after the last client left; want nil at once", err, time.Since(start))
+		}
+	})
+}
+
+func TestClose(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		s := startEngine(t, newEngine, worker.Options{})
+		idle := dial(t, s.addr)
+		idle.send(qName)
+		idle.expect(aName)
+		mid := dial(t, s.addr)
+		mid.send("What is your")
+		s.waitStats(control.Stats{Answered: 1, Accepted: 2, Active: 2})
+		closed := make(chan error, 1)
+		go func() { closed <- s.eng.Close() }()
+		if err := waitErr(t, closed, 5*time.Second, "Close"); err != nil {
+			t.Errorf("Close() = %v, want nil", err)
+		}
+		if got := s.eng.Stats(); got.Active != 0 {
+			t.Errorf("Stats() after Close = %+v, want no active connection", got)
+		}
+		idle.expectClosed(2 * time.Second)
+		mid.expectClosed(2 * time.Second)
+		s.waitServed(2 * time.Second)
+		if conn, err := net.DialTimeout("tcp", s.addr, time.Second); err == nil {
+			conn.Close()
+			t.Errorf("dial after Close succeeded, want refused")
+		}
+	})
+}
+
+// TestServeAfterStop: Serve on a stopped engine returns ErrServerClosed at
+// once and closes the listener it was given.
+func TestServeAfterStop(t *testing.T) {
+	t.Parallel()
+	for _, stop := range []string{"Shutdown", "Close"} {
+		forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+			eng := newEngine(worker.Options{})
+			if stop == "Shutdown" {
+				if err := eng.Shutdown(context.Background()); err != nil {
+					t.Fatalf("Shutdown of an idle engine = %v, want nil", err)
+				}
+			} else if err := eng.Close(); err != nil {
+				t.Fatalf("Close of an idle engine = %v, want nil", err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			served := make(chan error, 1)
+			go func() { served <- eng.Serve(ln) }()
+			if err := waitErr(t, served, 2*time.Second, "Serve after "+stop); !errors.Is(err, worker.ErrServerClosed) {
+				t.Errorf("Serve after %s = %v, want ErrServerClosed", stop, err)
+			}
+			if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("Accept on the listener Serve returned from = %v, want net.ErrClosed", err)
+			}
+		})
+	}
+}
+
+// TestManyListeners: one engine serves several listeners (a worker may serve
+// a removed slot's socket too), and Shutdown stops every Serve.
+func TestManyListeners(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		s := startEngine(t, newEngine, worker.Options{})
+		second := s.serve()
+		for _, addr := range []string{s.addr, second} {
+			c := dial(t, addr)
+			c.send(qName)
+			c.expect(aName)
+			c.conn.Close()
+		}
+		s.waitStats(control.Stats{Answered: 2, Accepted: 2, Active: 0})
+		if err := waitErr(t, s.shutdown(long), 5*time.Second, "Shutdown"); err != nil {
+			t.Errorf("Shutdown() = %v, want nil", err)
+		}
+		s.waitServed(2 * time.Second)
+		s.waitServed(2 * time.Second)
+	})
+}
+
+// TestManyClients: clients holding unfinished questions do not delay a new
+// one.
+func TestManyClients(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		s := startEngine(t, newEngine, worker.Options{})
+		holders := make([]*client, 200)
+		for i := range holders {
+			holders[i] = dial(t, s.addr)
+			holders[i].send("What is your")
+		}
+		s.waitStats(control.Stats{Accepted: 200, Active: 200})
+		start := time.Now()
+		c := dial(t, s.addr)
+		c.send(qName)
+		c.expect(aName)
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("new client answered after %v with 200 clients holding questions", d)
+		}
+		var wg sync.WaitGroup
+		for _, h := range holders {
+			wg.Go(func() {
+				h.send(" quest?")
+				h.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				got := make([]byte, len(aQuest))
+				if _, err := io.ReadFull(h.r, got); err != nil || string(got) != aQuest {
+					t.Errorf("held question answered %q, %v", got, err)
+				}
+			})
+		}
+		wg.Wait()
+		s.waitStats(control.Stats{Answered: 201, Accepted: 201, Active: 201})
+	})
+}

@@ -75,7 +75,11 @@ func startWorker(spec spawnSpec) (*worker, error) {
 		ctrl.Close()
 		return nil, fmt.Errorf("encode worker config: %w", err)
 	}
-	cmd := exec.Command(spec.executable, "worker")
+	// Workers run this very binary, even after a new one replaced it on
+	// disk: /proc/self/exe still names the running executable's inode, so a
+	// supervisor never restarts its workers from a different version.
+	cmd := exec.Command("/proc/self/exe", "worker")
+	cmd.Args[0] = spec.executable
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.ExtraFiles = files // fd 3 = control, fd 4.. = sockets
 	cmd.Env = append(workerEnv(spec.env),

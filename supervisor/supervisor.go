@@ -20,8 +20,9 @@ type Options struct {
 	// Reload reads the command line and the config file again, for HUP.
 	// Nil disables reloading the configuration (workers are still replaced).
 	Reload func() (config.Config, error)
-	// Executable is the lancelot binary: workers are started from it, and a
-	// binary upgrade starts the file at this path again.
+	// Executable is the lancelot binary's path: a binary upgrade starts the
+	// file now at this path. Workers run the running binary itself
+	// (/proc/self/exe), with this path as their argv[0].
 	Executable string
 	// Args are the arguments (without argv[0]) a binary upgrade starts the
 	// new supervisor with: the command line this one was started with.

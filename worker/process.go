@@ -57,7 +57,9 @@ func (p Process) Run(ctx context.Context) error {
 	}
 	stopc := make(chan error, 1)
 	g.Add(func() error {
-		return p.stopConnections(<-stopc)
+		err := p.stopConnections(<-stopc)
+		p.Control.Interrupt() // a draining worker answered scrapes until now
+		return err
 	}, func(err error) {
 		stopc <- err
 	})
@@ -84,6 +86,8 @@ func (p Process) controlActor() (func() error, func(error)) {
 			for {
 				m, err := p.Control.Receive()
 				if errors.Is(err, io.EOF) {
+					// Also cuts a drain short: nobody owns the port now.
+					p.Server.Close()
 					return errSupervisorGone
 				}
 				if err != nil {
@@ -96,16 +100,25 @@ func (p Process) controlActor() (func() error, func(error)) {
 					}
 				}
 			}
-		}, func(error) {
-			p.Control.Interrupt()
+		}, func(err error) {
+			// A draining worker keeps answering stats requests, so scrapes
+			// stay exact; stopConnections interrupts us once it is done.
+			if !isDrain(err) {
+				p.Control.Interrupt()
+			}
 		}
+}
+
+// isDrain reports whether the group stops for TERM or INT.
+func isDrain(reason error) bool {
+	var sig *run.SignalError
+	return errors.As(reason, &sig) && sig.Signal != syscall.SIGQUIT
 }
 
 // stopConnections drains on TERM and INT, and closes at once otherwise.
 func (p Process) stopConnections(reason error) error {
-	var sig *run.SignalError
-	if errors.As(reason, &sig) && sig.Signal != syscall.SIGQUIT {
-		p.Logger.Info("draining connections", "signal", sig.Signal.String(), "timeout", p.ShutdownTimeout)
+	if isDrain(reason) {
+		p.Logger.Info("draining connections", "reason", reason, "timeout", p.ShutdownTimeout)
 		ctx, cancel := context.WithTimeout(context.Background(), p.ShutdownTimeout)
 		defer cancel()
 		if err := p.Server.Shutdown(ctx); err != nil {

@@ -102,6 +102,11 @@ func (s *Supervisor) stop(how syscall.Signal) {
 	for _, sl := range s.slots {
 		sl.restartAt = time.Time{}
 	}
+	// Once the workers close their copies, the sockets close and new
+	// clients are refused at once instead of queueing for the whole drain
+	// with nobody to accept them. (After a binary upgrade the new
+	// supervisor holds its own copies, so this closes nothing for clients.)
+	s.closeSockets()
 }
 
 // killAll ends every worker at once; the last resort when waiting is over.

@@ -111,6 +111,9 @@ func (c *conn) answer() error {
 		q, n, err := protocol.Next(c.buf[off:], c.srv.opts.MaxQuestionBytes)
 		off += n
 		if err != nil {
+			if errors.Is(err, protocol.ErrNotASCII) {
+				c.srv.unknown.Add(1) // the contract counts it as an unknown question
+			}
 			ferr = err
 			break
 		}

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
 	"syscall"
 	"time"
 
@@ -49,15 +51,21 @@ var errSupervisorGone = errors.New("supervisor gone")
 // stops the worker. TERM and INT drain; QUIT and a dead supervisor close at
 // once. It returns nil for a stop that was asked for.
 func (p Process) Run(ctx context.Context) error {
+	// Stop signals stay caught for the whole run, not only until the first
+	// one: a QUIT that arrives during a drain must cut it short, not reach
+	// the runtime's default action (a goroutine dump and exit status 2).
+	sigc := make(chan os.Signal, 4)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
+	defer signal.Stop(sigc)
 	var g run.Group
-	g.Add(run.SignalHandler(ctx, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT))
+	g.Add(signalActor(ctx, sigc))
 	g.Add(p.controlActor())
 	for _, ln := range p.Listeners {
 		g.Add(func() error { return p.Server.Serve(ln) }, func(error) { ln.Close() })
 	}
 	stopc := make(chan error, 1)
 	g.Add(func() error {
-		err := p.stopConnections(<-stopc)
+		err := p.stopConnections(<-stopc, sigc)
 		p.Control.Interrupt() // a draining worker answered scrapes until now
 		return err
 	}, func(err error) {
@@ -74,10 +82,28 @@ func (p Process) Run(ctx context.Context) error {
 	}
 	p.Control.Close()
 	var sig *run.SignalError
-	if errors.As(err, &sig) {
+	switch {
+	case errors.As(err, &sig):
+		return nil
+	case errors.Is(err, errSupervisorGone):
+		p.Logger.Warn("supervisor gone; stopped serving")
 		return nil
 	}
 	return err
+}
+
+// signalActor ends the group with a *run.SignalError for the first stop
+// signal; later ones stay on sigc for stopConnections.
+func signalActor(ctx context.Context, sigc <-chan os.Signal) (func() error, func(error)) {
+	ctx, cancel := context.WithCancel(ctx)
+	return func() error {
+		select {
+		case sig := <-sigc:
+			return &run.SignalError{Signal: sig}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}, func(error) { cancel() }
 }
 
 // controlActor answers the supervisor's requests and notices its death.
@@ -116,15 +142,27 @@ func isDrain(reason error) bool {
 }
 
 // stopConnections drains on TERM and INT, and closes at once otherwise.
-func (p Process) stopConnections(reason error) error {
+func (p Process) stopConnections(reason error, sigc <-chan os.Signal) error {
 	if isDrain(reason) {
 		p.Logger.Info("draining connections", "reason", reason, "timeout", p.ShutdownTimeout)
 		ctx, cancel := context.WithTimeout(context.Background(), p.ShutdownTimeout)
 		defer cancel()
-		if err := p.Server.Shutdown(ctx); err != nil {
-			p.Logger.Info("shutdown timeout passed; closed connections at a question boundary")
+		done := make(chan error, 1)
+		go func() { done <- p.Server.Shutdown(ctx) }()
+		for {
+			select {
+			case err := <-done:
+				if err != nil {
+					p.Logger.Info("shutdown timeout passed; closed connections at a question boundary")
+				}
+				return nil
+			case sig := <-sigc:
+				if sig == syscall.SIGQUIT {
+					p.Logger.Info("closing connections now", "reason", "received signal "+sig.String())
+					p.Server.Close()
+				}
+			}
 		}
-		return nil
 	}
 	p.Logger.Info("closing connections now", "reason", reason)
 	return p.Server.Close()

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,7 +51,8 @@ type testServer struct {
 	t      *testing.T
 	eng    worker.Engine
 	addr   string
-	served chan error // Serve's result
+	served chan error // Serve's results
+	serves int        // Serve calls not yet waited for
 }
 
 // startEngine builds an engine with o (timeouts not set default to long)
@@ -67,7 +69,9 @@ func startEngine(t *testing.T, newEngine newEngineFunc, o worker.Options) *testS
 	s.addr = s.serve()
 	t.Cleanup(func() {
 		s.eng.Close()
-		s.waitServed(5 * time.Second)
+		for s.serves > 0 {
+			s.waitServed(5 * time.Second)
+		}
 	})
 	return s
 }
@@ -82,6 +86,7 @@ func (s *testServer) serve() string {
 	if s.served == nil {
 		s.served = make(chan error, 8)
 	}
+	s.serves++
 	go func() { s.served <- s.eng.Serve(ln) }()
 	return ln.Addr().String()
 }
@@ -92,6 +97,7 @@ func (s *testServer) waitServed(within time.Duration) {
 	s.t.Helper()
 	select {
 	case err := <-s.served:
+		s.serves--
 		if !errors.Is(err, worker.ErrServerClosed) {
 			s.t.Errorf("Serve() = %v, want worker.ErrServerClosed", err)
 		}
@@ -108,6 +114,18 @@ func (s *testServer) waitStats(want control.Stats) {
 	for got = s.eng.Stats(); got != want; got = s.eng.Stats() {
 		if time.Now().After(deadline) {
 			s.t.Fatalf("Stats() = %+v, want %+v", got, want)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// waitStatsFunc waits until the engine's counters satisfy ok.
+func (s *testServer) waitStatsFunc(what string, ok func(control.Stats) bool) {
+	s.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for got := s.eng.Stats(); !ok(got); got = s.eng.Stats() {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("Stats() = %+v, want %s", got, what)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -185,23 +203,8 @@ func (c *client) expectOpen(d time.Duration) {
 	c.t.Helper()
 	c.conn.SetReadDeadline(time.Now().Add(d))
 	b, err := c.r.ReadByte()
-	if !errors.Is(err, errTimeout) {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		c.t.Fatalf("read %q, %v; want the connection open and silent for %v", b, err, d)
-	}
-}
-
-var errTimeout = errors.New("i/o timeout")
-
-func init() {
-	// os.ErrDeadlineExceeded, reached through the net package's error.
-	c1, c2 := net.Pipe()
-	defer c1.Close()
-	defer c2.Close()
-	c1.SetReadDeadline(time.Unix(1, 0))
-	_, errTimeout = c1.Read(make([]byte, 1))
-	errTimeout = errors.Unwrap(errTimeout)
-	if errTimeout == nil {
-		panic("no deadline error")
 	}
 }
 
@@ -239,10 +242,10 @@ func TestPipelined(t *testing.T) {
 		s := startEngine(t, newEngine, worker.Options{})
 		c := dial(t, s.addr)
 		var qs, as strings.Builder
+		table := [][2]string{{qName, aName}, {qQuest, aQuest}, {qColor, aColor}}
 		for i := range 500 {
-			q, a := [][2]string{{qName, aName}, {qQuest, aQuest}, {qColor, aColor}}[i%3][0], [][2]string{{qName, aName}, {qQuest, aQuest}, {qColor, aColor}}[i%3][1]
-			qs.WriteString(q)
-			as.WriteString(a)
+			qs.WriteString(table[i%3][0])
+			as.WriteString(table[i%3][1])
 		}
 		// One write, read while writing would block neither side: 500
 		// answers are far below the socket buffers.
@@ -313,21 +316,26 @@ func TestUnknownQuestion(t *testing.T) {
 
 func TestNotASCII(t *testing.T) {
 	t.Parallel()
-	for _, in := range []string{
-		"What is your n\xc3\xa6me?",
-		"\xff",
-		qName + "Qu\xe9?",
+	for _, tc := range []struct {
+		name, in, answer string
+	}{
+		{"UTF-8 in a question", "What is your n\xc3\xa6me?", ""},
+		{"lone byte without ?", "\xff", ""},
+		{"after an answer", qName + "Qu\xe9", aName},
 	} {
-		forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-			s := startEngine(t, newEngine, worker.Options{})
-			c := dial(t, s.addr)
-			c.send(in)
-			if strings.HasPrefix(in, qName) {
-				c.expect(aName)
-			}
-			// Closed without waiting for a '?' or the read timeout.
-			c.expectClosed(5 * time.Second)
-			s.waitStats(control.Stats{Answered: s.eng.Stats().Answered, Unknown: s.eng.Stats().Unknown, Accepted: 1, Active: 0})
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+				s := startEngine(t, newEngine, worker.Options{})
+				c := dial(t, s.addr)
+				c.send(tc.in)
+				c.expect(tc.answer)
+				// Closed without waiting for a '?' or the read timeout.
+				c.expectClosed(5 * time.Second)
+				s.waitStatsFunc("one connection accepted, none active", func(st control.Stats) bool {
+					return st.Accepted == 1 && st.Active == 0 && st.Answered == uint64(len(tc.answer)/len(aName))
+				})
+			})
 		})
 	}
 }
@@ -355,18 +363,21 @@ func TestTooLong(t *testing.T) {
 		{"after an answer", "Ab?Abcdefghijklmnop", "No.", true},
 		{"far over", strings.Repeat("x", 10000), "", true},
 	} {
-		forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-			s := startEngine(t, newEngine, worker.Options{Table: table, MaxQuestionBytes: 8})
-			c := dial(t, s.addr)
-			c.send(tc.in)
-			c.expect(tc.answer)
-			if tc.closed {
-				// Well before the read timeout (long).
-				c.expectClosed(5 * time.Second)
-				return
-			}
-			c.send("Ab?")
-			c.expect("No.")
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+				s := startEngine(t, newEngine, worker.Options{Table: table, MaxQuestionBytes: 8})
+				c := dial(t, s.addr)
+				c.send(tc.in)
+				c.expect(tc.answer)
+				if tc.closed {
+					// Well before the read timeout (long).
+					c.expectClosed(5 * time.Second)
+					return
+				}
+				c.send("Ab?")
+				c.expect("No.")
+			})
 		})
 	}
 }
@@ -520,7 +531,9 @@ func TestWriteTimeout(t *testing.T) {
 		}
 		other.send(qName)
 		other.expect(aName)
-		s.waitStats(control.Stats{Answered: s.eng.Stats().Answered, Accepted: 2, Active: 1})
+		s.waitStatsFunc("the flooding client gone, the other active", func(st control.Stats) bool {
+			return st.Accepted == 2 && st.Active == 1 && st.Unknown == 0
+		})
 	})
 }
 
@@ -663,28 +676,31 @@ func TestClose(t *testing.T) {
 func TestServeAfterStop(t *testing.T) {
 	t.Parallel()
 	for _, stop := range []string{"Shutdown", "Close"} {
-		forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-			eng := newEngine(worker.Options{})
-			if stop == "Shutdown" {
-				if err := eng.Shutdown(context.Background()); err != nil {
-					t.Fatalf("Shutdown of an idle engine = %v, want nil", err)
+		t.Run(stop, func(t *testing.T) {
+			t.Parallel()
+			forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+				eng := newEngine(worker.Options{})
+				if stop == "Shutdown" {
+					if err := eng.Shutdown(context.Background()); err != nil {
+						t.Fatalf("Shutdown of an idle engine = %v, want nil", err)
+					}
+				} else if err := eng.Close(); err != nil {
+					t.Fatalf("Close of an idle engine = %v, want nil", err)
 				}
-			} else if err := eng.Close(); err != nil {
-				t.Fatalf("Close of an idle engine = %v, want nil", err)
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			served := make(chan error, 1)
-			go func() { served <- eng.Serve(ln) }()
-			if err := waitErr(t, served, 2*time.Second, "Serve after "+stop); !errors.Is(err, worker.ErrServerClosed) {
-				t.Errorf("Serve after %s = %v, want ErrServerClosed", stop, err)
-			}
-			if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
-				t.Errorf("Accept on the listener Serve returned from = %v, want net.ErrClosed", err)
-			}
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ln.Close()
+				served := make(chan error, 1)
+				go func() { served <- eng.Serve(ln) }()
+				if err := waitErr(t, served, 2*time.Second, "Serve after "+stop); !errors.Is(err, worker.ErrServerClosed) {
+					t.Errorf("Serve after %s = %v, want ErrServerClosed", stop, err)
+				}
+				if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
+					t.Errorf("Accept on the listener Serve returned from = %v, want net.ErrClosed", err)
+				}
+			})
 		})
 	}
 }
@@ -733,7 +749,10 @@ func TestManyClients(t *testing.T) {
 		var wg sync.WaitGroup
 		for _, h := range holders {
 			wg.Go(func() {
-				h.send(" quest?")
+				if _, err := h.conn.Write([]byte(" quest?")); err != nil {
+					t.Errorf("finish held question: %v", err)
+					return
+				}
 				h.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 				got := make([]byte, len(aQuest))
 				if _, err := io.ReadFull(h.r, got); err != nil || string(got) != aQuest {
@@ -743,5 +762,84 @@ func TestManyClients(t *testing.T) {
 		}
 		wg.Wait()
 		s.waitStats(control.Stats{Answered: 201, Accepted: 201, Active: 201})
+	})
+}
+
+// TestHalfClose: a client that sends its questions and then shuts down its
+// writing side (as `printf ... | nc -N` does) still gets every answer, then
+// the connection closes.
+func TestHalfClose(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		s := startEngine(t, newEngine, worker.Options{})
+		c := dial(t, s.addr)
+		c.send(qName + "\n" + qQuest + "\n")
+		if err := c.conn.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		c.expect(aName + aQuest)
+		c.expectClosed(5 * time.Second)
+		s.waitStats(control.Stats{Answered: 2, Accepted: 1, Active: 0})
+	})
+}
+
+// TestLongPipeline: a burst far larger than the socket buffers, read while
+// it is written, is answered completely and in order.
+func TestLongPipeline(t *testing.T) {
+	t.Parallel()
+	const n = 60000 // about 1.4 MB of answers
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		s := startEngine(t, newEngine, worker.Options{})
+		c := dial(t, s.addr)
+		table := [][2]string{{qName, aName}, {qQuest, aQuest}, {qColor, aColor}}
+		var qs, as strings.Builder
+		for i := range n {
+			qs.WriteString(table[i%3][0])
+			as.WriteString(table[i%3][1])
+		}
+		errc := make(chan error, 1)
+		go func() {
+			c.conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
+			_, err := c.conn.Write([]byte(qs.String()))
+			errc <- err
+		}()
+		c.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		got := make([]byte, as.Len())
+		_, rerr := io.ReadFull(c.r, got)
+		if err := <-errc; err != nil {
+			t.Fatalf("write %d pipelined questions: %v", n, err)
+		}
+		if rerr != nil || string(got) != as.String() {
+			i := 0
+			for i < len(got) && got[i] == as.String()[i] {
+				i++
+			}
+			t.Fatalf("answers to %d pipelined questions: %v; first difference at byte %d of %d", n, rerr, i, as.Len())
+		}
+		s.waitStats(control.Stats{Answered: n, Accepted: 1, Active: 1})
+	})
+}
+
+// TestTimeoutsApart: the idle timeout does not cut a question that has
+// started, and the read timeout does not cut a connection idle between
+// questions.
+func TestTimeoutsApart(t *testing.T) {
+	t.Parallel()
+	const short = 200 * time.Millisecond
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		idleShort := startEngine(t, newEngine, worker.Options{IdleTimeout: short})
+		c := dial(t, idleShort.addr)
+		c.send("What is your")
+		c.expectOpen(3 * short)
+		c.send(" name?")
+		c.expect(aName)
+
+		readShort := startEngine(t, newEngine, worker.Options{ReadTimeout: short})
+		c = dial(t, readShort.addr)
+		c.send(qName)
+		c.expect(aName)
+		c.expectOpen(3 * short)
+		c.send(qQuest)
+		c.expect(aQuest)
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
@@ -122,7 +123,44 @@ func checkConfigFile(path string, flags []cli.Flag) error {
 	if len(unknown) > 0 {
 		return fmt.Errorf("config %s: unknown key %q", path, strings.Join(unknown, `", "`))
 	}
+	// altsrc checks a value's type only when no flag overrides it; a bad
+	// file must fail whether or not a flag hides the bad value.
+	for _, f := range flags {
+		name := f.Names()[0]
+		if v, ok := m[name]; ok {
+			if want := configValueProblem(f, v); want != "" {
+				return fmt.Errorf("config %s: %s: %v is not %s", path, name, v, want)
+			}
+		}
+	}
 	return nil
+}
+
+// configValueProblem says what v, as YAML decoded it, should have been for
+// flag f; "" when it is fine.
+func configValueProblem(f cli.Flag, v any) string {
+	ok := true
+	want := ""
+	switch f.(type) {
+	case *altsrc.IntFlag:
+		_, ok = v.(int)
+		want = "a whole number"
+	case *altsrc.BoolFlag:
+		_, ok = v.(bool)
+		want = "true or false"
+	case *altsrc.StringFlag:
+		_, ok = v.(string)
+		want = "a string"
+	case *altsrc.DurationFlag:
+		str, isString := v.(string)
+		_, err := time.ParseDuration(str)
+		ok = isString && err == nil
+		want = "a duration such as 30s or 5m"
+	}
+	if ok {
+		return ""
+	}
+	return want
 }
 
 func readConfigMap(path string) (map[string]any, error) {

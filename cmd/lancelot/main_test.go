@@ -6,6 +6,8 @@ package main
 
 import (
 	"bufio"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 )
 
 // binPath is the lancelot binary under test.
@@ -323,3 +326,217 @@ const (
 	aQuest = "To seek the Holy Grail."
 	aColor = "Blue."
 )
+
+// askOnce dials addr, sends q and reads one answer (up to '.'), all within
+// timeout. Unlike client, it reports rather than fails, so any goroutine
+// may call it.
+func askOnce(addr, q string, timeout time.Duration) (string, error) {
+	conn, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := conn.Write([]byte(q)); err != nil {
+		return "", err
+	}
+	return bufio.NewReader(conn).ReadString('.')
+}
+
+// expectAll reads exactly len(want) bytes (several answers) and checks them.
+func (c *client) expectAll(want string) {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, len(want))
+	n, err := io.ReadFull(c.r, got)
+	if err != nil || string(got) != want {
+		c.t.Fatalf("answers = %q, %v; want %q", got[:n], err, want)
+	}
+}
+
+// expectOpen checks the server neither sends anything nor closes the
+// connection for d.
+func (c *client) expectOpen(d time.Duration) {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(d))
+	b, err := c.r.ReadByte()
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		c.t.Fatalf("read %q, %v; want the connection open and silent for %v", b, err, d)
+	}
+}
+
+// listeningInodes returns the inodes of the TCP sockets (IPv4 and IPv6)
+// listening on port. It asks the kernel over netlink (sock_diag) for
+// listening sockets only: /proc/net/tcp lists every connection, and takes
+// seconds to read when a load test left many thousands in TIME_WAIT.
+func listeningInodes(t testing.TB, port int) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		if err := diagListening(family, port, out); err != nil {
+			t.Fatalf("list listening sockets: %v", err)
+		}
+	}
+	return out
+}
+
+// diagListening adds to out the inodes of family's TCP sockets listening
+// on port.
+func diagListening(family uint8, port int, out map[string]bool) error {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_INET_DIAG)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	const (
+		sizeofReq  = 56 // struct inet_diag_req_v2
+		tcpListen  = 10 // TCP_LISTEN
+		offSport   = 4  // inet_diag_msg.id.idiag_sport, big endian
+		offInode   = 68 // inet_diag_msg.idiag_inode
+		sizeofDiag = 72 // struct inet_diag_msg
+	)
+	req := make([]byte, unix.NLMSG_HDRLEN+sizeofReq)
+	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
+	binary.NativeEndian.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
+	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	body := req[unix.NLMSG_HDRLEN:]
+	body[0], body[1] = family, unix.IPPROTO_TCP
+	binary.NativeEndian.PutUint32(body[4:], 1<<tcpListen)
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<16)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			return err
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				return nil
+			case unix.NLMSG_ERROR:
+				return fmt.Errorf("sock_diag: netlink error")
+			}
+			if len(m.Data) < sizeofDiag {
+				continue
+			}
+			if int(binary.BigEndian.Uint16(m.Data[offSport:])) == port {
+				out[strconv.FormatUint(uint64(binary.NativeEndian.Uint32(m.Data[offInode:])), 10)] = true
+			}
+		}
+	}
+}
+
+// socketInodes returns the inodes of the sockets pid has open.
+func socketInodes(pid int) map[string]bool {
+	out := map[string]bool{}
+	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+	for _, fd := range fds {
+		link, err := os.Readlink(fd)
+		if err == nil && strings.HasPrefix(link, "socket:[") {
+			out[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
+		}
+	}
+	return out
+}
+
+// countCommon counts the keys a and b share.
+func countCommon(a, b map[string]bool) int {
+	n := 0
+	for k := range a {
+		if b[k] {
+			n++
+		}
+	}
+	return n
+}
+
+// cliResult is how a finished lancelot command went.
+type cliResult struct {
+	stdout, stderr string
+	code           int // exit code; -1 if killed by a signal
+	elapsed        time.Duration
+}
+
+// runCLI runs the binary with args in a process group of its own, waits up
+// to timeout for it to exit, then checks no process of its group (a worker
+// it started) is left. It fails the test if the command does not exit.
+func runCLI(t testing.TB, timeout time.Duration, args ...string) cliResult {
+	t.Helper()
+	var stdout, stderr strings.Builder
+	cmd := exec.Command(binPath, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start lancelot %q: %v", args, err)
+	}
+	pgid := cmd.Process.Pid
+	t.Cleanup(func() { syscall.Kill(-pgid, syscall.SIGKILL) })
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		<-done
+		t.Fatalf("lancelot %q still running after %v; stderr:\n%s", args, timeout, stderr.String())
+	}
+	r := cliResult{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode(), elapsed: time.Since(start)}
+	waitFor(t, 2*time.Second, fmt.Sprintf("no process left in the group of lancelot %q", args), func() bool {
+		return errors.Is(syscall.Kill(-pgid, 0), syscall.ESRCH)
+	})
+	return r
+}
+
+// dialRaw dials addr; the connection is closed when the test ends.
+func dialRaw(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// askOn sends q on conn and reads one answer (up to '.') within 5 s. It
+// reads byte by byte, so nothing after the answer is consumed, and reports
+// rather than fails, so any goroutine may call it.
+func askOn(conn net.Conn, q string) (string, error) {
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	defer conn.SetDeadline(time.Time{})
+	if _, err := conn.Write([]byte(q)); err != nil {
+		return "", err
+	}
+	var answer []byte
+	b := make([]byte, 1)
+	for {
+		if _, err := conn.Read(b); err != nil {
+			return string(answer), err
+		}
+		answer = append(answer, b[0])
+		if b[0] == '.' {
+			return string(answer), nil
+		}
+	}
+}
+
+// readUntilClosed waits up to timeout for the server to close conn (EOF or
+// reset) without sending anything; any goroutine may call it.
+func readUntilClosed(conn net.Conn, timeout time.Duration) error {
+	conn.SetReadDeadline(time.Now().Add(timeout))
+	b, err := io.ReadAll(conn)
+	if len(b) > 0 {
+		return fmt.Errorf("read %q before the close", b)
+	}
+	if err != nil && !isReset(err) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,514 @@
+package main
+
+// The process tree: workers, their sockets, crashes, and the supervisor's
+// signals.
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestWorkersAndSockets: --workers 3 gives exactly three worker processes,
+// children of the supervisor, and three listening sockets on the port, all
+// held by the supervisor, one per worker.
+func TestWorkersAndSockets(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--workers", "3", "--shutdown-timeout", "1s")
+	workers := s.workerPIDs()
+	if len(workers) != 3 {
+		t.Fatalf("supervisor %d has children %v, want 3 workers", s.cmd.Process.Pid, workers)
+	}
+	for _, pid := range workers {
+		if ppid := parentPID(pid); ppid != s.cmd.Process.Pid {
+			t.Errorf("worker %d has parent %d, want the supervisor %d", pid, ppid, s.cmd.Process.Pid)
+		}
+		if !alive(pid) {
+			t.Errorf("worker %d is not running", pid)
+		}
+	}
+	if n := len(listeningInodes(t, s.port)); n != 3 {
+		t.Errorf("listening sockets on port %d = %d, want 3", s.port, n)
+	}
+	listening := listeningInodes(t, s.port)
+	if n := countCommon(listening, socketInodes(s.cmd.Process.Pid)); n != 3 {
+		t.Errorf("supervisor holds %d of the %d listening sockets, want all 3", n, len(listening))
+	}
+	seen := map[string]bool{}
+	for _, pid := range workers {
+		mine := 0
+		for inode := range socketInodes(pid) {
+			if listening[inode] {
+				mine++
+				if seen[inode] {
+					t.Errorf("listening socket %s served by two workers", inode)
+				}
+				seen[inode] = true
+			}
+		}
+		if mine != 1 {
+			t.Errorf("worker %d holds %d listening sockets, want 1 (its slot's)", pid, mine)
+		}
+	}
+	// Connections spread over the sockets are all served.
+	for i := range 30 {
+		if got, err := askOnce(s.addr, qName, 5*time.Second); err != nil || got != aName {
+			t.Fatalf("connection %d: %q, %v", i, got, err)
+		}
+	}
+}
+
+// TestWorkerKilledIsReplaced: a worker that dies, by SIGKILL or by a stop
+// signal sent to it rather than to the supervisor, is replaced in its slot;
+// the other workers and the sockets stay.
+func TestWorkerKilledIsReplaced(t *testing.T) {
+	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM, syscall.SIGQUIT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			s := startServer(t, "--workers", "3", "--shutdown-timeout", "1s")
+			before := s.workerPIDs()
+			if len(before) != 3 {
+				t.Fatalf("workers = %v, want 3", before)
+			}
+			victim := before[1]
+			if err := syscall.Kill(victim, sig); err != nil {
+				t.Fatal(err)
+			}
+			var after []int
+			s.waitFor(5*time.Second, "3 workers again, without the stopped one", func() bool {
+				after = s.workerPIDs()
+				return len(after) == 3 && !contains(after, victim) && allAlive(after)
+			})
+			for _, pid := range before {
+				if pid != victim && !contains(after, pid) {
+					t.Errorf("worker %d was not signalled but is gone (workers %v -> %v)", pid, before, after)
+				}
+			}
+			if n := len(listeningInodes(t, s.port)); n != 3 {
+				t.Errorf("listening sockets = %d after the worker died, want 3", n)
+			}
+			for i := range 30 {
+				if got, err := askOnce(s.addr, qQuest, 5*time.Second); err != nil || got != aQuest {
+					t.Fatalf("connection %d after the replacement: %q, %v", i, got, err)
+				}
+			}
+			if s.hasExited() {
+				t.Fatal("supervisor exited")
+			}
+		})
+	}
+}
+
+// TestQueuedClientsServedAfterWorkerKill: with one worker, clients that
+// connect while it is dead queue on its socket and are answered by its
+// replacement, not reset.
+func TestQueuedClientsServedAfterWorkerKill(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--workers", "1", "--shutdown-timeout", "1s")
+	workers := s.workerPIDs()
+	if len(workers) != 1 {
+		t.Fatalf("workers = %v, want 1", workers)
+	}
+	if err := syscall.Kill(workers[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if errs := askConcurrently(s.addr, 20); len(errs) > 0 {
+		t.Errorf("%d of 20 clients that connected right after the kill failed: %v", len(errs), errs)
+	}
+	s.waitFor(5*time.Second, "a new worker", func() bool {
+		w := s.workerPIDs()
+		return len(w) == 1 && w[0] != workers[0]
+	})
+}
+
+// TestCrashLoopBacksOff: a worker killed again and again is restarted with
+// a growing delay the log reports; the supervisor keeps running and clients
+// that arrive meanwhile wait for the next worker instead of being reset.
+func TestCrashLoopBacksOff(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--workers", "1", "--shutdown-timeout", "1s")
+	pid := s.workerPIDs()[0]
+	killed := []int{}
+	for round := range 5 {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		killed = append(killed, pid)
+		// Clients arriving during the backoff are queued, then served.
+		if errs := askConcurrently(s.addr, 5); len(errs) > 0 {
+			t.Fatalf("round %d: %d of 5 clients failed while the worker restarted: %v", round, len(errs), errs)
+		}
+		s.waitFor(5*time.Second, "a new worker", func() bool {
+			w := s.workerPIDs()
+			if len(w) != 1 || contains(killed, w[0]) {
+				return false
+			}
+			pid = w[0]
+			return true
+		})
+	}
+	if s.hasExited() {
+		t.Fatalf("supervisor exited during the crash loop: %v", s.waitErr)
+	}
+	if logs := s.logs.String(); !strings.Contains(strings.ToLower(logs), "backoff") && !strings.Contains(strings.ToLower(logs), "backing off") {
+		t.Errorf("log does not mention the backoff:\n%s", logs)
+	}
+	if got, err := askOnce(s.addr, qColor, 5*time.Second); err != nil || got != aColor {
+		t.Errorf("after the crash loop: %q, %v", got, err)
+	}
+	checkLogRecords(t, s.logs.String())
+}
+
+// TestSupervisorKilled: when the supervisor dies by SIGKILL its workers exit
+// within 2 s and nothing listens on the port any more.
+func TestSupervisorKilled(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--workers", "2", "--shutdown-timeout", "1s")
+	workers := s.workerPIDs()
+	if len(workers) != 2 {
+		t.Fatalf("workers = %v, want 2", workers)
+	}
+	// The harness finds workers through their parent, gone here.
+	t.Cleanup(func() {
+		for _, pid := range workers {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	c := dial(t, s.addr)
+	c.send(qName)
+	c.expect(aName)
+	if err := s.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := time.Now()
+	s.wait(5 * time.Second)
+	waitFor(t, 2*time.Second-time.Since(killedAt), fmt.Sprintf("workers %v gone within 2s of the supervisor's SIGKILL", workers), func() bool {
+		return !anyAlive(workers)
+	})
+	waitFor(t, time.Second, "no socket listening on the port", func() bool {
+		return len(listeningInodes(t, s.port)) == 0
+	})
+	c.expectClosed(2 * time.Second)
+}
+
+// TestTermServesOpenClients: after TERM, a client mid-conversation (idle
+// between questions, or mid-question) is served until it leaves; then the
+// server exits 0 and removes its pid file.
+func TestTermServesOpenClients(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--workers", "2", "--shutdown-timeout", "20s")
+	workers := s.workerPIDs()
+	idle := dial(t, s.addr)
+	idle.send(qName)
+	idle.expect(aName)
+	mid := dial(t, s.addr)
+	mid.send(qQuest)
+	mid.expect(aQuest)
+	mid.send("What is your")
+
+	s.signal(syscall.SIGTERM)
+	// Draining: no worker accepts any more.
+	s.waitFor(5*time.Second, "workers closed their listening sockets", func() bool {
+		listening := listeningInodes(t, s.port)
+		for _, pid := range workers {
+			if countCommon(listening, socketInodes(pid)) > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for range 3 {
+		idle.send(qColor)
+		idle.expect(aColor)
+	}
+	mid.send(" name?")
+	mid.expect(aName)
+	mid.send(qQuest + qColor)
+	mid.expectAll(aQuest + aColor)
+	if s.hasExited() {
+		t.Fatal("server exited with clients still open")
+	}
+	if _, err := os.Stat(s.pidFile); err != nil {
+		t.Errorf("pid file gone while still serving: %v", err)
+	}
+	idle.conn.Close()
+	mid.conn.Close()
+	if err := s.wait(5 * time.Second); err != nil {
+		t.Errorf("exit after TERM once clients left: %v, want status 0", err)
+	}
+	if _, err := os.Stat(s.pidFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pid file after exit: %v, want it removed", err)
+	}
+	if anyAlive(workers) {
+		t.Errorf("workers %v outlived the supervisor", workers)
+	}
+	checkLogRecords(t, s.logs.String())
+}
+
+// TestTermShutdownTimeout: an idle client does not hold a graceful stop
+// beyond --shutdown-timeout.
+func TestTermShutdownTimeout(t *testing.T) {
+	t.Parallel()
+	const timeout = time.Second
+	s := startServer(t, "--workers", "2", "--shutdown-timeout", "1s")
+	workers := s.workerPIDs()
+	c := dial(t, s.addr)
+	c.send(qName)
+	c.expect(aName)
+	start := time.Now()
+	s.signal(syscall.SIGTERM)
+	if err := s.wait(timeout + 3*time.Second); err != nil {
+		t.Errorf("exit after TERM: %v, want status 0", err)
+	}
+	if d := time.Since(start); d < timeout-100*time.Millisecond {
+		t.Errorf("exited %v after TERM with a client open, want it served until the %v shutdown timeout", d, timeout)
+	}
+	c.expectClosed(time.Second)
+	if _, err := os.Stat(s.pidFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pid file after exit: %v, want it removed", err)
+	}
+	if anyAlive(workers) {
+		t.Errorf("workers %v outlived the supervisor", workers)
+	}
+	checkLogRecords(t, s.logs.String())
+}
+
+// TestTermMidQuestionPastTimeout: when --shutdown-timeout passes, an idle
+// client is closed, but one in the middle of a question still gets its
+// answer, then is closed, and the server exits 0.
+func TestTermMidQuestionPastTimeout(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--workers", "1", "--shutdown-timeout", "300ms", "--read-timeout", "10s")
+	idle := dial(t, s.addr)
+	idle.send(qName)
+	idle.expect(aName)
+	mid := dial(t, s.addr)
+	mid.send(qName)
+	mid.expect(aName)
+	mid.send("What is your")
+	s.signal(syscall.SIGTERM)
+	// The idle client's close marks the end of the shutdown timeout.
+	idle.expectClosed(5 * time.Second)
+	if s.hasExited() {
+		t.Fatal("server exited with a question unanswered")
+	}
+	mid.send(" quest?")
+	mid.expect(aQuest)
+	mid.expectClosed(5 * time.Second)
+	if err := s.wait(5 * time.Second); err != nil {
+		t.Errorf("exit after TERM: %v, want status 0", err)
+	}
+	checkLogRecords(t, s.logs.String())
+}
+
+// TestQuitDuringDrain: QUIT cuts a graceful stop short.
+func TestQuitDuringDrain(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--workers", "2", "--shutdown-timeout", "30s")
+	workers := s.workerPIDs()
+	c := dial(t, s.addr)
+	c.send(qName)
+	c.expect(aName)
+	s.signal(syscall.SIGTERM)
+	s.waitFor(5*time.Second, "workers closed their listening sockets", func() bool {
+		listening := listeningInodes(t, s.port)
+		for _, pid := range workers {
+			if countCommon(listening, socketInodes(pid)) > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	c.send(qQuest)
+	c.expect(aQuest)
+	s.signal(syscall.SIGQUIT)
+	if err := s.wait(3 * time.Second); err != nil {
+		t.Errorf("exit after TERM then QUIT: %v, want status 0", err)
+	}
+	c.expectClosed(time.Second)
+	waitFor(t, time.Second, "no worker left", func() bool { return !anyAlive(workers) })
+	// The workers stopped as asked, not by the Go runtime's default QUIT
+	// action (a goroutine dump and exit status 2).
+	checkLogRecords(t, s.logs.String())
+	if strings.Contains(s.logs.String(), "exit status 2") {
+		t.Errorf("a worker exited with status 2 on QUIT during a drain")
+	}
+}
+
+// checkLogRecords checks every line of a server's output is one log record
+// ("one line per event"): no stack dump, no stray output.
+func checkLogRecords(t *testing.T, logs string) {
+	t.Helper()
+	var bad []string
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		if !strings.HasPrefix(line, "time=") && !strings.HasPrefix(line, "{") {
+			bad = append(bad, line)
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("%d output lines are not log records, first: %q", len(bad), bad[:min(len(bad), 3)])
+	}
+}
+
+// TestStopSignals: TERM and INT without clients, and QUIT with clients
+// mid-question, stop the server promptly with status 0.
+func TestStopSignals(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		sig     syscall.Signal
+		clients bool
+	}{
+		{syscall.SIGTERM, false},
+		{syscall.SIGINT, false},
+		{syscall.SIGQUIT, true},
+	} {
+		t.Run(tc.sig.String(), func(t *testing.T) {
+			t.Parallel()
+			// A long shutdown timeout: a prompt exit is not the timeout's.
+			s := startServer(t, "--workers", "2", "--shutdown-timeout", "30s")
+			workers := s.workerPIDs()
+			var clients []*client
+			if tc.clients {
+				for range 3 {
+					c := dial(t, s.addr)
+					c.send(qName)
+					c.expect(aName)
+					c.send("What is")
+					clients = append(clients, c)
+				}
+			}
+			start := time.Now()
+			s.signal(tc.sig)
+			if err := s.wait(3 * time.Second); err != nil {
+				t.Errorf("exit after %v: %v, want status 0", tc.sig, err)
+			}
+			t.Logf("%v: exited after %v", tc.sig, time.Since(start))
+			for _, c := range clients {
+				c.expectClosed(time.Second)
+			}
+			if _, err := os.Stat(s.pidFile); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("pid file after exit: %v, want it removed", err)
+			}
+			waitFor(t, time.Second, "no worker left", func() bool { return !anyAlive(workers) })
+			checkLogRecords(t, s.logs.String())
+		})
+	}
+}
+
+// TestServeInterface: `serve INTERFACE` listens on INTERFACE:1060, as the
+// book's server does. Port 1060 is fixed, so it may be taken on the test
+// machine: then serve must fail cleanly (non-zero, one line naming the
+// address, nothing left running); otherwise it must serve there.
+func TestServeInterface(t *testing.T) {
+	t.Parallel()
+	s := launchServer(t, []string{"serve", "--workers", "1", "--shutdown-timeout", "1s", "--pid-file", "", "127.0.0.1"}, nil)
+	s.waitFor(10*time.Second, "ready or exited", func() bool {
+		if s.hasExited() {
+			return true
+		}
+		b, err := os.ReadFile(s.pidFile)
+		return err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(s.cmd.Process.Pid)
+	})
+	if s.hasExited() {
+		logs := strings.TrimSpace(s.logs.String())
+		t.Logf("port 1060 unavailable; serve said: %s", logs)
+		if s.waitErr == nil {
+			t.Errorf("serve 127.0.0.1 exited 0 without serving")
+		}
+		if strings.Count(logs, "\n") != 0 || !strings.Contains(logs, "1060") {
+			t.Errorf("serve 127.0.0.1 failed with %q, want one line naming 127.0.0.1:1060", logs)
+		}
+		return
+	}
+	// 127.0.0.1:1060 in /proc/net/tcp is 0100007F:0424.
+	var mine bool
+	listening := listeningInodes(t, 1060)
+	for inode := range socketInodes(s.cmd.Process.Pid) {
+		mine = mine || listening[inode]
+	}
+	if !mine {
+		t.Errorf("serve 127.0.0.1 is ready but holds no socket listening on port 1060")
+	}
+	if !strings.Contains(s.logs.String(), "127.0.0.1:1060") {
+		t.Errorf("log does not name 127.0.0.1:1060:\n%s", s.logs.String())
+	}
+	if got, err := askOnce("127.0.0.1:1060", qName, 5*time.Second); err != nil || got != aName {
+		t.Errorf("ask 127.0.0.1:1060: %q, %v", got, err)
+	}
+	s.signal(syscall.SIGTERM)
+	if err := s.wait(5 * time.Second); err != nil {
+		t.Errorf("exit after TERM: %v", err)
+	}
+}
+
+// askConcurrently opens n connections at once, asks each the name question
+// and returns the failures.
+func askConcurrently(addr string, n int) []error {
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			got, err := askOnce(addr, qName, 10*time.Second)
+			if err == nil && got != aName {
+				err = fmt.Errorf("answer %q", got)
+			}
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("client %d: %w", i, err))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// parentPID reads pid's parent from /proc; 0 if pid is gone.
+func parentPID(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(fields[1])
+	return ppid
+}
+
+func contains(pids []int, pid int) bool {
+	for _, p := range pids {
+		if p == pid {
+			return true
+		}
+	}
+	return false
+}
+
+func allAlive(pids []int) bool {
+	for _, p := range pids {
+		if !alive(p) {
+			return false
+		}
+	}
+	return true
+}
+
+func anyAlive(pids []int) bool {
+	for _, p := range pids {
+		if alive(p) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,348 @@
+package main
+
+// The protocol as the contract states it, against the real binary.
+
+import (
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// protoStep is one write and the answers it must bring.
+type protoStep struct {
+	send string
+	want string        // every answer owed after this write, concatenated
+	open time.Duration // then the connection must stay open and silent this long
+}
+
+// TestProtocol runs the contract's protocol cases, each on its own
+// connection to one shared server.
+func TestProtocol(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--workers", "2", "--idle-timeout", "10s", "--read-timeout", "10s",
+		"--write-timeout", "10s", "--shutdown-timeout", "1s")
+	var pipelined, pipelinedAnswers strings.Builder
+	for i := range 300 {
+		qa := [][2]string{{qName, aName}, {qQuest, aQuest}, {qColor, aColor}}[i%3]
+		pipelined.WriteString(qa[0])
+		pipelinedAnswers.WriteString(qa[1])
+	}
+	for _, tc := range []struct {
+		name   string
+		steps  []protoStep
+		split  bool // write every byte on its own
+		closed bool // then the server closes the connection
+	}{
+		// Served
+		{name: "three questions in turn", steps: []protoStep{
+			{send: qName, want: aName}, {send: qQuest, want: aQuest}, {send: qColor, want: aColor}}},
+		{name: "same question again", steps: []protoStep{
+			{send: qColor, want: aColor}, {send: qColor, want: aColor}}},
+		{name: "three pipelined in one write", steps: []protoStep{
+			{send: qName + qQuest + qColor, want: aName + aQuest + aColor}}},
+		{name: "300 pipelined in one write", steps: []protoStep{
+			{send: pipelined.String(), want: pipelinedAnswers.String()}}},
+		{name: "split byte by byte", split: true, steps: []protoStep{
+			{send: qName + qQuest, want: aName + aQuest}}},
+		{name: "split across writes", steps: []protoStep{
+			{send: "What is your", open: 100 * time.Millisecond},
+			{send: " favorite", open: 50 * time.Millisecond},
+			{send: " color?" + qName + "What", want: aColor + aName},
+			{send: " is your quest?", want: aQuest}}},
+		{name: "leading whitespace", steps: []protoStep{
+			{send: " " + qName, want: aName},
+			{send: "\t" + qQuest, want: aQuest},
+			{send: "\r" + qColor, want: aColor},
+			{send: "\n" + qName, want: aName},
+			{send: " \t\r\n \r\n\t" + qQuest, want: aQuest}}},
+		{name: "lines as nc sends them", steps: []protoStep{
+			{send: qName + "\n", want: aName},
+			{send: qQuest + "\r\n", want: aQuest},
+			{send: "\r\n", open: 50 * time.Millisecond},
+			{send: qColor + "\n", want: aColor}}},
+		{name: "whitespace split from its question", split: true, steps: []protoStep{
+			{send: " \r\n\t" + qName + "\r\n", want: aName}}},
+		{name: "1024 bytes without ? are not too many", steps: []protoStep{
+			{send: strings.Repeat("x", 1024), open: 200 * time.Millisecond},
+			{send: "?"}}, closed: true}, // too long to be known, not to be read
+
+		// Closed
+		{name: "unknown question", closed: true, steps: []protoStep{
+			{send: "What is the capital of Assyria?"}}},
+		{name: "unknown after answers", closed: true, steps: []protoStep{
+			{send: qName, want: aName},
+			{send: qQuest + "What is your age?" + qColor, want: aQuest}}},
+		{name: "case matters", closed: true, steps: []protoStep{
+			{send: "what is your name?"}}},
+		{name: "inner whitespace matters", closed: true, steps: []protoStep{
+			{send: "What is  your name?"}}},
+		{name: "bare ?", closed: true, steps: []protoStep{
+			{send: "?"}}},
+		{name: "non-ASCII", closed: true, steps: []protoStep{
+			{send: "What is your n\xc3\xa6me?"}}},
+		{name: "non-ASCII without ?", closed: true, steps: []protoStep{
+			{send: qName + "\xff", want: aName}}},
+		{name: "more than 1024 bytes without ?", closed: true, steps: []protoStep{
+			{send: strings.Repeat("x", 1025)}}},
+		{name: "more than 1024 bytes after an answer", closed: true, steps: []protoStep{
+			{send: qName + strings.Repeat("What is your name", 100), want: aName}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := dial(t, s.addr)
+			for _, ex := range tc.steps {
+				if tc.split {
+					for _, b := range []byte(ex.send) {
+						c.send(string(b))
+						time.Sleep(time.Millisecond) // nothing to wait for: spread the bytes out
+					}
+				} else {
+					c.send(ex.send)
+				}
+				c.expectAll(ex.want)
+				if ex.open > 0 {
+					c.expectOpen(ex.open)
+				}
+			}
+			if !tc.closed {
+				c.send(qName)
+				c.expect(aName)
+				return
+			}
+			// Closed at once, not by a timeout (all 10 s here).
+			c.expectClosed(5 * time.Second)
+			// The server goes on serving everyone else.
+			other := dial(t, s.addr)
+			other.send(qQuest)
+			other.expect(aQuest)
+		})
+	}
+}
+
+// TestMaxQuestionBytesFlag: with a limit equal to the longest question,
+// every question is served and one byte more without a '?' is cut.
+func TestMaxQuestionBytesFlag(t *testing.T) {
+	t.Parallel()
+	longest := len(qColor)
+	s := startServer(t, "--workers", "1", "--max-question-bytes", "28", "--read-timeout", "10s", "--shutdown-timeout", "1s")
+	if longest != 28 {
+		t.Fatalf("longest question is %d bytes, test assumes 28", longest)
+	}
+	c := dial(t, s.addr)
+	c.send(qColor + " \r\n" + qName + qQuest)
+	c.expectAll(aColor + aName + aQuest)
+	c.send(strings.Repeat("x", 28))
+	c.expectOpen(200 * time.Millisecond)
+
+	over := dial(t, s.addr)
+	over.send(qName)
+	over.expect(aName)
+	over.send(strings.Repeat("x", 29))
+	over.expectClosed(5 * time.Second)
+}
+
+func TestIdleTimeoutFlag(t *testing.T) {
+	t.Parallel()
+	const idle = 300 * time.Millisecond
+	s := startServer(t, "--workers", "1", "--idle-timeout", "300ms", "--read-timeout", "10s", "--shutdown-timeout", "1s")
+	// A client that never sends, and one that goes quiet after an answer.
+	silent, quiet := dialRaw(t, s.addr), dialRaw(t, s.addr)
+	if got, err := askOn(quiet, qName); err != nil || got != aName {
+		t.Fatalf("answer = %q, %v; want %q", got, err, aName)
+	}
+	var wg sync.WaitGroup
+	for name, conn := range map[string]net.Conn{"silent": silent, "quiet after an answer": quiet} {
+		wg.Go(func() {
+			start := time.Now()
+			if err := readUntilClosed(conn, 5*time.Second); err != nil {
+				t.Errorf("%s client: %v; want closed after about %v", name, err, idle)
+				return
+			}
+			if d := time.Since(start); d < idle/2 {
+				t.Errorf("%s client closed after %v, want about %v", name, d, idle)
+			}
+		})
+	}
+	// Questions closer together than the idle timeout keep a connection
+	// open longer than the timeout.
+	c := dial(t, s.addr)
+	start := time.Now()
+	for time.Since(start) < 2*idle {
+		c.send(qName)
+		c.expect(aName)
+		time.Sleep(idle / 3) // the client's pause under test
+	}
+	wg.Wait()
+}
+
+func TestReadTimeoutFlag(t *testing.T) {
+	t.Parallel()
+	const readTimeout = 300 * time.Millisecond
+	s := startServer(t, "--workers", "1", "--read-timeout", "300ms", "--idle-timeout", "10s", "--shutdown-timeout", "1s")
+	c := dial(t, s.addr)
+	c.send(qName)
+	c.expect(aName)
+	start := time.Now()
+	c.send("What is your")
+	c.expectClosed(5 * time.Second)
+	if d := time.Since(start); d < readTimeout/2 {
+		t.Errorf("unfinished question cut after %v, want about %v", d, readTimeout)
+	}
+	// The read timeout bounds the whole question, not each read.
+	trickle := dial(t, s.addr)
+	start = time.Now()
+	for _, b := range []byte(qColor) {
+		if _, err := trickle.conn.Write([]byte{b}); err != nil {
+			break
+		}
+		time.Sleep(40 * time.Millisecond) // the slow client under test
+	}
+	trickle.expectClosed(5 * time.Second)
+	if d := time.Since(start); d < readTimeout/2 {
+		t.Errorf("trickling client cut after %v, want about %v", d, readTimeout)
+	}
+}
+
+// TestTimeoutFlagsApart: --idle-timeout does not cut a started question,
+// and --read-timeout does not cut a connection idle between questions.
+func TestTimeoutFlagsApart(t *testing.T) {
+	t.Parallel()
+	t.Run("idle timeout mid-question", func(t *testing.T) {
+		t.Parallel()
+		s := startServer(t, "--workers", "1", "--idle-timeout", "200ms", "--read-timeout", "10s", "--shutdown-timeout", "1s")
+		c := dial(t, s.addr)
+		c.send("What is your")
+		c.expectOpen(600 * time.Millisecond)
+		c.send(" name?")
+		c.expect(aName)
+	})
+	t.Run("read timeout between questions", func(t *testing.T) {
+		t.Parallel()
+		s := startServer(t, "--workers", "1", "--idle-timeout", "10s", "--read-timeout", "200ms", "--shutdown-timeout", "1s")
+		c := dial(t, s.addr)
+		c.send(qName)
+		c.expect(aName)
+		c.expectOpen(600 * time.Millisecond)
+		c.send(qQuest)
+		c.expect(aQuest)
+	})
+}
+
+// TestWriteTimeoutFlag: a client that pipelines questions and never reads
+// the answers is cut after --write-timeout; the worker does not hang and
+// serves others meanwhile and after.
+func TestWriteTimeoutFlag(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--workers", "1", "--write-timeout", "300ms", "--shutdown-timeout", "1s")
+	conn := dialRaw(t, s.addr)
+	if tc, ok := conn.(interface{ SetReadBuffer(int) error }); ok {
+		tc.SetReadBuffer(4096) // fill the window sooner
+	}
+	start := time.Now()
+	errc := make(chan error, 1)
+	go func() {
+		chunk := []byte(strings.Repeat(qQuest, 2000))
+		conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
+		for {
+			if _, err := conn.Write(chunk); err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	other := dial(t, s.addr)
+	other.send(qName)
+	other.expect(aName)
+	select {
+	case err := <-errc:
+		if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+			t.Errorf("never-reading client: write error %v after %v, want a reset by the server", err, time.Since(start))
+		}
+	case <-time.After(15 * time.Second):
+		conn.Close()
+		<-errc
+		t.Fatal("never-reading client still connected after 15s with --write-timeout 300ms")
+	}
+	other.send(qColor)
+	other.expect(aColor)
+	if got, err := askOnce(s.addr, qQuest, 5*time.Second); err != nil || got != aQuest {
+		t.Errorf("new client after the cut: %q, %v", got, err)
+	}
+}
+
+// TestManyHeldQuestions: 300 clients each holding an unfinished question do
+// not delay a new client.
+func TestManyHeldQuestions(t *testing.T) {
+	t.Parallel()
+	const holders = 300
+	s := startServer(t, "--workers", "2", "--read-timeout", "20s", "--shutdown-timeout", "1s")
+	workers := s.workerPIDs()
+	before := 0
+	for _, pid := range workers {
+		before += len(socketInodes(pid))
+	}
+	conns := make([]*client, holders)
+	for i := range conns {
+		conns[i] = dial(t, s.addr)
+		conns[i].send("What is your")
+	}
+	// Every one was accepted: the workers hold 300 more sockets.
+	s.waitFor(10*time.Second, "300 connections accepted by the workers", func() bool {
+		n := 0
+		for _, pid := range workers {
+			n += len(socketInodes(pid))
+		}
+		return n-before >= holders
+	})
+	start := time.Now()
+	c := dial(t, s.addr)
+	c.send(qName)
+	c.expect(aName)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("new client answered after %v with %d questions held, want under 1s", d, holders)
+	}
+	// And every held question is answered once it completes.
+	var wg sync.WaitGroup
+	for _, h := range conns {
+		wg.Go(func() {
+			if _, err := h.conn.Write([]byte(" quest?")); err != nil {
+				t.Errorf("finish held question: %v", err)
+				return
+			}
+			h.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if got, err := h.r.ReadString('.'); err != nil || got != aQuest {
+				t.Errorf("held question answered %q, %v; want %q", got, err, aQuest)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestConfigAnswers: the config file's answers: replace the built-in table.
+func TestConfigAnswers(t *testing.T) {
+	t.Parallel()
+	cfg := filepath.Join(t.TempDir(), "lancelot.yaml")
+	const (
+		qSwallow = "What is the air-speed velocity of an unladen swallow?"
+		aSwallow = "What do you mean, an African or European swallow?"
+	)
+	yaml := "answers:\n" +
+		"  \"What is your name?\": \"It is Arthur, King of the Britons.\"\n" +
+		"  \"" + qSwallow + "\": \"" + aSwallow + ".\"\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, "--workers", "1", "--config", cfg, "--shutdown-timeout", "1s")
+	c := dial(t, s.addr)
+	c.send(qName + qSwallow)
+	c.expectAll("It is Arthur, King of the Britons." + aSwallow + ".")
+	// The built-in table is gone, not merged.
+	c.send(qQuest)
+	c.expectClosed(5 * time.Second)
+}

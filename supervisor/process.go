@@ -99,11 +99,14 @@ func startWorker(spec spawnSpec) (*worker, error) {
 
 // workerEnv drops what must reach the supervisor only: systemd's variables
 // (every notification comes from the supervisor) and our own handover ones.
+// Other LANCELOT_ variables (LANCELOT_ENGINE) pass through.
 func workerEnv(env []string) []string {
 	out := make([]string, 0, len(env))
 	for _, kv := range env {
 		if strings.HasPrefix(kv, "NOTIFY_SOCKET=") || strings.HasPrefix(kv, "LISTEN_") ||
-			strings.HasPrefix(kv, "WATCHDOG_") || strings.HasPrefix(kv, "LANCELOT_") {
+			strings.HasPrefix(kv, "WATCHDOG_") || strings.HasPrefix(kv, "LANCELOT_UPGRADE") ||
+			strings.HasPrefix(kv, control.EnvConfig+"=") || strings.HasPrefix(kv, control.EnvListeners+"=") ||
+			strings.HasPrefix(kv, control.EnvSlot+"=") {
 			continue
 		}
 		out = append(out, kv)

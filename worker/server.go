@@ -167,6 +167,13 @@ func (s *Server) stop() {
 	}
 	s.stopped = true
 	for ln := range s.listeners {
+		for _, nc := range sweepQueue(ln, s.opts.Logger) {
+			c := &conn{srv: s, nc: nc}
+			s.conns[c] = struct{}{}
+			s.active.Add(1)
+			s.accepted.Add(1)
+			go c.serve()
+		}
 		ln.Close()
 	}
 	if len(s.conns) == 0 {

@@ -315,3 +315,27 @@ func writeFile(t testing.TB, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// TestStopUnderLoadResetsNobody: after TERM new clients are refused, but
+// every client already connected, queued or accepted, is served.
+func TestStopUnderLoadResetsNobody(t *testing.T) {
+	s := startServer(t, "--workers", "2")
+	tr := startTraffic(t, s.addr, 8, 8)
+	tr.waitExchanges(t, 1000)
+	s.signal(syscall.SIGTERM)
+	waitFor(t, 10*time.Second, "new connections refused", func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return tr.failures["refused"] > 0
+	})
+	failures := tr.finish()
+	if err := s.wait(10 * time.Second); err != nil {
+		t.Errorf("exit after TERM: %v", err)
+	}
+	t.Logf("TERM under load: %d exchanges, failures %v", tr.exchanges.Load(), failures)
+	for kind, n := range failures {
+		if kind != "refused" {
+			t.Errorf("%d failures of kind %q (examples %q): only new connections may be refused after TERM", n, kind, tr.examples)
+		}
+	}
+}

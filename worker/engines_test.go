@@ -6,4 +6,5 @@ import "github.com/camelot/lancelot/worker"
 // A new engine joins the suite by adding its constructor here.
 var testEngines = map[string]func(worker.Options) worker.Engine{
 	"goroutine": func(o worker.Options) worker.Engine { return worker.New(o) },
+	"eventloop": func(o worker.Options) worker.Engine { return worker.NewEventLoop(o) },
 }

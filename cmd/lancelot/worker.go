@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"syscall"
 
@@ -51,7 +53,8 @@ func runWorker() error {
 	if err != nil {
 		return err
 	}
-	srv := worker.New(worker.Options{
+	setWorkerProcs(cfg.Workers)
+	srv := newEngine(os.Getenv(envEngine), log, worker.Options{
 		Table:            table,
 		MaxQuestionBytes: cfg.MaxQuestionBytes,
 		IdleTimeout:      cfg.IdleTimeout,
@@ -59,6 +62,7 @@ func runWorker() error {
 		WriteTimeout:     cfg.WriteTimeout,
 		Logger:           log,
 	})
+	log.Debug("worker engine", "engine", fmt.Sprintf("%T", srv), "gomaxprocs", runtime.GOMAXPROCS(0))
 	return worker.Process{
 		Server:          srv,
 		Control:         ctrl,
@@ -66,6 +70,36 @@ func runWorker() error {
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          log,
 	}.Run(context.Background())
+}
+
+// envEngine selects a worker's engine: unset (or "eventloop") for the epoll
+// event loop, the default; "goroutine" for the goroutine-per-connection
+// Server, kept as a fallback and for comparison. Read by the worker only.
+const envEngine = "LANCELOT_ENGINE"
+
+func newEngine(name string, log *slog.Logger, o worker.Options) worker.Engine {
+	switch name {
+	case "goroutine":
+		return worker.New(o)
+	case "", "eventloop":
+	default:
+		log.Warn("unknown engine; using the event loop", "env", envEngine, "value", name)
+	}
+	return worker.NewEventLoop(o)
+}
+
+// setWorkerProcs gives the worker its share of the CPUs, plus one, unless
+// the user set GOMAXPROCS: the share is the CPUs the runtime found
+// (affinity mask, cgroup quota) divided among the workers, at least 1. The
+// event loop runs a loop per P but one: the spare P keeps the runtime from
+// taking a loop's P away while it waits in epoll_wait (see
+// worker.NewEventLoop). Measured with 2 workers on 2 CPUs, persistent
+// c=100: 6.3µs of CPU per exchange with GOMAXPROCS=1, 5.8µs with 2.
+func setWorkerProcs(workers int) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return
+	}
+	runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)/max(1, workers)) + 1)
 }
 
 // inheritedListeners turns fds FirstListenerFD.. into listeners. FileListener

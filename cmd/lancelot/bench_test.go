@@ -1,0 +1,136 @@
+package main
+
+// The CI smoke of `lancelot bench`: a second of each mode against the real
+// server, asserting zero errors and a positive rate. Never a speed
+// threshold: benchmarks live in docs/bench/compare.sh.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/camelot/lancelot/shared/loadgen"
+)
+
+// benchRun is one finished `lancelot bench` process.
+type benchRun struct {
+	stdout, stderr string
+	err            error
+}
+
+// runBench runs `lancelot bench args...`, bounded to 60 s.
+func runBench(t *testing.T, args ...string) benchRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, binPath, append([]string{"bench"}, args...)...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return benchRun{stdout: stdout.String(), stderr: stderr.String(), err: err}
+}
+
+// benchJSON checks that stdout is exactly one JSON object with the
+// contract's keys, and decodes it.
+func benchJSON(t *testing.T, out string) loadgen.Result {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(out))
+	var raw map[string]json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		t.Fatalf("stdout %q: %v", out, err)
+	}
+	if rest, _ := readAllString(dec); strings.TrimSpace(rest) != "" {
+		t.Errorf("stdout has more than one JSON object: %q", out)
+	}
+	for _, key := range []string{"exchanges", "exchanges_per_s", "connections_per_s", "latency_us", "errors"} {
+		if _, ok := raw[key]; !ok {
+			t.Errorf("JSON %s lacks %q", out, key)
+		}
+	}
+	var lat map[string]json.RawMessage
+	json.Unmarshal(raw["latency_us"], &lat)
+	for _, key := range []string{"p50", "p90", "p99", "p999", "max"} {
+		if _, ok := lat[key]; !ok {
+			t.Errorf("latency_us %s lacks %q", raw["latency_us"], key)
+		}
+	}
+	var res loadgen.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("decode %q: %v", out, err)
+	}
+	return res
+}
+
+func readAllString(dec *json.Decoder) (string, error) {
+	var b bytes.Buffer
+	_, err := b.ReadFrom(dec.Buffered())
+	return b.String(), err
+}
+
+func TestBenchSmoke(t *testing.T) {
+	s := startServer(t, "--workers", "2")
+	for _, tc := range []struct {
+		mode string
+		args []string
+	}{
+		{"persistent", nil},
+		{"pipelined", []string{"--pipeline", "3"}},
+		{"book", []string{"--mode", "book"}},
+		{"idle", []string{"--mode", "idle", "--probes", "2"}},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			args := append([]string{"--server", s.addr, "-c", "4", "--duration", "1s", "--json"}, tc.args...)
+			r := runBench(t, args...)
+			if r.err != nil {
+				t.Fatalf("bench %v: %v\nstderr: %s", args, r.err, r.stderr)
+			}
+			res := benchJSON(t, r.stdout)
+			if res.ErrorCount() != 0 || res.Exchanges <= 0 || res.ExchangesPerS <= 0 || res.ConnectionsPerS <= 0 {
+				t.Errorf("bench %v = %s; want exchanges, positive rates and no errors", args, r.stdout)
+			}
+			if tc.mode == "idle" && res.IdleHeld != 4 {
+				t.Errorf("bench %v held %d idle connections, want 4", args, res.IdleHeld)
+			}
+		})
+	}
+}
+
+func TestBenchSummary(t *testing.T) {
+	s := startServer(t, "--workers", "2")
+	r := runBench(t, "--server", s.addr, "-c", "2", "--duration", "300ms")
+	if r.err != nil {
+		t.Fatalf("bench: %v\nstderr: %s", r.err, r.stderr)
+	}
+	for _, want := range []string{"exchanges", "connections/s", "latency µs", "p50", "p99.9", "max", "errors        none"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("summary lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
+
+func TestBenchFails(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--server", fmt.Sprintf("127.0.0.1:%d", freePort(t))}, "unreachable"},
+		{[]string{"--server", "10.1.2.3:1060"}, "loopback"},
+		{[]string{"--server", "example.com:1060"}, "loopback"},
+		{[]string{"--mode", "sideways"}, "mode"},
+		{[]string{"-c", "0"}, "at least 1"},
+	} {
+		began := time.Now()
+		r := runBench(t, append(tc.args, "--duration", "30s")...)
+		if r.err == nil || !strings.Contains(r.stderr, tc.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 {
+			t.Errorf("bench %v: %v, stderr %q; want a one-line error naming %q", tc.args, r.err, r.stderr, tc.want)
+		}
+		if d := time.Since(began); d > 10*time.Second {
+			t.Errorf("bench %v took %v to fail; want at once", tc.args, d)
+		}
+	}
+}

@@ -1,0 +1,127 @@
+package loadgen
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestClassify(t *testing.T) {
+	op := func(err error) error { return &net.OpError{Op: "read", Net: "tcp", Err: err} }
+	for _, tc := range []struct {
+		err  error
+		want ErrorKind
+	}{
+		{op(os.NewSyscallError("connect", syscall.ECONNREFUSED)), Refused},
+		{op(os.NewSyscallError("read", syscall.ECONNRESET)), Reset},
+		{op(os.NewSyscallError("write", syscall.EPIPE)), Reset},
+		{io.EOF, EOF},
+		{fmt.Errorf("ask: %w", io.ErrUnexpectedEOF), EOF},
+		{fmt.Errorf("check: %w", errWrongAnswer), WrongAnswer},
+		{op(os.ErrDeadlineExceeded), Timeout},
+		{op(os.NewSyscallError("connect", syscall.ETIMEDOUT)), Timeout},
+		{op(os.NewSyscallError("connect", syscall.EADDRNOTAVAIL)), Other},
+		{op(os.NewSyscallError("socket", syscall.EMFILE)), Other},
+	} {
+		if got := classify(tc.err); got != tc.want {
+			t.Errorf("classify(%v) = %s, want %s", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestPlan(t *testing.T) {
+	child := []string{"child"}
+	for _, tc := range []struct {
+		cfg        Config
+		perProcess int
+		want       []int // connections per share; probes go with the first
+		sources    int
+	}{
+		// One process.
+		{Config{Connections: 100}, 19000, []int{100}, 1},
+		{Config{Connections: 12000, Mode: Idle}, 19000, []int{12000}, 2},
+		// Spread over children, the first share less its probes.
+		{Config{Connections: 100000, Mode: Idle, ChildArgs: child}, 19900, []int{19896, 16021, 16021, 16021, 16021, 16020}, 11},
+		{Config{Connections: 7, ChildArgs: child}, 3, []int{3, 2, 2}, 1},
+		{Config{Connections: 4, Probes: 4, Mode: Idle, ChildArgs: child}, 4, []int{0, 4}, 1},
+		// The IPv6 loopback has one source address.
+		{Config{Server: "[::1]:1060", Connections: 30000, ChildArgs: child}, 20000, []int{20000, 10000}, 1},
+	} {
+		cfg := tc.cfg.withDefaults()
+		shares, err := plan(cfg, tc.perProcess)
+		if err != nil {
+			t.Fatalf("plan(%+v): %v", cfg, err)
+		}
+		var got []int
+		next := 0
+		for _, sh := range shares {
+			got = append(got, sh.Conns)
+			if sh.First != next || sh.Sources != tc.sources {
+				t.Errorf("plan(%d conns): share %+v; want first %d, %d sources", cfg.Connections, sh, next, tc.sources)
+			}
+			next += sh.Conns
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("plan(%d conns, %d per process) = %v, want %v", cfg.Connections, tc.perProcess, got, tc.want)
+		}
+	}
+}
+
+func TestTallyWireKeepsHistogram(t *testing.T) {
+	a, b := newTally(), newTally()
+	for i := range int64(1000) {
+		a.Hist.RecordValue(1 + i)
+		b.Hist.RecordValue(5000 + i)
+	}
+	a.Exchanges, b.Exchanges = 1000, 1000
+	b.Errors[Reset] = 2
+	w, err := b.wire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := w.unwire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.add(&back)
+	r := resultOf(&a, Persistent, time.Second, 0)
+	if r.Exchanges != 2000 || r.ExchangesPerS != 2000 || r.Errors[Reset] != 2 || a.Hist.TotalCount() != 2000 {
+		t.Errorf("merged = %+v (histogram count %d)", r, a.Hist.TotalCount())
+	}
+	if r.Latency.P50 < 995 || r.Latency.P50 > 1005 || r.Latency.Max < 5995 || r.Latency.Max > 6005 {
+		t.Errorf("merged latency = %+v, want p50 ~1000, max ~6000", r.Latency)
+	}
+}
+
+func TestPeekClosed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := peekClosed(client); err != nil {
+		t.Errorf("open connection: peekClosed = %v, want nil", err)
+	}
+	server.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for err = peekClosed(client); err == nil && time.Now().Before(deadline); err = peekClosed(client) {
+		time.Sleep(time.Millisecond)
+	}
+	if !errors.Is(err, io.EOF) {
+		t.Errorf("closed connection: peekClosed = %v, want EOF", err)
+	}
+}

@@ -1,0 +1,173 @@
+package loadgen
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Histogram geometry: 1 µs to 60 s at 3 significant digits (about 140 KB).
+const (
+	histMin    = 1
+	histMax    = int64(60 * time.Second / time.Microsecond)
+	histDigits = 3
+)
+
+// maxShards bounds the histograms a process keeps: enough that the few
+// goroutines running at once rarely share one, few enough that 20k
+// connections don't each carry 140 KB.
+const maxShards = 32
+
+func newHist() *hdrhistogram.Histogram {
+	return hdrhistogram.New(histMin, histMax, histDigits)
+}
+
+// tally is what one part of a load counted, before rates are computed.
+type tally struct {
+	Exchanges      int64               `json:"exchanges"`       // timed phase
+	SetupExchanges int64               `json:"setup_exchanges"` // idle mode's opening ones
+	Connections    int64               `json:"connections"`     // timed phase
+	SetupConns     int64               `json:"setup_connections"`
+	Held           int64               `json:"held"`
+	Errors         map[ErrorKind]int64 `json:"errors"`
+	// Hist holds the timed phase's latencies in µs; nil in a snapshot.
+	Hist *hdrhistogram.Histogram `json:"-"`
+}
+
+func newTally() tally {
+	return tally{Errors: map[ErrorKind]int64{}, Hist: newHist()}
+}
+
+// add merges o into t. Histograms share one geometry, so nothing is dropped.
+func (t *tally) add(o *tally) {
+	t.addCounts(o)
+	if o.Hist != nil {
+		t.Hist.Merge(o.Hist)
+	}
+}
+
+// addCounts merges o's counts, not its histogram, into t.
+func (t *tally) addCounts(o *tally) {
+	t.Exchanges += o.Exchanges
+	t.SetupExchanges += o.SetupExchanges
+	t.Connections += o.Connections
+	t.SetupConns += o.SetupConns
+	t.Held += o.Held
+	for k, n := range o.Errors {
+		t.Errors[k] += n
+	}
+}
+
+// wireTally is a tally as a child process reports it: the histogram in
+// HdrHistogram's compressed encoding, so percentiles merge exactly.
+type wireTally struct {
+	tally
+	EncodedHist string `json:"hist"`
+}
+
+func (t *tally) wire() (wireTally, error) {
+	enc, err := t.Hist.Encode(hdrhistogram.V2CompressedEncodingCookieBase)
+	if err != nil {
+		return wireTally{}, fmt.Errorf("encode histogram: %w", err)
+	}
+	return wireTally{tally: *t, EncodedHist: string(enc)}, nil
+}
+
+func (w wireTally) unwire() (tally, error) {
+	h, err := hdrhistogram.Decode([]byte(w.EncodedHist))
+	if err != nil {
+		return tally{}, fmt.Errorf("decode histogram: %w", err)
+	}
+	t := w.tally
+	t.Hist = h
+	if t.Errors == nil {
+		t.Errors = map[ErrorKind]int64{}
+	}
+	return t, nil
+}
+
+// shard is a tally that goroutines record into; a Mutex rather than
+// atomics because the histogram needs one anyway.
+type shard struct {
+	mu sync.Mutex
+	t  tally
+}
+
+// exchange records one verified answer of the timed phase.
+func (s *shard) exchange(latency time.Duration) {
+	us := min(max(latency.Microseconds(), histMin), histMax)
+	s.mu.Lock()
+	s.t.Exchanges++
+	s.t.Hist.RecordValue(us) // in range by construction
+	s.mu.Unlock()
+}
+
+func (s *shard) setupExchange() {
+	s.mu.Lock()
+	s.t.SetupExchanges++
+	s.mu.Unlock()
+}
+
+func (s *shard) connected(setup bool) {
+	s.mu.Lock()
+	if setup {
+		s.t.SetupConns++
+	} else {
+		s.t.Connections++
+	}
+	s.mu.Unlock()
+}
+
+// held counts an idle connection still open at the end.
+func (s *shard) held() {
+	s.mu.Lock()
+	s.t.Held++
+	s.mu.Unlock()
+}
+
+func (s *shard) fail(kind ErrorKind) {
+	s.mu.Lock()
+	s.t.Errors[kind]++
+	s.mu.Unlock()
+}
+
+// recorder spreads a process's goroutines over its shards.
+type recorder struct {
+	shards []*shard
+}
+
+func newRecorder(workers int) *recorder {
+	r := &recorder{shards: make([]*shard, min(max(workers, 1), maxShards))}
+	for i := range r.shards {
+		r.shards[i] = &shard{t: newTally()}
+	}
+	return r
+}
+
+// shard returns the shard of goroutine i.
+func (r *recorder) shard(i int) *shard {
+	return r.shards[i%len(r.shards)]
+}
+
+// snapshot sums the counts so far, without the histograms.
+func (r *recorder) snapshot() tally {
+	sum := tally{Errors: map[ErrorKind]int64{}}
+	for _, s := range r.shards {
+		s.mu.Lock()
+		sum.addCounts(&s.t)
+		s.mu.Unlock()
+	}
+	return sum
+}
+
+// total merges every shard, histograms included; call it once every
+// goroutine recording into r has returned.
+func (r *recorder) total() tally {
+	sum := newTally()
+	for _, s := range r.shards {
+		sum.add(&s.t)
+	}
+	return sum
+}

@@ -1,0 +1,160 @@
+package worker
+
+import (
+	"errors"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// addListener registers a listener duplicate handed over by Serve, or gives
+// it back when the engine is already stopping.
+func (l *loop) addListener(lf *listenerFD) {
+	if l.e.state.Load() >= engineStopped {
+		unix.Close(lf.fd)
+		l.e.releaseListener(lf.rec, nil)
+		return
+	}
+	l.lns = append(l.lns, lf)
+	if err := l.listen(lf); err != nil {
+		l.dropListener(lf, err)
+	}
+}
+
+// listen puts lf in the epoll set. EPOLLEXCLUSIVE wakes one loop, not all,
+// for a new connection when several loops accept on the same socket.
+func (l *loop) listen(lf *listenerFD) error {
+	events := uint32(unix.EPOLLIN)
+	if l.e.nloops > 1 {
+		events |= unix.EPOLLEXCLUSIVE
+	}
+	return l.ctl(unix.EPOLL_CTL_ADD, lf.fd, events, tagListener)
+}
+
+// dropListener closes the loop's duplicate of a listener. It leaves the
+// epoll set explicitly: other descriptors of the same socket (the
+// supervisor's, ln's) keep it registered otherwise.
+func (l *loop) dropListener(lf *listenerFD, err error) {
+	for i, x := range l.lns {
+		if x == lf {
+			l.lns = append(l.lns[:i], l.lns[i+1:]...)
+			break
+		}
+	}
+	if !lf.paused {
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, lf.fd, nil)
+	}
+	unix.Close(lf.fd)
+	l.e.releaseListener(lf.rec, err)
+}
+
+// accept takes the connections queued on lf, up to a batch.
+func (l *loop) accept(lf *listenerFD) {
+	for range acceptBatch {
+		fd, err := accept4(lf.fd)
+		switch {
+		case err == nil:
+			lf.backoff = 0
+			l.addConn(fd)
+		case err == unix.EAGAIN:
+			return
+		case isResourceError(err):
+			l.pauseListener(lf, err)
+			return
+		case isTransientAcceptError(err):
+			l.e.opts.Logger.Debug("accept error", "err", err)
+		default:
+			l.e.opts.Logger.Error("accept failed", "err", err)
+			l.dropListener(lf, err)
+			return
+		}
+	}
+}
+
+// sweep accepts every connection already queued on lf, then closes it, as
+// Server does (see sweepQueue): the loop's copy may be the socket's last,
+// and closing the last copy resets every client still queued. It leaves
+// the epoll set first, so that only the close follows the last accept.
+func (l *loop) sweep(lf *listenerFD) {
+	if !lf.paused {
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, lf.fd, nil)
+		lf.paused = true
+	}
+	for {
+		fd, err := accept4(lf.fd)
+		if err != nil {
+			break // EAGAIN: the queue is empty
+		}
+		l.addConn(fd)
+	}
+	l.dropListener(lf, nil)
+}
+
+// isResourceError reports the accept errors that retrying at once cannot
+// cure: out of descriptors or memory.
+func isResourceError(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// pauseListener takes lf out of the epoll set for a backoff, 5ms doubling
+// up to 1s as Server sleeps, so that a level-triggered listener with a
+// queue it cannot accept from does not spin the loop.
+func (l *loop) pauseListener(lf *listenerFD, err error) {
+	lf.backoff = nextBackoff(lf.backoff)
+	l.e.opts.Logger.Warn("accept error; retrying", "err", err, "in", lf.backoff)
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, lf.fd, nil)
+	lf.paused = true
+	lf.resumeAt = l.now + int64(lf.backoff)
+	if l.resumeAt == 0 || lf.resumeAt < l.resumeAt {
+		l.resumeAt = lf.resumeAt
+	}
+}
+
+// resumeListeners puts the paused listeners whose backoff is over back in
+// the epoll set.
+func (l *loop) resumeListeners() {
+	l.resumeAt = 0
+	for _, lf := range l.lns {
+		if !lf.paused {
+			continue
+		}
+		if lf.resumeAt > l.now {
+			if l.resumeAt == 0 || lf.resumeAt < l.resumeAt {
+				l.resumeAt = lf.resumeAt
+			}
+			continue
+		}
+		lf.paused = false
+		if err := l.listen(lf); err != nil {
+			l.dropListener(lf, err)
+			l.resumeListeners() // l.lns changed under the range
+			return
+		}
+	}
+}
+
+// addConn starts serving an accepted connection.
+func (l *loop) addConn(fd int) {
+	// As the net package does for accepted TCP connections; fails
+	// harmlessly on a unix socket.
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN, tagConn); err != nil {
+		l.e.opts.Logger.Warn("connection dropped", "err", err)
+		unix.Close(fd)
+		return
+	}
+	if fd >= len(l.conns) {
+		l.conns = append(l.conns, make([]*elConn, fd+1-len(l.conns)+len(l.conns)/2)...)
+	}
+	c := &elConn{fd: int32(fd), rsince: l.now}
+	l.conns[fd] = c
+	l.nconns++
+	l.timers.push(c, l.now+l.idle)
+	l.stats.active.Add(1)
+	l.stats.accepted.Add(1)
+}

@@ -1,0 +1,167 @@
+package worker_test
+
+// Behaviour the event loop implements with extra machinery (a blocked
+// write keeps answers and unanswered input per connection): run against
+// every engine, so they stay equal.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/camelot/lancelot/shared/control"
+	"github.com/camelot/lancelot/shared/protocol"
+	"github.com/camelot/lancelot/worker"
+)
+
+// longTable answers a two-byte question with a kilobyte, so a pipelined
+// burst fills every buffer on the way back.
+func longTable(t *testing.T) (*protocol.Table, string) {
+	t.Helper()
+	answer := strings.Repeat("x", 1023) + "."
+	table, err := protocol.NewTable(map[string]string{"a?": answer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return table, answer
+}
+
+// dialSmall connects with a small receive buffer, so the server's writes
+// block early.
+func dialSmall(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// readAllWithin reads until EOF or the bound.
+func readAllWithin(t *testing.T, conn net.Conn, within time.Duration) ([]byte, error) {
+	t.Helper()
+	conn.SetReadDeadline(time.Now().Add(within))
+	return io.ReadAll(conn)
+}
+
+// TestBlockedWriteKeepsOrder: a client that sends a long pipelined burst
+// and reads only later gets every answer, in order, exactly once.
+func TestBlockedWriteKeepsOrder(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		table, answer := longTable(t)
+		s := startEngine(t, newEngine, worker.Options{Table: table})
+		conn := dialSmall(t, s.addr)
+		const n = 3000 // 3 MB of answers to 6 KB of questions
+		if _, err := conn.Write([]byte(strings.Repeat("a?", n))); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // let the server's writes block
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got := make([]byte, n*len(answer))
+		if _, err := io.ReadFull(conn, got); err != nil {
+			t.Fatalf("read answers: %v", err)
+		}
+		if want := strings.Repeat(answer, n); string(got) != want {
+			t.Fatalf("answers differ from %d x %q", n, answer[len(answer)-4:])
+		}
+		s.waitStats(control.Stats{Answered: n, Accepted: 1, Active: 1})
+	})
+}
+
+// TestUnknownAfterBlockedWrite: the answers owed before an unknown
+// question are all delivered, even when they wait on a slow reader, and
+// only then is the connection closed.
+func TestUnknownAfterBlockedWrite(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		table, answer := longTable(t)
+		s := startEngine(t, newEngine, worker.Options{Table: table})
+		conn := dialSmall(t, s.addr)
+		const n = 1000
+		if _, err := conn.Write([]byte(strings.Repeat("a?", n) + "b?a?")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		got, err := readAllWithin(t, conn, 10*time.Second)
+		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("read: %v", err)
+		}
+		if want := strings.Repeat(answer, n); !bytes.Equal(got, []byte(want)) {
+			t.Fatalf("got %d bytes before the close, want %d answers (%d bytes)", len(got), n, len(want))
+		}
+		s.waitStats(control.Stats{Answered: n, Unknown: 1, Accepted: 1, Active: 0})
+	})
+}
+
+// TestShutdownDuringBlockedWrite: at the shutdown deadline a connection
+// whose answers are still being written is closed once they are, not
+// before.
+func TestShutdownDuringBlockedWrite(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		table, answer := longTable(t)
+		s := startEngine(t, newEngine, worker.Options{Table: table})
+		conn := dialSmall(t, s.addr)
+		const n = 2000
+		if _, err := conn.Write([]byte(strings.Repeat("a?", n))); err != nil {
+			t.Fatal(err)
+		}
+		s.waitStatsFunc("some answered", func(st control.Stats) bool { return st.Answered > 0 })
+		done := s.shutdown(50 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // past the deadline, answers pending
+		got, err := readAllWithin(t, conn, 10*time.Second)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if len(got) != n*len(answer) {
+			t.Fatalf("got %d bytes, want %d answers (%d bytes) then EOF", len(got), n, n*len(answer))
+		}
+		if err := waitErr(t, done, 5*time.Second, "Shutdown"); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown() = %v, want context.DeadlineExceeded", err)
+		}
+	})
+}
+
+// TestUnixListener: an engine serves a unix socket too, and Serve closes
+// it, removing its path, as a unix net.Listener's Close does.
+func TestUnixListener(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		path := filepath.Join(t.TempDir(), "s")
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng := newEngine(worker.Options{})
+		served := make(chan error, 1)
+		go func() { served <- eng.Serve(ln) }()
+		conn, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		c := &client{t: t, conn: conn, r: bufio.NewReader(conn)}
+		c.send(qName)
+		c.expect(aName)
+		eng.Close()
+		if err := waitErr(t, served, 5*time.Second, "Serve"); !errors.Is(err, worker.ErrServerClosed) {
+			t.Errorf("Serve() = %v, want ErrServerClosed", err)
+		}
+		if _, err := net.Dial("unix", path); err == nil {
+			t.Errorf("dial %s after Close succeeded", path)
+		}
+	})
+}

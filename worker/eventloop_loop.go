@@ -1,0 +1,311 @@
+package worker
+
+import (
+	"fmt"
+	"net"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/camelot/lancelot/shared/control"
+	"github.com/camelot/lancelot/shared/protocol"
+)
+
+// Sizes of a loop's shared buffers and batches.
+const (
+	// loopReadSize is one read. A connection whose write blocks keeps at
+	// most this much unanswered input, so it also bounds that memory.
+	loopReadSize = 64 << 10
+	loopEvents   = 256
+	// acceptBatch bounds the accepts per wake-up, so a flood of new
+	// connections cannot starve the served ones.
+	acceptBatch = 64
+	// yieldEvery is well under the runtime's 10ms forced preemption.
+	yieldEvery = 2 * time.Millisecond
+)
+
+// Tags in the upper half of epoll_data (EpollEvent.Pad), next to the fd.
+const (
+	tagConn int32 = iota
+	tagListener
+	tagWake
+)
+
+// loop is one epoll instance and the goroutine that owns it: its
+// connections, listener duplicates and timers are touched by that goroutine
+// only. Fields marked "guarded" are shared with EventLoop under its mu.
+type loop struct {
+	e      *EventLoop
+	epfd   int
+	wakefd int // eventfd: written to wake the loop up
+
+	table   *protocol.Table
+	maxQ    int
+	idle    int64 // Options' timeouts in nanoseconds
+	readTO  int64
+	writeTO int64
+
+	seen    int32 // the engine state this loop has acted on
+	base    time.Time
+	now     int64 // nanoseconds since base, read after each epoll_wait
+	yielded int64 // when the loop last called runtime.Gosched
+	events  []unix.EpollEvent
+	rbuf    []byte // every read lands here, after the conn's kept input
+	wbuf    []byte // answers of one read, written at once
+
+	conns      []*elConn // indexed by descriptor
+	nconns     int
+	timers     timerHeap
+	lns        []*listenerFD
+	resumeAt   int64 // earliest time a paused listener resumes; 0 if none
+	closeAfter map[*elConn]error
+
+	stats loopStats
+
+	pending []*listenerFD // guarded: handed over by Serve
+	exited  bool          // guarded: the loop's descriptors are closed
+}
+
+// listenerFD is a loop's duplicate of a listener's descriptor.
+type listenerFD struct {
+	rec      *listenerRec
+	fd       int
+	paused   bool // out of the epoll set after a resource error
+	resumeAt int64
+	backoff  time.Duration
+}
+
+// loopStats are one loop's counters; padded so that loops on different
+// CPUs do not share a cache line.
+type loopStats struct {
+	_                           [64]byte
+	answered, unknown, accepted atomic.Uint64
+	active                      atomic.Int64
+	_                           [64]byte
+}
+
+func newLoop(e *EventLoop) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("event loop: epoll_create1: %w", err)
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("event loop: eventfd: %w", err)
+	}
+	o := &e.opts
+	l := &loop{
+		e: e, epfd: epfd, wakefd: wakefd,
+		table: o.Table, maxQ: o.MaxQuestionBytes,
+		idle: int64(o.IdleTimeout), readTO: int64(o.ReadTimeout), writeTO: int64(o.WriteTimeout),
+		base:       time.Now(),
+		events:     make([]unix.EpollEvent, loopEvents),
+		rbuf:       make([]byte, o.MaxQuestionBytes+1+loopReadSize),
+		wbuf:       make([]byte, 0, maxPendingAnswers+1024),
+		closeAfter: make(map[*elConn]error),
+	}
+	if err := l.ctl(unix.EPOLL_CTL_ADD, wakefd, unix.EPOLLIN, tagWake); err != nil {
+		l.closeFDs()
+		return nil, fmt.Errorf("event loop: epoll_ctl: %w", err)
+	}
+	return l, nil
+}
+
+func (s *loopStats) load() control.Stats {
+	return control.Stats{
+		Answered: s.answered.Load(),
+		Unknown:  s.unknown.Load(),
+		Accepted: s.accepted.Load(),
+		Active:   s.active.Load(),
+	}
+}
+
+func (l *loop) closeFDs() {
+	unix.Close(l.wakefd)
+	unix.Close(l.epfd)
+}
+
+// wakeLocked makes the loop's epoll_wait return; EventLoop.mu is held, so
+// the eventfd is still open.
+func (l *loop) wakeLocked() {
+	if l.exited {
+		return
+	}
+	one := [8]byte{1}
+	unix.Write(l.wakefd, one[:])
+}
+
+func (l *loop) ctl(op, fd int, events uint32, tag int32) error {
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd), Pad: tag}
+	return unix.EpollCtl(l.epfd, op, fd, &ev)
+}
+
+func (l *loop) clock() int64 { return int64(time.Since(l.base)) }
+
+// run is the loop: wait, handle the events, fire due timers, follow the
+// engine's state; until the engine is stopped and no connection is left.
+func (l *loop) run() {
+	defer l.e.loopExited(l)
+	for {
+		n, err := unix.EpollWait(l.epfd, l.events, l.waitMillis())
+		if err != nil && err != unix.EINTR {
+			l.fail(fmt.Errorf("event loop: epoll_wait: %w", err))
+			return
+		}
+		l.now = l.clock()
+		if l.now-l.yielded > int64(yieldEvery) {
+			// A goroutine that never reschedules looks stuck to the
+			// runtime: after 10ms it is preempted by a signal, and the
+			// runtime's monitor thread goes back to waking up every
+			// 20µs. Yielding now and then costs far less.
+			l.yielded = l.now
+			runtime.Gosched()
+		}
+		l.dispatch(l.events[:max(n, 0)])
+		l.expire()
+		if s := l.e.state.Load(); s != l.seen {
+			l.enter(s)
+		}
+		if l.seen >= engineStopped && l.nconns == 0 {
+			return
+		}
+	}
+}
+
+// waitMillis is epoll_wait's timeout: until the next timer, rounded up.
+func (l *loop) waitMillis() int {
+	next := l.resumeAt
+	if t, ok := l.timers.next(); ok && (next == 0 || t < next) {
+		next = t
+	}
+	if next == 0 {
+		return -1
+	}
+	d := next - l.clock()
+	if d <= 0 {
+		return 0
+	}
+	return int(min((d+int64(time.Millisecond)-1)/int64(time.Millisecond), 1<<30))
+}
+
+// dispatch handles events. A panic while serving one connection is logged
+// and closes that connection only, as Server's per-connection recover does.
+func (l *loop) dispatch(evs []unix.EpollEvent) {
+	for len(evs) > 0 {
+		evs = l.dispatchSome(evs)
+	}
+}
+
+func (l *loop) dispatchSome(evs []unix.EpollEvent) (rest []unix.EpollEvent) {
+	i := 0
+	defer func() {
+		if r := recover(); r != nil {
+			l.recovered(evs[i], r)
+			rest = evs[i+1:]
+		}
+	}()
+	for ; i < len(evs); i++ {
+		l.handle(evs[i])
+	}
+	return nil
+}
+
+func (l *loop) handle(ev unix.EpollEvent) {
+	switch ev.Pad {
+	case tagConn:
+		if c := l.conn(int(ev.Fd)); c != nil {
+			if c.out != nil {
+				l.onWritable(c)
+			} else {
+				l.onReadable(c)
+			}
+		}
+	case tagListener:
+		for _, lf := range l.lns {
+			if lf.fd == int(ev.Fd) {
+				l.accept(lf)
+				break
+			}
+		}
+	case tagWake:
+		l.sync()
+	}
+}
+
+func (l *loop) conn(fd int) *elConn {
+	if fd < 0 || fd >= len(l.conns) {
+		return nil
+	}
+	return l.conns[fd]
+}
+
+// sync takes in what other goroutines handed over: listeners from Serve,
+// and listeners another loop found broken.
+func (l *loop) sync() {
+	var b [8]byte
+	unix.Read(l.wakefd, b[:])
+	l.e.mu.Lock()
+	pending := l.pending
+	l.pending = nil
+	var failed []*listenerFD
+	for _, lf := range l.lns {
+		if lf.rec.failed {
+			failed = append(failed, lf)
+		}
+	}
+	l.e.mu.Unlock()
+	for _, lf := range failed {
+		l.dropListener(lf, nil)
+	}
+	for _, lf := range pending {
+		l.addListener(lf)
+	}
+}
+
+// enter acts on a new engine state: stop accepting, then close connections
+// at a question boundary, or all of them.
+func (l *loop) enter(s int32) {
+	l.seen = s
+	if s >= engineStopped {
+		l.sync() // listeners handed over before the stop are closed too
+		for len(l.lns) > 0 {
+			l.sweep(l.lns[0])
+		}
+	}
+	if s < engineClosing {
+		return
+	}
+	for _, c := range l.conns {
+		switch {
+		case c == nil:
+		case s == engineClosed:
+			l.closeConn(c, net.ErrClosed)
+		case c.idle():
+			l.closeConn(c, errClosing)
+		}
+	}
+}
+
+// fail ends a loop whose epoll instance broke: its listeners report err to
+// their Serve calls, and its connections are closed.
+func (l *loop) fail(err error) {
+	l.e.opts.Logger.Error("event loop failed", "err", err)
+	for len(l.lns) > 0 {
+		l.dropListener(l.lns[0], err)
+	}
+	for _, c := range l.conns {
+		if c != nil {
+			l.closeConn(c, err)
+		}
+	}
+}
+
+func (l *loop) recovered(ev unix.EpollEvent, r any) {
+	l.e.opts.Logger.Error("panic in event loop", "fd", ev.Fd, "panic", r, "stack", stack())
+	if c := l.conn(int(ev.Fd)); ev.Pad == tagConn && c != nil {
+		l.closeConn(c, fmt.Errorf("panic: %v", r))
+	}
+}

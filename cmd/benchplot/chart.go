@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"slices"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -18,6 +19,7 @@ func writeChart(r *results, path string) error {
 	p.Title.Text = fmt.Sprintf("Launcelot servers on %d cores, one load generator, %s per load", r.Host.CPUs, r.Duration)
 	p.Y.Label.Text = "exchanges/s (thousands)"
 	p.Y.Min = 0
+	p.Y.Tick.Marker = plainTicks{}
 	loads, servers := r.loads(), r.servers()
 	p.NominalX(loads...)
 	p.X.Min, p.X.Max = -0.5, float64(len(loads))-0.5
@@ -39,6 +41,20 @@ func writeChart(r *results, path string) error {
 		return fmt.Errorf("chart: %w", err)
 	}
 	return nil
+}
+
+// plainTicks are plot's default ticks labelled without trailing zeros.
+type plainTicks struct{}
+
+// Ticks implements plot.Ticker.
+func (plainTicks) Ticks(lo, hi float64) []plot.Tick {
+	ts := plot.DefaultTicks{}.Ticks(lo, hi)
+	for i := range ts {
+		if ts[i].Label != "" {
+			ts[i].Label = strconv.FormatFloat(ts[i].Value, 'f', -1, 64)
+		}
+	}
+	return ts
 }
 
 // addBars adds one server's bars, each labelled with its value.

@@ -39,10 +39,10 @@ func TestBenchplotWritesChartAndTable(t *testing.T) {
 	got := string(b)
 	for _, want := range []string{
 		"| figure | c-epoll | lancelot |",
-		"| exchanges/s, persistent c=100 | 100.0k | 80.0k |", // c-epoll's best round
+		"| exchanges/s, persistent c=100 (best; range of rounds) | 100.0k (50.0k–100.0k) | 80.0k |", // c-epoll's best round
 		"| server CPU µs/exchange, persistent c=100 | 6.0 | 8.8 |",
 		"| errors, persistent c=100 | 0 | timeout 2 |",
-		"| exchanges/s, book c=50 | - | failed (died) |",
+		"| exchanges/s, book c=50 (best; range of rounds) | - | failed (died) |",
 		"| user-space RSS per idle connection (10,000, 2 procs) | - | 1.0 KiB |",
 		"| worker restart ms, p50 / p90 / max of 4 kills 10.5s apart | - | 3 / 5 / 5 |",
 		"server CPU per exchange, persistent: ≤ 1.05× c-epoll | 8.8 µs = 1.46× c-epoll's 6.0 µs | **no** |",

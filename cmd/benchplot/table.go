@@ -51,8 +51,10 @@ type rowFunc func(label string, cell func(server string) string)
 func loadRows(r *results, row rowFunc) {
 	loads := r.loads()
 	for _, load := range loads {
-		row("exchanges/s, "+load, func(s string) string {
-			return cell(r.best(s, load), func(x *loadRun) string { return thousands(x.Result.ExchangesPerS) + died(x) })
+		row("exchanges/s, "+load+spreadNote(r), func(s string) string {
+			return cell(r.best(s, load), func(x *loadRun) string {
+				return thousands(x.Result.ExchangesPerS) + spread(r, s, load) + died(x)
+			})
 		})
 	}
 	for _, load := range loads {
@@ -88,6 +90,26 @@ func loadRows(r *results, row rowFunc) {
 		}
 		return fmt.Sprintf("≤ %.1f", worst)
 	})
+}
+
+// spreadNote labels the rounds' range when there are several.
+func spreadNote(r *results) string {
+	return cond(r.Rounds > 1, " (best; range of rounds)", "")
+}
+
+// spread is " (lo–hi)", the range of a server's rounds under a load, when
+// there are several rounds.
+func spread(r *results, server, load string) string {
+	var rates []float64
+	for _, x := range r.Runs {
+		if x.Server == server && x.Load == load && x.Result != nil {
+			rates = append(rates, x.Result.ExchangesPerS)
+		}
+	}
+	if len(rates) < 2 {
+		return ""
+	}
+	return fmt.Sprintf(" (%s–%s)", thousands(slices.Min(rates)), thousands(slices.Max(rates)))
 }
 
 // idleRows are the idle-connection figures.

@@ -13,6 +13,7 @@
 #   ROUNDS=1            run every load this many times, servers interleaved;
 #                       the table shows each server's best round
 #   SERVERS="py-simple py-threads py-async go-single c-epoll lancelot"
+#                       (also: lancelot-goroutine, lancelot on its goroutine engine)
 #   WORKERS=$(nproc)    lancelot --workers and c-epoll workers for the loads
 #   IDLE_SERVERS="go-single c-epoll lancelot"   servers for the idle figures
 #   IDLE_CONNS=10000    connections held for the RSS-per-connection figure

@@ -133,6 +133,10 @@ start_server() {
 	go-single) cmd=("$WORK/go-single" -addr "127.0.0.1:$port") ;;
 	c-epoll) cmd=("$WORK/c-epoll" 127.0.0.1 "$port" "$workers") ;;
 	lancelot) cmd=("$WORK/lancelot-server" serve --listen "127.0.0.1:$port" --workers "$workers" --log-level warn) ;;
+	# The same binary on its goroutine-per-connection engine (workers read
+	# LANCELOT_ENGINE), to compare engines side by side.
+	lancelot-goroutine) cmd=(env LANCELOT_ENGINE=goroutine "$WORK/lancelot-server" serve
+		--listen "127.0.0.1:$port" --workers "$workers" --log-level warn) ;;
 	*) echo "unknown server $name" >&2; return 1 ;;
 	esac
 	"${cmd[@]}" >"$WORK/$name.log" 2>&1 &

@@ -15,9 +15,9 @@ import (
 	"github.com/camelot/lancelot/shared/control"
 )
 
-// EventLoop is the epoll engine: event loops (see loopsFor), each an epoll
-// instance driven by one goroutine that owns its connections; all of them
-// accept on every listener (EPOLLEXCLUSIVE wakes one per connection). An
+// EventLoop is the epoll engine: one event loop per GOMAXPROCS, each an
+// epoll instance driven by one goroutine that owns its connections; all of
+// them accept on every listener (EPOLLEXCLUSIVE wakes one per connection). An
 // idle connection is a small struct indexed by its descriptor: reads go to
 // a buffer shared by the loop, and a connection holds a buffer of its own
 // only while a question is partly received or a write is blocked. Deadlines
@@ -51,27 +51,15 @@ const (
 	engineClosed        // close every connection now
 )
 
-// NewEventLoop returns an EventLoop with one loop per GOMAXPROCS but one
-// (see loopsFor); opts' zero fields take defaults. Its loops start with the
-// first Serve.
+// NewEventLoop returns an EventLoop with one loop per GOMAXPROCS; opts'
+// zero fields take defaults. Its loops start with the first Serve.
 func NewEventLoop(opts Options) *EventLoop {
 	opts.setDefaults()
 	return &EventLoop{
 		opts:   opts,
-		nloops: loopsFor(runtime.GOMAXPROCS(0)),
+		nloops: max(1, runtime.GOMAXPROCS(0)),
 		done:   make(chan struct{}),
 	}
-}
-
-// loopsFor is the number of loops for GOMAXPROCS procs: one P is left
-// spare. A loop blocked in epoll_wait holds its P in a system call; with
-// no idle P, the runtime's monitor takes it back after 20µs each time and
-// the loop must win a P again when the call returns, which costs more CPU
-// per question than the loop's own work (measured: 6.3µs against 5.8µs of
-// CPU per exchange with GOMAXPROCS=1 and 2, one loop). With a P idle the
-// runtime leaves it alone.
-func loopsFor(procs int) int {
-	return max(1, procs-1)
 }
 
 // Stats returns the engine's counters, summed over its loops.

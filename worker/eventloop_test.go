@@ -151,7 +151,8 @@ func TestLogLines(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		go eng.Serve(ln)
+		served := make(chan error, 1)
+		go func() { served <- eng.Serve(ln) }()
 		for _, in := range []string{"What is your name?Who?", strings.Repeat("x", 41), "\xff", "What is your name?", ""} {
 			conn, err := net.Dial("tcp", ln.Addr().String())
 			if err != nil {
@@ -169,6 +170,7 @@ func TestLogLines(t *testing.T) {
 			time.Sleep(20 * time.Millisecond) // keep the log lines in order
 		}
 		eng.Close()
+		<-served
 		logs[name] = normalizeLog(buf.String())
 	}
 	if logs["goroutine"] != logs["eventloop"] {

@@ -71,9 +71,11 @@ func (s *Supervisor) spawn(sl *slot) (*worker, error) {
 	for i, k := range sl.sockets {
 		socks[i] = s.sockets[k]
 	}
+	cfg := s.cfg
+	cfg.Workers = max(len(s.slots), 1) // the running count: TTIN/TTOU change it
 	w, err := startWorker(spawnSpec{
 		executable: s.opts.Executable, slot: sl.index, sockets: socks,
-		config: s.cfg, env: s.opts.Env,
+		config: cfg, env: s.opts.Env,
 	})
 	if err != nil {
 		return nil, err

@@ -334,8 +334,15 @@ func TestStopUnderLoadResetsNobody(t *testing.T) {
 	}
 	t.Logf("TERM under load: %d exchanges, failures %v", tr.exchanges.Load(), failures)
 	for kind, n := range failures {
-		if kind != "refused" {
+		// A client whose SYN lands between a worker's last accept and the
+		// close of the socket's last copy is reset by the kernel: no
+		// server can serve a socket it has closed (tcp_migrate_req could
+		// move it, but there is no other socket left to move it to).
+		if kind != "refused" && kind != "reset_queued" {
 			t.Errorf("%d failures of kind %q (examples %q): only new connections may be refused after TERM", n, kind, tr.examples)
 		}
+	}
+	if failures["reset_queued"] > 2 {
+		t.Errorf("%d queued connections reset: more than the accept-then-close race explains", failures["reset_queued"])
 	}
 }

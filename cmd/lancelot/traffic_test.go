@@ -125,13 +125,17 @@ func (tr *traffic) longClient() {
 }
 
 type trafficConn struct {
-	conn net.Conn
-	r    *bufio.Reader
+	conn     net.Conn
+	r        *bufio.Reader
+	answered bool
 }
 
 func (tr *traffic) dial() (*trafficConn, error) {
 	conn, err := net.DialTimeout("tcp", tr.addr, 5*time.Second)
 	if err != nil {
+		if failureKind(err) == "reset" {
+			err = fmt.Errorf("%w: %w", errResetUnanswered, err)
+		}
 		return nil, err
 	}
 	tr.conns.Add(1)
@@ -142,23 +146,37 @@ var trafficQuestions = [][2]string{{qName, aName}, {qQuest, aQuest}, {qColor, aC
 
 var errWrongAnswer = errors.New("wrong answer")
 
+// errResetUnanswered marks a reset before a new connection's first answer:
+// a connection still waiting in a listening socket's queue when that
+// socket's last copy closes. Only a stop may cause one.
+var errResetUnanswered = errors.New("reset before the first answer")
+
 func exchange(c *trafficConn, qa [2]string) error {
 	c.conn.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.conn.Write([]byte(qa[0])); err != nil {
+		if !c.answered && failureKind(err) == "reset" {
+			return fmt.Errorf("%w: %w", errResetUnanswered, err)
+		}
 		return err
 	}
 	got, err := c.r.ReadString('.')
 	if err != nil {
+		if !c.answered && failureKind(err) == "reset" {
+			return fmt.Errorf("%w: %w", errResetUnanswered, err)
+		}
 		return err
 	}
 	if got != qa[1] {
 		return fmt.Errorf("%w: %q", errWrongAnswer, got)
 	}
+	c.answered = true
 	return nil
 }
 
 func failureKind(err error) string {
 	switch {
+	case errors.Is(err, errResetUnanswered):
+		return "reset_queued"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "refused"
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):

@@ -54,6 +54,9 @@ func runWorker() error {
 		return err
 	}
 	setWorkerProcs(cfg.Workers)
+	if cfg.CPUAffinity {
+		pinWorker(slot, log)
+	}
 	srv := newEngine(os.Getenv(envEngine), log, worker.Options{
 		Table:            table,
 		MaxQuestionBytes: cfg.MaxQuestionBytes,
@@ -119,4 +122,16 @@ func inheritedListeners() ([]net.Listener, error) {
 		lns = append(lns, ln)
 	}
 	return lns, nil
+}
+
+// pinWorker applies --cpu-affinity: worker i runs on CPU i (mod the CPUs
+// allowed). A failure costs only locality, so it is logged, not fatal.
+func pinWorker(slot string, log *slog.Logger) {
+	n, _ := strconv.Atoi(slot)
+	cpu, err := worker.PinToCPU(n)
+	if err != nil {
+		log.Warn("cpu affinity not applied", "err", err)
+		return
+	}
+	log.Info("pinned to CPU", "cpu", cpu)
 }

@@ -6,14 +6,24 @@
 //
 // A worker never binds: the supervisor owns every listening socket for its
 // whole life, so a worker that dies never takes a socket, and the clients
-// queued on it, down with it.
+// queued on it, down with it. A worker that stops accepting first accepts
+// whatever is already queued (sweepQueue), because its copy may be the
+// socket's last.
 //
-// Connection model: a goroutine per connection reading into a bounded buffer;
-// the framing is protocol.Next's. Deadlines follow the contract: the idle
-// timeout between questions, the read timeout from a question's first byte
-// to its '?', and the write timeout for each answer batch. Shutdown stops
-// accepting, keeps serving open connections until the shutdown timeout, then
-// closes each at its next question boundary.
+// Two engines implement Engine with the same behaviour, checked by the same
+// tests (engines_test.go):
+//   - EventLoop, the default: one epoll loop per GOMAXPROCS, an idle
+//     connection a small struct indexed by its descriptor, reads into a
+//     buffer shared by the loop, deadlines in a heap per loop. It is what
+//     makes a worker as cheap as the C reference (docs/benchmarks.md).
+//   - Server: a goroutine per connection on the net package, the simple
+//     reference (LANCELOT_ENGINE=goroutine selects it).
+//
+// Both frame with protocol.Next and follow the contract's deadlines: the
+// idle timeout between questions, the read timeout from a question's first
+// byte to its '?', and the write timeout for a blocked answer. Shutdown stops
+// accepting, keeps serving open connections until the shutdown timeout,
+// then closes each at its next question boundary.
 //
 // Not a public API: this package serves the lancelot binary only.
 package worker

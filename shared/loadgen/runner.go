@@ -111,26 +111,26 @@ func (r *runner) run(ctx context.Context) {
 // persistent is one connection asking with k in flight, reconnecting after
 // each failure (or after ConnExchanges answers).
 func (r *runner) persistent(ctx context.Context, rec *shard, n, k int) {
-	var backoff time.Duration
-	for ctx.Err() == nil {
-		conn, err := r.dial.dial(ctx, n)
-		if err != nil {
-			failed(ctx, rec, err)
-			backoff = pause(ctx, backoff)
-			continue
-		}
-		backoff = 0
-		rec.connected(false)
+	r.connectLoop(ctx, rec, n, func(conn net.Conn) error {
 		s := newSession(ctx, conn, r.sc, k, n, r.sh.Timeout)
-		err = s.converse(k, r.sh.ConnExchanges, rec.exchange)
-		s.close()
-		failed(ctx, rec, err)
-	}
+		defer s.close()
+		return s.converse(k, r.sh.ConnExchanges, rec.exchange)
+	})
 }
 
 // book is the book's client, over and over: connect, ask the three
 // questions one by one, close.
 func (r *runner) book(ctx context.Context, rec *shard, n int) {
+	r.connectLoop(ctx, rec, n, func(conn net.Conn) error {
+		s := newSession(ctx, conn, r.sc, 1, 0, r.sh.Timeout)
+		defer s.close()
+		return s.converse(1, len(bookOrder), rec.exchange)
+	})
+}
+
+// connectLoop dials connection n and runs talk on it until ctx ends,
+// counting every failure and backing off while dialing fails.
+func (r *runner) connectLoop(ctx context.Context, rec *shard, n int, talk func(net.Conn) error) {
 	var backoff time.Duration
 	for ctx.Err() == nil {
 		conn, err := r.dial.dial(ctx, n)
@@ -141,10 +141,7 @@ func (r *runner) book(ctx context.Context, rec *shard, n int) {
 		}
 		backoff = 0
 		rec.connected(false)
-		s := newSession(ctx, conn, r.sc, 1, 0, r.sh.Timeout)
-		err = s.converse(1, len(bookOrder), rec.exchange)
-		s.close()
-		failed(ctx, rec, err)
+		failed(ctx, rec, talk(conn))
 	}
 }
 

@@ -117,7 +117,9 @@ func TestKilledWorkerUnderLoad(t *testing.T) {
 	failures := tr.finish()
 	total := 0
 	for kind, n := range failures {
-		if kind != "eof" && kind != "reset" {
+		// reset_queued here is a connection the worker had accepted but not
+		// answered yet when it died: one of its open connections too.
+		if kind != "eof" && kind != "reset" && kind != "reset_queued" {
 			t.Errorf("%d failures of kind %q: only the killed worker's open connections may fail", n, kind)
 		}
 		total += n

@@ -25,6 +25,12 @@ func askCommand() *cli.Command {
 			if c.NArg() == 0 {
 				return fmt.Errorf("ask: give at least one QUESTION, e.g. \"What is your name?\"")
 			}
+			for _, q := range c.Args().Slice() {
+				if !strings.HasSuffix(q, "?") {
+					// The server would wait for the '?' until its read timeout.
+					return fmt.Errorf("ask: %q does not end with '?'", q)
+				}
+			}
 			return ask(c.String("server"), c.Duration("timeout"), c.Args().Slice())
 		},
 	}

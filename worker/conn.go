@@ -1,7 +1,9 @@
 package worker
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"runtime/debug"
@@ -168,20 +170,38 @@ func (e *unknownError) Error() string { return "unknown question" }
 
 func (c *conn) logClose(err error) {
 	log := c.srv.opts.Logger
-	remote := c.nc.RemoteAddr().String()
+	level := closeLevel(err)
+	if !log.Enabled(context.Background(), level) {
+		return
+	}
+	msg, args := closeLog(err)
+	log.Log(context.Background(), level, msg, append([]any{"remote", c.nc.RemoteAddr().String()}, args...)...)
+}
+
+// closeLevel is closeLog's level, cheap enough for every close.
+func closeLevel(err error) slog.Level {
+	if _, ok := err.(*unknownError); ok || err == protocol.ErrTooLong || err == protocol.ErrNotASCII {
+		return slog.LevelInfo
+	}
+	return slog.LevelDebug
+}
+
+// closeLog is the log line for a connection closed by err, shared by both
+// engines: its message and attributes but the remote address, which the
+// caller puts first.
+func closeLog(err error) (string, []any) {
 	var ue *unknownError
 	switch {
 	case errors.As(err, &ue):
-		log.Info("closing connection: unknown question", "remote", remote, "question", truncate(ue.question, 80))
+		return "closing connection: unknown question", []any{"question", truncate(ue.question, 80)}
 	case errors.Is(err, protocol.ErrTooLong), errors.Is(err, protocol.ErrNotASCII):
-		log.Info("closing connection", "remote", remote, "reason", err)
+		return "closing connection", []any{"reason", err}
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		log.Debug("closing connection: timeout", "remote", remote)
+		return "closing connection: timeout", nil
 	case errors.Is(err, errClosing):
-		log.Debug("closing connection at question boundary", "remote", remote)
-	default:
-		log.Debug("connection closed", "remote", remote, "err", err)
+		return "closing connection at question boundary", nil
 	}
+	return "connection closed", []any{"err", err}
 }
 
 func truncate(b []byte, n int) string {

@@ -2,9 +2,7 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"io"
-	"log/slog"
 	"os"
 	"runtime/debug"
 
@@ -266,31 +264,6 @@ func (l *loop) closeConn(c *elConn, err error) {
 		msg, args := closeLog(err)
 		log.Log(ctx, level, msg, append([]any{"remote", remote}, args...)...)
 	}
-}
-
-// closeLevel is closeLog's level, cheap enough for every close.
-func closeLevel(err error) slog.Level {
-	if _, ok := err.(*unknownError); ok || err == protocol.ErrTooLong || err == protocol.ErrNotASCII {
-		return slog.LevelInfo
-	}
-	return slog.LevelDebug
-}
-
-// closeLog is conn.logClose's message and attributes, but the remote
-// address, which the caller puts first.
-func closeLog(err error) (string, []any) {
-	var ue *unknownError
-	switch {
-	case errors.As(err, &ue):
-		return "closing connection: unknown question", []any{"question", truncate(ue.question, 80)}
-	case errors.Is(err, protocol.ErrTooLong), errors.Is(err, protocol.ErrNotASCII):
-		return "closing connection", []any{"reason", err}
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return "closing connection: timeout", nil
-	case errors.Is(err, errClosing):
-		return "closing connection at question boundary", nil
-	}
-	return "connection closed", []any{"err", err}
 }
 
 func stack() string { return string(debug.Stack()) }

@@ -74,7 +74,7 @@ func (s *Supervisor) plan(sig os.Signal) *rollout {
 	n := len(s.slots)
 	switch sig {
 	case syscall.SIGHUP:
-		s.opts.Notify(reloadingState(time.Now()))
+		s.opts.Notify(reloadingState())
 		target, ok := s.reloadConfig()
 		if !ok {
 			s.opts.Notify("READY=1\nSTATUS=reload failed; still serving the previous configuration")
@@ -123,7 +123,7 @@ func (s *Supervisor) reloadConfig() (int, bool) {
 
 // reloadingState is the notification for Type=notify-reload: systemd wants
 // RELOADING=1 together with the CLOCK_MONOTONIC time in microseconds.
-func reloadingState(time.Time) string {
+func reloadingState() string {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", ts.Nano()/1000)

@@ -45,6 +45,7 @@ func TestBenchplotWritesChartAndTable(t *testing.T) {
 		"| exchanges/s, book c=50 (best; range of rounds) | - | failed (died) |",
 		"| user-space RSS per idle connection (10,000, 2 procs) | - | 1.0 KiB |",
 		"| worker restart ms, p50 / p90 / max of 4 kills 10.5s apart | - | 3 / 5 / 5 |",
+		"| target | lancelot in this run | met |",
 		"server CPU per exchange, persistent: ≤ 1.05× c-epoll | 8.8 µs = 1.46× c-epoll's 6.0 µs | **no** |",
 		"# title\n<!-- results:begin -->\n", "<!-- results:end -->\nafter\n",
 	} {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # compare.sh: run the same loads, with one load generator (lancelot bench),
-# against lancelot and each reference server of ../shared/peers, one server
-# at a time on 127.0.0.1, and record throughput, latency, errors, the
+# against lancelot and each reference server of docs/bench/peers, one
+# server at a time on 127.0.0.1, and record throughput, latency, errors, the
 # server's CPU time (whole process tree) and RSS. Writes the figures to
 # docs/bench-results.json, the chart to docs/benchmarks.png and the table
 # into docs/benchmarks.md (between its "results" markers).
@@ -13,7 +13,6 @@
 #   ROUNDS=1            run every load this many times, servers interleaved;
 #                       the table shows each server's best round
 #   SERVERS="py-simple py-threads py-async go-single c-epoll lancelot"
-#                       (also: lancelot-goroutine, lancelot on its goroutine engine)
 #   WORKERS=$(nproc)    lancelot --workers and c-epoll workers for the loads
 #   IDLE_SERVERS="go-single c-epoll lancelot"   servers for the idle figures
 #   IDLE_CONNS=10000    connections held for the RSS-per-connection figure
@@ -21,8 +20,11 @@
 #   IDLE_MAX=0          if set (e.g. 100000): also try to hold that many at once
 #   IDLE_MAX_SERVERS="c-epoll lancelot"  IDLE_MAX_WORKERS=6  server processes for it
 #   LANCELOT_REV=<commit>  measure that commit's server (git archive) instead
-#                       of the work tree; bench itself always comes from the work tree
-#   PEERS_DIR=../shared/peers (relative to the repo root)
+#                       of the work tree; bench and benchplot come from the work
+#                       tree, or from that commit when the work tree does not build
+#   PEERS_DIR=docs/bench/peers  the reference servers (relative to the repo
+#                       root); another directory with the same layout and
+#                       command lines may stand in
 #   OUT=docs/bench-results.json  PNG=docs/benchmarks.png  MD=docs/benchmarks.md
 #   RESTART=docs/bench-restart.json   restart.sh's result, shown in the table if present
 #   QUIET_WAIT=20 QUIET_PCT=15   before each load, wait up to QUIET_WAIT s for the
@@ -41,7 +43,6 @@ IDLE_HOLD=${IDLE_HOLD:-3s}
 IDLE_MAX=${IDLE_MAX:-0}
 IDLE_MAX_SERVERS=${IDLE_MAX_SERVERS:-c-epoll lancelot}
 IDLE_MAX_WORKERS=${IDLE_MAX_WORKERS:-6}
-PEERS_DIR=${PEERS_DIR:-../shared/peers}
 OUT=${OUT:-docs/bench-results.json}
 PNG=${PNG:-docs/benchmarks.png}
 MD=${MD:-docs/benchmarks.md}

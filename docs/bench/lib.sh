@@ -1,6 +1,10 @@
-# Shared helpers of compare.sh and restart.sh: building, starting and
-# stopping servers, and reading a process tree's CPU time and RSS from
-# /proc. Sourced, not run.
+# Shared helpers of compare.sh, restart.sh and peers/check.sh: building,
+# starting and stopping servers, and reading a process tree's CPU time and
+# RSS from /proc. Sourced, not run, from the repository root.
+
+# The reference servers (docs/bench/peers/README.md). Another directory
+# with the same layout and command lines may be given instead.
+PEERS_DIR=${PEERS_DIR:-docs/bench/peers}
 
 # Every process a script starts is listed here and killed by PID on exit.
 STARTED_PIDS=()
@@ -101,11 +105,26 @@ free_port() {
 # peers. Sets LANCELOT_DESC to what the server was built from.
 build_all() {
 	echo "building into $WORK" >&2
-	go build -o "$WORK/lancelot" ./cmd/lancelot
 	build_server
-	go build -o "$WORK/benchplot" ./cmd/benchplot
+	build_tool lancelot ./cmd/lancelot
+	build_tool benchplot ./cmd/benchplot
+	build_peers
+}
+
+# build_tool NAME PKG: the work tree's PKG into $WORK/NAME. Should the work
+# tree not build (an edit in progress) while LANCELOT_REV is set, PKG comes
+# from that commit instead, and the script says so.
+build_tool() {
+	go build -o "$WORK/$1" "$2" && return 0
+	[[ -n ${LANCELOT_REV:-} ]] || return 1
+	echo "the work tree's $2 does not build: using $LANCELOT_REV's instead" >&2
+	(cd "$WORK/src" && go build -o "$WORK/$1" "$2")
+}
+
+# build_peers: the compiled reference servers, into $WORK.
+build_peers() {
 	(cd "$PEERS_DIR/go-single" && go build -o "$WORK/go-single" .)
-	gcc -O2 -Wall -o "$WORK/c-epoll" "$PEERS_DIR/c-epoll/server.c"
+	gcc -O2 -Wall -Wextra -o "$WORK/c-epoll" "$PEERS_DIR/c-epoll/server.c"
 }
 
 # build_server: the lancelot server under test, see build_all.
@@ -121,35 +140,40 @@ build_server() {
 	LANCELOT_DESC=$(git rev-parse --short "$LANCELOT_REV")
 }
 
-# start_server NAME PORT [WORKERS]: start a server in the background, set
-# SERVER_PID to its own PID (no wrapping shell) and wait until it answers.
-# WORKERS applies to lancelot and c-epoll.
-start_server() {
-	local name=$1 port=$2 workers=${3:-$(nproc)} cmd
+# server_cmd NAME PORT WORKERS: set CMD to the command line of server NAME
+# on 127.0.0.1:PORT. Every reference server takes HOST PORT [WORKERS];
+# only c-epoll (and lancelot) use WORKERS, the others are one process.
+server_cmd() {
+	local name=$1 port=$2 workers=$3
 	case $name in
-	py-simple) cmd=(python3 "$PEERS_DIR/py/server_simple.py" 127.0.0.1 "$port") ;;
-	py-threads) cmd=(python3 "$PEERS_DIR/py/server_threads.py" 127.0.0.1 "$port") ;;
-	py-async) cmd=(python3 "$PEERS_DIR/py/server_async.py" 127.0.0.1 "$port") ;;
-	go-single) cmd=("$WORK/go-single" -addr "127.0.0.1:$port") ;;
-	c-epoll) cmd=("$WORK/c-epoll" 127.0.0.1 "$port" "$workers") ;;
-	lancelot) cmd=("$WORK/lancelot-server" serve --listen "127.0.0.1:$port" --workers "$workers" --log-level warn) ;;
-	# The same binary on its goroutine-per-connection engine (workers read
-	# LANCELOT_ENGINE), to compare engines side by side.
-	lancelot-goroutine) cmd=(env LANCELOT_ENGINE=goroutine "$WORK/lancelot-server" serve
-		--listen "127.0.0.1:$port" --workers "$workers" --log-level warn) ;;
+	py-simple) CMD=(python3 "$PEERS_DIR/py/server_simple.py" 127.0.0.1 "$port" "$workers") ;;
+	py-threads) CMD=(python3 "$PEERS_DIR/py/server_threads.py" 127.0.0.1 "$port" "$workers") ;;
+	py-async) CMD=(python3 "$PEERS_DIR/py/server_async.py" 127.0.0.1 "$port" "$workers") ;;
+	go-single) CMD=("$WORK/go-single" 127.0.0.1 "$port" "$workers") ;;
+	c-epoll) CMD=("$WORK/c-epoll" 127.0.0.1 "$port" "$workers") ;;
+	lancelot) CMD=("$WORK/lancelot-server" serve --listen "127.0.0.1:$port" --workers "$workers" --log-level warn) ;;
 	*) echo "unknown server $name" >&2; return 1 ;;
 	esac
-	"${cmd[@]}" >"$WORK/$name.log" 2>&1 &
+}
+
+# start_server NAME PORT [WORKERS]: start a server in the background, set
+# SERVER_PID to its own PID (no wrapping shell) and wait until it answers.
+start_server() {
+	local name=$1 port=$2 workers=${3:-$(nproc)}
+	server_cmd "$name" "$port" "$workers"
+	"${CMD[@]}" >"$WORK/$name.log" 2>&1 &
 	SERVER_PID=$!
 	STARTED_PIDS+=("$SERVER_PID")
 	wait_answering "$port" || { echo "$name did not start:" >&2; cat "$WORK/$name.log" >&2; return 1; }
 }
 
-# wait_answering PORT: wait until the server answers a question (10 s).
+# wait_answering PORT: wait until the server answers a question (10 s),
+# asked by `lancelot ask` when it has been built, else by peers/client.py.
 wait_answering() {
-	local i
+	local i ask=("$WORK/lancelot" ask --server "127.0.0.1:$1" --timeout 1s "What is your name?")
+	[[ -x $WORK/lancelot ]] || ask=(python3 "$PEERS_DIR/client.py" 127.0.0.1 "$1" one)
 	for ((i = 0; i < 100; i++)); do
-		"$WORK/lancelot" ask --server "127.0.0.1:$1" --timeout 1s "What is your name?" >/dev/null 2>&1 && return 0
+		"${ask[@]}" >/dev/null 2>&1 && return 0
 		sleep 0.1
 	done
 	return 1

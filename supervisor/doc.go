@@ -1,30 +1,50 @@
 // Package supervisor is lancelot's parent process. It owns the listening
 // sockets and the workers' lives.
 //
-// Model. The supervisor holds one SO_REUSEPORT listening socket per worker
-// slot for its whole life, as a raw close-on-exec descriptor, and starts each
-// slot's worker by re-executing its own binary with that socket (and a
-// control channel) passed as inherited descriptors. Linux resets the
-// connections queued on a listening socket when its last descriptor closes,
-// so a socket must outlive every worker that accepts on it: a crashed
-// worker's replacement inherits the same socket and the queued clients are
-// served, not reset. A socket whose slot was removed (TTOU) stays open and is
-// served by a surviving slot, for the same reason.
+// Model. The supervisor holds every SO_REUSEPORT listening socket of the
+// group for its whole life, as a raw close-on-exec descriptor. Linux
+// resets the connections queued on a listening socket when its last
+// descriptor closes, so the supervisor's copy is what lets a socket outlive
+// any worker: clients queued on it wait, they are never reset. Each worker
+// slot is home to some sockets (normally one; a slot removed by TTOU
+// leaves its socket to a survivor), and the slot's worker is started with
+// them. A worker's set of sockets also changes while it runs: the
+// supervisor lends it another socket over the control channel (SCM_RIGHTS)
+// and takes it back later.
 //
-// One goroutine, Run's loop, owns all state: the slots, the workers, the
-// queue of rollouts (HUP, TTIN, TTOU) and the upgrade in flight. Other
-// goroutines only send it events: a worker became ready, a worker exited, a
-// signal arrived, a timer fired. The loop is also the only goroutine that
-// creates sockets and starts processes, because go_reuseport v1.5.0 holds a
-// new socket without close-on-exec for a moment and a child started then
-// would inherit it.
+// The invariant. Every listening socket of the group has at least one
+// live, ready worker accepting on it, at all times. reconcile restores it
+// after every event: a socket whose home worker is down — crashed and
+// backing off, hung and killed, not ready yet, retired — is lent to the
+// healthy worker with the fewest sockets, and taken back once its home
+// worker is ready. The only exceptions: the moment between a worker's death
+// being noticed and its socket reaching the borrower (milliseconds), the
+// start before any worker is ready, and a service with no healthy worker
+// at all (a single worker crashing); clients queue meanwhile.
 //
-// Invariants:
-//   - every socket is served by at least one ready worker, except while its
-//     only slot's worker is restarting (at most the crash backoff, capped at
-//     one second, so queued clients wait rather than time out);
+// Consequences: a crash loop costs clients only the crashed workers' own
+// connections (backoff protects the machine, not the clients); a hung
+// worker, one whose serving loops miss the heartbeat for --worker-timeout,
+// is killed and replaced while its sockets are served elsewhere; a new
+// worker that never becomes ready leaves no socket unserved.
+//
+// One goroutine, Run's loop, owns all state: the sockets, the slots, the
+// workers, the queue of rollouts (HUP, TTIN, TTOU) and the upgrade in
+// flight. Other goroutines only send it events (a worker is ready, answered
+// a heartbeat, exited; the successor is ready) and requests (signals,
+// Reload). The loop is also the only goroutine that creates sockets and
+// starts processes, because go_reuseport v1.5.0 holds a new socket without
+// close-on-exec for a moment and a child started then would inherit it.
+// The loop reaches the operating system only through env, so the model
+// test runs it against fake workers and a fake clock.
+//
+// Other invariants:
 //   - a worker is retired (drained) only after its replacement is ready;
-//   - at most one rollout and one binary upgrade are in flight.
+//   - at most one rollout and one binary upgrade are in flight;
+//   - the running worker count is what the signals asked for: the
+//     configured count (command line and file) changes it only when a HUP
+//     finds it changed, and a binary upgrade hands both counts over;
+//   - a stop always ends: draining workers are killed at their deadline.
 //
 // Not a public API: this package serves the lancelot binary only.
 package supervisor

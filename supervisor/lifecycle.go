@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/camelot/lancelot/shared/handoff"
 )
 
 const (
@@ -25,21 +27,24 @@ func (s *Supervisor) announceReady() {
 		s.log.Error("write pid file", "err", err)
 	}
 	if s.opts.Watchdog > 0 {
-		s.wdNext = time.Now()
+		s.wdNext = s.env.now()
 	}
 	state := "READY=1\n" + s.statusLine()
-	if s.opts.UpgradeReady != nil {
+	if u := s.opts.Upgrade; u != nil {
+		if !u.WaitReparented(time.Second) {
+			s.log.Warn("binary upgrade: the launcher has not exited; systemd may not accept this process as the main one", "launcher", u.Launcher)
+		}
 		// MAINPID first, so systemd follows us before the old supervisor exits.
 		state = "MAINPID=" + strconv.Itoa(os.Getpid()) + "\n" + state
 	}
 	s.opts.Notify(state)
 	s.log.Info("supervisor ready", "pid", os.Getpid(), "workers", len(s.slots), "pids", s.pids())
-	if f := s.opts.UpgradeReady; f != nil {
-		if _, err := f.Write([]byte{1}); err != nil {
+	if u := s.opts.Upgrade; u != nil && u.Ready != nil {
+		if err := handoff.ReportReady(u.Ready); err != nil {
 			s.log.Error("tell the old supervisor we are ready", "err", err)
 		}
-		f.Close()
-		s.opts.UpgradeReady = nil
+		u.Ready.Close()
+		u.Ready = nil
 	}
 }
 
@@ -66,6 +71,30 @@ func uniq(xs []string) []string {
 	return out
 }
 
+// leave handles TERM and INT. With a drain delay the supervisor first goes
+// lame duck: it keeps serving while its agent port says "drain", so a load
+// balancer stops sending it clients, and stops when the delay is over. A
+// second TERM cuts the delay short; after a handover there is nothing to
+// wait for, since the successor serves.
+func (s *Supervisor) leave() {
+	switch {
+	case s.stopping != 0:
+	case s.cfg.DrainDelay > 0 && s.lameDuckUntil.IsZero() && !s.handedOver:
+		s.lameDuckUntil = s.env.now().Add(s.cfg.DrainDelay)
+		s.requests = s.failRequests(s.requests, "supervisor stopping")
+		s.cancelUpgrade("supervisor stopping")
+		s.log.Info("draining: serving on while the load balancer moves clients away", "drain_delay", s.cfg.DrainDelay)
+		s.opts.Notify("STATUS=draining: stopping in " + s.cfg.DrainDelay.String())
+	default:
+		s.stop(sigTerm)
+	}
+}
+
+// leaving reports whether a stop has begun, lame duck included.
+func (s *Supervisor) leaving() bool {
+	return s.stopping != 0 || !s.lameDuckUntil.IsZero()
+}
+
 // stop begins a graceful (SIGTERM) or immediate (SIGQUIT) stop; Run returns
 // once every worker has exited.
 func (s *Supervisor) stop(how syscall.Signal) {
@@ -73,8 +102,12 @@ func (s *Supervisor) stop(how syscall.Signal) {
 		return
 	}
 	s.stopping = how
-	s.requests = nil
-	s.rollout = nil
+	s.lameDuckUntil = time.Time{}
+	s.requests = s.failRequests(s.requests, "supervisor stopping")
+	if s.rollout != nil {
+		s.rollout.reply(errStopping)
+		s.rollout = nil
+	}
 	s.cancelUpgrade("supervisor stopping")
 	if !s.handedOver {
 		s.opts.Notify("STOPPING=1\nSTATUS=stopping")
@@ -84,37 +117,32 @@ func (s *Supervisor) stop(how syscall.Signal) {
 		c := s.cfg
 		bound = c.ShutdownTimeout + c.ReadTimeout + c.WriteTimeout + drainMargin
 	}
-	deadline := time.Now().Add(bound)
-	s.log.Info("supervisor stopping", "mode", map[syscall.Signal]string{sigTerm: "graceful", sigQuit: "immediate"}[how], "workers", s.liveWorkers())
-	s.metrics.mu.Lock()
-	live := make([]*worker, 0, len(s.metrics.live))
-	for w := range s.metrics.live {
-		live = append(live, w)
-	}
-	s.metrics.mu.Unlock()
-	for _, w := range live {
+	deadline := s.env.now().Add(bound)
+	s.log.Info("supervisor stopping", "mode", map[syscall.Signal]string{sigTerm: "graceful", sigQuit: "immediate"}[how], "workers", len(s.workers))
+	for _, w := range s.liveWorkers() {
 		w.draining = true
-		if t, ok := s.retiring[w]; !ok || t.After(deadline) {
-			s.retiring[w] = deadline
+		clear(w.serving)
+		if w.drainBy.IsZero() || w.drainBy.After(deadline) {
+			w.drainBy = deadline
 		}
-		w.signal(how)
+		if !w.killed {
+			w.proc.signal(how)
+		}
 	}
 	for _, sl := range s.slots {
 		sl.restartAt = time.Time{}
 	}
 	// Once the workers close their copies, the sockets close and new
 	// clients are refused at once instead of queueing for the whole drain
-	// with nobody to accept them. (After a binary upgrade the new
-	// supervisor holds its own copies, so this closes nothing for clients.)
+	// with nobody to accept them. (After a binary upgrade the successor
+	// holds its own copies, so this closes nothing for clients.)
 	s.closeSockets()
 }
 
 // killAll ends every worker at once; the last resort when waiting is over.
 func (s *Supervisor) killAll() {
-	s.metrics.mu.Lock()
-	defer s.metrics.mu.Unlock()
-	for w := range s.metrics.live {
-		w.signal(sigKill)
+	for w := range s.workers {
+		w.proc.signal(sigKill)
 	}
 }
 
@@ -124,6 +152,66 @@ func (s *Supervisor) finish() {
 		s.removePIDFile()
 	}
 	s.log.Info("supervisor stopped", "pid", os.Getpid())
+}
+
+// nextDeadline is the earliest time the loop must wake up by itself.
+func (s *Supervisor) nextDeadline() time.Time {
+	next := s.env.now().Add(time.Hour)
+	earlier := func(t time.Time) {
+		if !t.IsZero() && t.Before(next) {
+			next = t
+		}
+	}
+	for _, sl := range s.slots {
+		earlier(sl.restartAt)
+	}
+	for w := range s.workers {
+		if !w.ready && !w.killed && !w.draining {
+			earlier(w.started.Add(readyTimeout))
+		}
+		if w.draining && !w.killed {
+			earlier(w.drainBy)
+		}
+	}
+	if s.upgrade != nil {
+		earlier(s.upgrade.deadline)
+	}
+	earlier(s.wdNext)
+	earlier(s.lameDuckUntil)
+	earlier(s.heartbeatDeadline())
+	return next
+}
+
+// fireDeadlines acts on every deadline that has passed.
+func (s *Supervisor) fireDeadlines(now time.Time) {
+	for _, sl := range s.slots {
+		if !sl.restartAt.IsZero() && !now.Before(sl.restartAt) {
+			s.restart(sl)
+		}
+	}
+	for _, w := range s.liveWorkers() {
+		switch {
+		case w.killed:
+		case !w.ready && !w.draining && now.Sub(w.started) >= readyTimeout:
+			s.log.Error("worker not ready in time; killing it", "slot", w.slot, "pid", w.proc.pid(), "timeout", readyTimeout)
+			s.kill(w)
+		case w.draining && !now.Before(w.drainBy):
+			s.log.Warn("worker still draining at its deadline; killing it", "slot", w.slot, "pid", w.proc.pid())
+			s.kill(w)
+		}
+	}
+	if s.upgrade != nil && !now.Before(s.upgrade.deadline) {
+		s.upgradeTimedOut()
+	}
+	if !s.lameDuckUntil.IsZero() && !now.Before(s.lameDuckUntil) {
+		s.log.Info("drain delay over")
+		s.stop(sigTerm)
+	}
+	if !s.wdNext.IsZero() && !now.Before(s.wdNext) {
+		s.opts.Notify("WATCHDOG=1")
+		s.wdNext = now.Add(s.opts.Watchdog / 2)
+	}
+	s.checkHeartbeats(now)
 }
 
 func (s *Supervisor) writePIDFile() error {

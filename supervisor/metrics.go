@@ -9,35 +9,140 @@ import (
 	"github.com/camelot/lancelot/shared/control"
 )
 
+// metricsState is what scrapes and the agent port read, from their own
+// goroutines: the live workers, totals of the exited ones, and counters
+// the loop keeps.
+type metricsState struct {
+	mu       sync.Mutex
+	live     map[*worker]struct{}
+	retired  control.Stats
+	restarts uint64
+	timeouts uint64
+	reloads  map[string]uint64 // by result: ok, failed
+	serving  int
+	agent    AgentState
+}
+
+// AgentState is what the supervisor tells a load balancer about itself.
+type AgentState int
+
+const (
+	// AgentDown: no worker is ready.
+	AgentDown AgentState = iota
+	// AgentReady: serving.
+	AgentReady
+	// AgentDrain: stopping, lame duck included: send no new clients.
+	AgentDrain
+)
+
+func (m *metricsState) add(w *worker) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.live[w] = struct{}{}
+}
+
+// remove moves an exited worker's last counters into the totals.
+func (m *metricsState) remove(w *worker) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.live, w)
+	m.retired = m.retired.Add(w.proc.lastStats())
+	m.retired.Active = 0
+}
+
+func (m *metricsState) countRestart() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.restarts++
+}
+
+func (m *metricsState) countTimeout() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.timeouts++
+}
+
+func (m *metricsState) countReload(ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.reloads == nil {
+		m.reloads = map[string]uint64{"ok": 0, "failed": 0}
+	}
+	if ok {
+		m.reloads["ok"]++
+	} else {
+		m.reloads["failed"]++
+	}
+}
+
+// updateMetrics publishes what the loop knows, after every event.
+func (s *Supervisor) updateMetrics() {
+	serving := 0
+	for _, sl := range s.slots {
+		if sl.cur.healthy() {
+			serving++
+		}
+	}
+	agent := AgentReady
+	switch {
+	case s.handedOver: // the successor serves
+	case s.leaving():
+		agent = AgentDrain
+	case serving == 0:
+		agent = AgentDown
+	}
+	s.metrics.mu.Lock()
+	defer s.metrics.mu.Unlock()
+	s.metrics.serving = serving
+	s.metrics.agent = agent
+}
+
+// Agent returns what the supervisor tells a load balancer now.
+func (s *Supervisor) Agent() AgentState {
+	s.metrics.mu.Lock()
+	defer s.metrics.mu.Unlock()
+	return s.metrics.agent
+}
+
 // Collector returns a Prometheus collector of the service's metrics: the
 // workers' counters, summed over live and exited workers, and the
 // supervisor's own. A scrape asks each live worker for its counters, so the
-// numbers are exact at the moment of the scrape.
-func (s *Supervisor) Collector() prometheus.Collector {
-	return &collector{s: s}
+// numbers are exact at the moment of the scrape. logDropped, if not nil,
+// counts the supervisor's own dropped log lines.
+func (s *Supervisor) Collector(logDropped func() uint64) prometheus.Collector {
+	return &collector{s: s, logDropped: logDropped}
 }
 
 var (
-	descAnswered = prometheus.NewDesc("lancelot_questions_answered_total", "Questions answered.", nil, nil)
-	descUnknown  = prometheus.NewDesc("lancelot_unknown_questions_total", "Unknown questions (each closed its connection).", nil, nil)
-	descAccepted = prometheus.NewDesc("lancelot_connections_accepted_total", "Connections accepted.", nil, nil)
-	descActive   = prometheus.NewDesc("lancelot_connections_active", "Connections open now.", nil, nil)
-	descWorkers  = prometheus.NewDesc("lancelot_workers", "Worker slots with a ready worker.", nil, nil)
-	descRestarts = prometheus.NewDesc("lancelot_worker_restarts_total", "Workers restarted after an unexpected exit.", nil, nil)
+	descAnswered   = prometheus.NewDesc("lancelot_questions_answered_total", "Questions answered.", nil, nil)
+	descUnknown    = prometheus.NewDesc("lancelot_unknown_questions_total", "Unknown questions (each closed its connection).", nil, nil)
+	descAccepted   = prometheus.NewDesc("lancelot_connections_accepted_total", "Connections accepted.", nil, nil)
+	descActive     = prometheus.NewDesc("lancelot_connections_active", "Connections open now.", nil, nil)
+	descClosed     = prometheus.NewDesc("lancelot_connections_closed_total", "Connections the server closed, by reason.", []string{"reason"}, nil)
+	descProxy      = prometheus.NewDesc("lancelot_proxy_header_errors_total", "PROXY protocol headers refused, by reason.", []string{"reason"}, nil)
+	descLogDropped = prometheus.NewDesc("lancelot_log_lines_dropped_total", "Log lines dropped because the log's reader was too slow.", nil, nil)
+	descWorkers    = prometheus.NewDesc("lancelot_workers", "Worker slots with a ready worker.", nil, nil)
+	descRestarts   = prometheus.NewDesc("lancelot_worker_restarts_total", "Workers restarted after an unexpected exit.", nil, nil)
+	descTimeouts   = prometheus.NewDesc("lancelot_worker_timeouts_total", "Workers killed for missing the heartbeat (--worker-timeout).", nil, nil)
+	descReloads    = prometheus.NewDesc("lancelot_reloads_total", "Reloads (HUP), by result.", []string{"result"}, nil)
 )
 
-type collector struct{ s *Supervisor }
+type collector struct {
+	s          *Supervisor
+	logDropped func() uint64
+}
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAnswered, descUnknown, descAccepted, descActive, descWorkers, descRestarts} {
+	for _, d := range []*prometheus.Desc{descAnswered, descUnknown, descAccepted, descActive, descClosed,
+		descProxy, descLogDropped, descWorkers, descRestarts, descTimeouts, descReloads} {
 		ch <- d
 	}
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	total, serving, restarts := c.s.stats()
-	counter := func(d *prometheus.Desc, v uint64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	total, st := c.s.stats()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	gauge := func(d *prometheus.Desc, v int64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
@@ -46,13 +151,35 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descUnknown, total.Unknown)
 	counter(descAccepted, total.Accepted)
 	gauge(descActive, total.Active)
-	gauge(descWorkers, int64(serving))
-	counter(descRestarts, restarts)
+	for reason, n := range total.Closed {
+		counter(descClosed, n, reason)
+	}
+	for reason, n := range total.ProxyErrors {
+		counter(descProxy, n, reason)
+	}
+	dropped := total.LogDropped
+	if c.logDropped != nil {
+		dropped += c.logDropped()
+	}
+	counter(descLogDropped, dropped)
+	gauge(descWorkers, int64(st.serving))
+	counter(descRestarts, st.restarts)
+	counter(descTimeouts, st.timeouts)
+	for result, n := range st.reloads {
+		counter(descReloads, n, result)
+	}
+}
+
+// supervisorCounts are the loop's own counters, as of a scrape.
+type supervisorCounts struct {
+	serving            int
+	restarts, timeouts uint64
+	reloads            map[string]uint64
 }
 
 // stats sums the counters of exited workers and of every live worker,
 // asking each live one concurrently.
-func (s *Supervisor) stats() (control.Stats, int, uint64) {
+func (s *Supervisor) stats() (control.Stats, supervisorCounts) {
 	m := &s.metrics
 	m.mu.Lock()
 	live := make([]*worker, 0, len(m.live))
@@ -65,7 +192,7 @@ func (s *Supervisor) stats() (control.Stats, int, uint64) {
 	results := make([]control.Stats, len(live))
 	var wg sync.WaitGroup
 	for i, w := range live {
-		wg.Go(func() { results[i] = w.fetchStats(ctx) })
+		wg.Go(func() { results[i] = w.proc.fetchStats(ctx) })
 	}
 	wg.Wait()
 	m.mu.Lock()
@@ -76,5 +203,9 @@ func (s *Supervisor) stats() (control.Stats, int, uint64) {
 			total = total.Add(results[i])
 		}
 	}
-	return total, m.serving, m.restarts
+	reloads := make(map[string]uint64, len(m.reloads))
+	for k, v := range m.reloads {
+		reloads[k] = v
+	}
+	return total, supervisorCounts{serving: m.serving, restarts: m.restarts, timeouts: m.timeouts, reloads: reloads}
 }

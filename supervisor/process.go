@@ -2,34 +2,30 @@ package supervisor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/camelot/lancelot/shared/config"
+	"golang.org/x/sys/unix"
+
 	"github.com/camelot/lancelot/shared/control"
+	"github.com/camelot/lancelot/shared/handoff"
 )
 
-// worker is one worker process as the supervisor sees it. Its fields below
-// mu are shared with the goroutines that read its control channel and
-// answer metrics scrapes; the rest belong to the supervisor's loop.
-type worker struct {
-	slot    int
-	pid     int
-	cmd     *exec.Cmd
-	ctrl    *control.Conn
-	started time.Time
-	ready   bool
-	// draining is set once the worker was told to stop.
-	draining bool
+// sendTimeout bounds a message to a worker: the channel's buffer holds
+// hundreds of them, so a full one means the worker stopped reading.
+const sendTimeout = 100 * time.Millisecond
+
+// workerProcess is a real worker process. Two goroutines report on it: one
+// reads its control channel, one reaps it.
+type workerProcess struct {
+	cmd  *exec.Cmd
+	ctrl *control.Conn
 	// readDone closes when the control channel reached EOF, so the final
 	// stats a worker sends before exiting are counted before its exit is.
 	readDone chan struct{}
@@ -40,155 +36,128 @@ type worker struct {
 	waiters map[uint64]chan control.Stats
 }
 
-// spawnSpec is what a new worker process gets.
-type spawnSpec struct {
-	executable string
-	slot       int
-	sockets    []*socket
-	config     config.Config
-	env        []string
-}
-
-// startWorker starts a worker process. Call it only from the loop goroutine.
-func startWorker(spec spawnSpec) (*worker, error) {
+// startWorkerProcess starts the process for w. Call it only from the loop
+// goroutine (see the package doc).
+func startWorkerProcess(s *Supervisor, w *worker, spec workerSpec) (*workerProcess, error) {
 	ctrl, remote, err := control.Pair()
 	if err != nil {
 		return nil, err
 	}
 	defer remote.Close()
-	files := []*os.File{remote}
+	h := handoff.Worker{Slot: spec.slot, Config: spec.config, Control: remote}
 	defer func() {
-		for _, f := range files[1:] {
-			f.Close()
+		for _, sock := range h.Sockets {
+			sock.File.Close()
 		}
 	}()
-	for _, s := range spec.sockets {
-		f, err := s.file()
+	for _, sock := range spec.sockets {
+		f, err := sock.file()
 		if err != nil {
 			ctrl.Close()
 			return nil, err
 		}
-		files = append(files, f)
+		h.Sockets = append(h.Sockets, handoff.Socket{ID: sock.id, File: f})
 	}
-	cfgJSON, err := json.Marshal(spec.config)
+	cmd, err := h.Command(s.opts.Executable, s.opts.Env)
 	if err != nil {
 		ctrl.Close()
-		return nil, fmt.Errorf("encode worker config: %w", err)
+		return nil, err
 	}
-	// Workers run this very binary, even after a new one replaced it on
-	// disk: /proc/self/exe still names the running executable's inode, so a
-	// supervisor never restarts its workers from a different version.
-	cmd := exec.Command("/proc/self/exe", "worker")
-	cmd.Args[0] = spec.executable
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.ExtraFiles = files // fd 3 = control, fd 4.. = sockets
-	cmd.Env = append(workerEnv(spec.env),
-		control.EnvConfig+"="+string(cfgJSON),
-		control.EnvListeners+"="+strconv.Itoa(len(spec.sockets)),
-		control.EnvSlot+"="+strconv.Itoa(spec.slot),
-	)
-	if err := cmd.Start(); err != nil {
+	cmd.Stdout, cmd.Stderr = s.opts.Stdout, s.opts.Stderr
+	if err := s.opts.Spawner.Start(cmd); err != nil {
 		ctrl.Close()
 		return nil, fmt.Errorf("start worker for slot %d: %w", spec.slot, err)
 	}
-	return &worker{
-		slot: spec.slot, pid: cmd.Process.Pid, cmd: cmd, ctrl: ctrl, started: time.Now(),
-		readDone: make(chan struct{}), waiters: make(map[uint64]chan control.Stats),
-	}, nil
+	p := &workerProcess{cmd: cmd, ctrl: ctrl, readDone: make(chan struct{}), waiters: make(map[uint64]chan control.Stats)}
+	go p.readControl(s, w)
+	go p.wait(s, w)
+	return p, nil
 }
 
-// workerEnv drops what must reach the supervisor only: systemd's variables
-// (every notification comes from the supervisor) and our own handover ones.
-// Other LANCELOT_ variables (LANCELOT_ENGINE) pass through.
-func workerEnv(env []string) []string {
-	out := make([]string, 0, len(env))
-	for _, kv := range env {
-		if strings.HasPrefix(kv, "NOTIFY_SOCKET=") || strings.HasPrefix(kv, "LISTEN_") ||
-			strings.HasPrefix(kv, "WATCHDOG_") || strings.HasPrefix(kv, "LANCELOT_UPGRADE") ||
-			strings.HasPrefix(kv, control.EnvConfig+"=") || strings.HasPrefix(kv, control.EnvListeners+"=") ||
-			strings.HasPrefix(kv, control.EnvSlot+"=") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
+func (p *workerProcess) pid() int { return p.cmd.Process.Pid }
+
+// signal sends sig; a worker that already exited is reported by its exit
+// event, so the error is of no use here.
+func (p *workerProcess) signal(sig syscall.Signal) {
+	_ = p.cmd.Process.Signal(sig)
+}
+
+func (p *workerProcess) send(m control.Message) error {
+	p.ctrl.SetWriteDeadline(time.Now().Add(sendTimeout))
+	return p.ctrl.Send(m)
 }
 
 // readControl turns the worker's messages into events until EOF.
-func (w *worker) readControl(events chan<- event) {
-	defer close(w.readDone)
+func (p *workerProcess) readControl(s *Supervisor, w *worker) {
+	defer close(p.readDone)
 	for {
-		m, err := w.ctrl.Receive()
+		m, err := p.ctrl.Receive()
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
-				events <- event{worker: w, err: err}
+				s.send(event{kind: eventControlError, worker: w, err: err})
 			}
 			return
 		}
 		switch m.Type {
 		case control.TypeReady:
-			events <- event{kind: eventReady, worker: w}
+			s.send(event{kind: eventReady, worker: w})
+		case control.TypeAlive:
+			s.send(event{kind: eventAlive, worker: w, seq: m.Seq})
 		case control.TypeStats:
 			if m.Stats != nil {
-				w.recordStats(m.Seq, *m.Stats)
+				p.recordStats(m.Seq, *m.Stats)
 			}
 		}
 	}
 }
 
 // wait reaps the process and reports its exit once its last stats are in.
-func (w *worker) wait(events chan<- event) {
-	err := w.cmd.Wait()
+func (p *workerProcess) wait(s *Supervisor, w *worker) {
+	err := p.cmd.Wait()
 	select {
-	case <-w.readDone:
+	case <-p.readDone:
 	case <-time.After(time.Second):
 	}
-	w.ctrl.Close()
-	events <- event{kind: eventExited, worker: w, err: err}
+	p.ctrl.Close()
+	s.send(event{kind: eventExited, worker: w, err: err})
 }
 
-func (w *worker) recordStats(seq uint64, s control.Stats) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.stats = s
-	if c, ok := w.waiters[seq]; ok {
-		c <- s
-		delete(w.waiters, seq)
+func (p *workerProcess) recordStats(seq uint64, st control.Stats) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stats = st
+	if c, ok := p.waiters[seq]; ok {
+		c <- st
+		delete(p.waiters, seq)
 	}
 }
 
 // fetchStats asks the worker for its counters and waits for the reply, or
 // returns the last known ones when ctx ends first.
-func (w *worker) fetchStats(ctx context.Context) control.Stats {
-	w.mu.Lock()
-	w.seq++
-	seq := w.seq
+func (p *workerProcess) fetchStats(ctx context.Context) control.Stats {
+	p.mu.Lock()
+	p.seq++
+	seq := p.seq
 	c := make(chan control.Stats, 1)
-	w.waiters[seq] = c
-	w.mu.Unlock()
-	if err := w.ctrl.Send(control.Message{Type: control.TypeStatsRequest, Seq: seq}); err == nil {
+	p.waiters[seq] = c
+	p.mu.Unlock()
+	if err := p.ctrl.Send(control.Message{Type: control.TypeStatsRequest, Seq: seq}); err == nil {
 		select {
-		case s := <-c:
-			return s
+		case st := <-c:
+			return st
 		case <-ctx.Done():
 		}
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	delete(w.waiters, seq)
-	return w.stats
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.waiters, seq)
+	return p.stats
 }
 
-func (w *worker) lastStats() control.Stats {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.stats
-}
-
-// signal sends sig; a worker that already exited is reported by its exit
-// event, so the error is of no use here.
-func (w *worker) signal(sig syscall.Signal) {
-	_ = w.cmd.Process.Signal(sig)
+func (p *workerProcess) lastStats() control.Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stats
 }
 
 // exitStatus describes how a process ended, for the log.
@@ -196,7 +165,7 @@ func exitStatus(err error) string {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return "killed by " + ws.Signal().String()
+			return "killed by " + unix.SignalName(ws.Signal())
 		}
 		return "exit status " + strconv.Itoa(ee.ExitCode())
 	}
@@ -204,4 +173,46 @@ func exitStatus(err error) string {
 		return err.Error()
 	}
 	return "exit status 0"
+}
+
+// pidfd is a process handle that cannot be confused with a later process
+// that got the same pid.
+type pidfd struct {
+	mu sync.Mutex
+	fd int
+}
+
+func openPidfd(pid int) *pidfd {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil // gone already
+	}
+	return &pidfd{fd: fd}
+}
+
+func (p *pidfd) kill() {
+	p.signal(unix.SIGKILL)
+}
+
+func (p *pidfd) signal(sig syscall.Signal) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fd >= 0 {
+		unix.PidfdSendSignal(p.fd, sig, nil, 0)
+	}
+}
+
+func (p *pidfd) close() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fd >= 0 {
+		unix.Close(p.fd)
+		p.fd = -1
+	}
 }

@@ -3,64 +3,88 @@ package supervisor
 import (
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/camelot/lancelot/shared/config"
 	"golang.org/x/sys/unix"
+
+	"github.com/camelot/lancelot/shared/config"
 )
 
 // rollout is a sequence of steps that moves the slots to a new shape (HUP,
-// TTIN, TTOU), one worker at a time: each step that starts a worker waits
-// for it to be ready before the next step runs, and a worker is retired
-// only after its replacement is ready.
+// TTIN, TTOU), one worker at a time: a step that starts a worker waits for
+// it to be ready before the next step runs, and a worker is retired only
+// after its replacement is ready.
 type rollout struct {
 	name     string
 	steps    []step
-	inFlight bool
+	current  step    // the step running
+	inFlight *worker // the new worker it waits for
 	started  time.Time
+	replies  []chan error // Reload calls waiting for the outcome
+}
+
+// reply tells the Reload calls waiting for r how it ended.
+func (r *rollout) reply(err error) {
+	for _, c := range r.replies {
+		c <- err
+	}
+	r.replies = nil
 }
 
 type stepKind int
 
 const (
-	stepReplace stepKind = iota + 1 // start a new worker for an existing slot
+	stepRemove  stepKind = iota + 1 // retire the last slot's worker and drop the slot
+	stepReplace                     // start a new worker for an existing slot
 	stepAdd                         // add a slot and start its worker
-	stepRemove                      // retire the last slot's worker and drop the slot
 )
 
 type step struct {
-	kind    stepKind
-	slot    int
-	sockets []int
+	kind stepKind
+	slot int
 }
 
-func (s *Supervisor) handleSignal(sig os.Signal) {
-	s.log.Info("signal received", "signal", signalName(sig), "pid", os.Getpid())
-	switch sig {
+func (s *Supervisor) handleRequest(req request) {
+	if req.reply == nil {
+		s.log.Info("signal received", "signal", signalName(req.sig), "pid", os.Getpid())
+	} else {
+		s.log.Info("reload requested", "pid", os.Getpid())
+	}
+	switch req.sig {
 	case syscall.SIGTERM, syscall.SIGINT:
-		s.stop(syscall.SIGTERM)
+		s.leave()
 	case syscall.SIGQUIT:
 		s.stop(syscall.SIGQUIT)
 	case syscall.SIGUSR2:
 		s.startUpgrade()
 	case syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU:
-		if s.stopping != 0 {
+		if s.leaving() {
+			s.failRequests([]request{req}, "supervisor stopping")
 			return
 		}
-		s.requests = append(s.requests, sig)
+		s.requests = append(s.requests, req)
 		s.nextRollout()
 	}
 }
 
-// nextRollout starts the next queued request when none is running.
+// nextRollout starts the next queued request when none is running. While a
+// binary upgrade is in flight requests wait: the successor started with
+// this supervisor's counts, so they are its to carry out once it takes over
+// (see successorEvent), or ours again if it fails.
 func (s *Supervisor) nextRollout() {
-	for s.rollout == nil && len(s.requests) > 0 && s.stopping == 0 {
-		sig := s.requests[0]
+	for s.rollout == nil && len(s.requests) > 0 && !s.leaving() && s.upgrade == nil {
+		req := s.requests[0]
 		s.requests = s.requests[1:]
-		if r := s.plan(sig); r != nil {
+		r, err := s.plan(req.sig)
+		if req.reply != nil && r == nil {
+			req.reply <- err
+		}
+		if r != nil {
+			if req.reply != nil {
+				r.replies = append(r.replies, req.reply)
+			}
 			s.rollout = r
 			s.log.Info("rollout starting", "rollout", r.name, "steps", len(r.steps))
 			s.opts.Notify("STATUS=" + r.name + " in progress")
@@ -69,56 +93,57 @@ func (s *Supervisor) nextRollout() {
 	}
 }
 
-// plan turns a request into steps against the current slots.
-func (s *Supervisor) plan(sig os.Signal) *rollout {
-	n := len(s.slots)
+// plan turns a request into steps that bring the slots to the running
+// count it asks for; nil and why when there is nothing to do.
+func (s *Supervisor) plan(sig os.Signal) (*rollout, error) {
 	switch sig {
 	case syscall.SIGHUP:
 		s.opts.Notify(reloadingState())
-		target, ok := s.reloadConfig()
-		if !ok {
+		if err := s.reloadConfig(); err != nil {
 			s.opts.Notify("READY=1\nSTATUS=reload failed; still serving the previous configuration")
-			return nil
+			s.metrics.countReload(false)
+			return nil, err
 		}
-		return s.planShape("reload", target, true)
+		return s.planShape("reload", true), nil
 	case syscall.SIGTTIN:
-		if n >= config.MaxWorkers {
-			s.log.Warn("TTIN refused: at the worker limit", "workers", n)
-			return nil
+		if s.running >= config.MaxWorkers {
+			s.log.Warn("TTIN refused: at the worker limit", "workers", s.running)
+			return nil, nil
 		}
-		return s.planShape("scale up", n+1, false)
+		s.running++
+		return s.planShape("scale up", false), nil
 	case syscall.SIGTTOU:
-		if n <= 1 {
+		if s.running <= 1 {
 			s.log.Warn("TTOU refused: never fewer than one worker")
-			return nil
+			return nil, nil
 		}
-		return s.planShape("scale down", n-1, false)
+		s.running--
+		return s.planShape("scale down", false), nil
 	}
-	return nil
+	return nil, nil
 }
 
-// reloadConfig re-reads the configuration for HUP. A runtime TTIN/TTOU
-// count survives the reload unless the configured worker count changed.
-func (s *Supervisor) reloadConfig() (int, bool) {
-	target := len(s.slots)
+// reloadConfig re-reads the configuration for HUP. The running count
+// (TTIN/TTOU included) stays unless the configured count itself changed.
+func (s *Supervisor) reloadConfig() error {
 	if s.opts.Reload == nil {
-		return target, true
+		return nil
 	}
 	cfg, err := s.opts.Reload()
 	if err != nil {
 		s.log.Error("reload: configuration rejected; keeping the running one", "err", err)
-		return 0, false
+		return fmt.Errorf("configuration rejected: %w", err)
 	}
 	if cfg.Listen != s.cfg.Listen {
 		s.log.Warn("reload: listen address changes need a restart; keeping the open sockets", "listen", s.cfg.Listen, "configured", cfg.Listen)
 		cfg.Listen = s.cfg.Listen
 	}
 	if cfg.Workers != s.cfg.Workers {
-		target = cfg.Workers
+		s.running = cfg.Workers
 	}
 	s.cfg = cfg
-	s.log.Info("reload: configuration read", "workers", target)
-	return target, true
+	s.log.Info("reload: configuration read", "workers", s.running, "configured", cfg.Workers)
+	return nil
 }
 
 // reloadingState is the notification for Type=notify-reload: systemd wants
@@ -129,61 +154,38 @@ func reloadingState() string {
 	return fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", ts.Nano()/1000)
 }
 
-// planShape moves from the current slots to target slots. replaceAll
-// replaces every surviving slot's worker (HUP); otherwise only slots that
-// must take over another slot's sockets are replaced.
-func (s *Supervisor) planShape(name string, target int, replaceAll bool) *rollout {
-	s.ensureSockets(target)
-	plan := assign(len(s.sockets), target)
-	n := len(s.slots)
-	r := &rollout{name: name, started: time.Now()}
-	for j := 0; j < min(n, target); j++ {
-		if replaceAll || !isSubset(plan[j], s.slots[j].sockets) {
-			r.steps = append(r.steps, step{kind: stepReplace, slot: j, sockets: plan[j]})
-		}
-	}
-	for j := n; j < target; j++ {
-		r.steps = append(r.steps, step{kind: stepAdd, slot: j, sockets: plan[j]})
-	}
+// planShape moves from the current slots to s.running slots: first the
+// slots to remove (their sockets are lent to the survivors at once), then,
+// for a reload, a new worker for every surviving slot, then the slots to
+// add. Each new worker starts with its slot's home sockets at that moment.
+func (s *Supervisor) planShape(name string, replaceAll bool) *rollout {
+	n, target := len(s.slots), s.running
+	r := &rollout{name: name, started: s.env.now()}
 	for j := n - 1; j >= target; j-- {
 		r.steps = append(r.steps, step{kind: stepRemove, slot: j})
 	}
+	if replaceAll {
+		for j := range min(n, target) {
+			r.steps = append(r.steps, step{kind: stepReplace, slot: j})
+		}
+	}
+	for j := n; j < target; j++ {
+		r.steps = append(r.steps, step{kind: stepAdd, slot: j})
+	}
 	return r
-}
-
-// ensureSockets binds a socket for each new slot beyond the existing ones.
-// Where that fails (an activated socket without SO_REUSEPORT), new slots
-// share the existing sockets.
-func (s *Supervisor) ensureSockets(target int) {
-	for len(s.sockets) < target {
-		sock, err := bindSocket(s.sockets[0].addr)
-		if err != nil {
-			s.log.Warn("cannot add a listening socket; new workers will share the existing ones", "err", err)
-			return
-		}
-		s.sockets = append(s.sockets, sock)
-	}
-}
-
-func isSubset(a, b []int) bool {
-	for _, x := range a {
-		if !slices.Contains(b, x) {
-			return false
-		}
-	}
-	return true
 }
 
 // runSteps runs steps until one has to wait for a worker to be ready.
 func (s *Supervisor) runSteps() {
 	r := s.rollout
-	for r != nil && !r.inFlight {
+	for r != nil && r.inFlight == nil {
 		if len(r.steps) == 0 {
 			s.finishRollout()
 			return
 		}
 		st := r.steps[0]
 		r.steps = r.steps[1:]
+		r.current = st
 		if err := s.runStep(st); err != nil {
 			s.abortRollout(err.Error())
 			return
@@ -195,25 +197,29 @@ func (s *Supervisor) runStep(st step) error {
 	switch st.kind {
 	case stepAdd:
 		s.slots = append(s.slots, &slot{index: st.slot})
+		s.ensureSockets() // lent to a running worker until the new one is ready
+		s.rehome()
 		fallthrough
 	case stepReplace:
 		sl := s.slots[st.slot]
-		sl.sockets = st.sockets
 		w, err := s.spawn(sl)
 		if err != nil {
 			return err
 		}
 		sl.next = w
-		s.rollout.inFlight = true
+		s.rollout.inFlight = w
 	case stepRemove:
 		sl := s.slots[st.slot]
 		s.slots = s.slots[:st.slot]
+		s.rehome()
 		for _, w := range []*worker{sl.cur, sl.next} {
 			if w != nil {
 				s.retire(w, "slot removed")
 			}
 		}
-		s.updateServing()
+		// reconcile lends the removed slot's sockets to their new homes
+		// before the retired worker has stopped accepting on them.
+		s.reconcile()
 	}
 	return nil
 }
@@ -223,20 +229,25 @@ func (s *Supervisor) stepDone() {
 	if s.rollout == nil {
 		return
 	}
-	s.rollout.inFlight = false
+	s.rollout.inFlight = nil
 	s.runSteps()
 }
 
 func (s *Supervisor) finishRollout() {
 	r := s.rollout
 	s.rollout = nil
-	s.log.Info("rollout complete", "rollout", r.name, "workers", len(s.slots), "pids", s.pids(), "took", time.Since(r.started).Round(time.Millisecond))
+	s.log.Info("rollout complete", "rollout", r.name, "workers", len(s.slots), "pids", s.pids(), "took", s.env.now().Sub(r.started).Round(time.Millisecond))
+	if r.name == "reload" {
+		s.metrics.countReload(true)
+	}
+	r.reply(nil)
 	s.announceServing(r.name == "reload")
 	s.nextRollout()
 }
 
 // abortRollout stops a rollout whose new worker failed: the workers already
-// serving keep serving. A slot added by the failed step is dropped again.
+// serving keep serving. A slot added by the failed step is dropped again;
+// its socket stays open and is lent to a running worker (see reconcile).
 func (s *Supervisor) abortRollout(why string) {
 	r := s.rollout
 	if r == nil {
@@ -244,22 +255,30 @@ func (s *Supervisor) abortRollout(why string) {
 	}
 	s.rollout = nil
 	s.log.Error("rollout aborted; the serving workers keep serving", "rollout", r.name, "reason", why)
-	for _, sl := range s.slots {
-		if w := sl.next; w != nil {
-			w.draining = true
-			w.signal(sigKill)
-			s.retiring[w] = time.Now().Add(quitTimeout)
+	if w := r.inFlight; w != nil {
+		if sl := s.slotOf(w); sl != nil {
 			sl.next = nil
 		}
-	}
-	for len(s.slots) > 1 {
-		last := s.slots[len(s.slots)-1]
-		if last.cur != nil || !last.restartAt.IsZero() {
-			break
+		if _, alive := s.workers[w]; alive && !w.killed {
+			w.drainBy = s.env.now().Add(quitTimeout)
+			s.kill(w)
 		}
-		s.slots = s.slots[:len(s.slots)-1]
 	}
-	s.updateServing()
+	if r.current.kind == stepAdd && r.current.slot == len(s.slots)-1 && s.slots[r.current.slot].cur == nil {
+		s.slots = s.slots[:r.current.slot]
+		s.rehome()
+	}
+	// A slot whose worker crashed while its replacement was starting was
+	// left for the replacement; it needs a restart of its own now.
+	for _, sl := range s.slots {
+		if sl.cur == nil && sl.next == nil && sl.restartAt.IsZero() {
+			s.scheduleRestart(sl, 0)
+		}
+	}
+	if r.name == "reload" {
+		s.metrics.countReload(false)
+	}
+	r.reply(fmt.Errorf("%s aborted: %s", r.name, why))
 	s.announceServing(r.name == "reload")
 	s.nextRollout()
 }
@@ -271,7 +290,7 @@ func (s *Supervisor) pids() string {
 			b.WriteByte(' ')
 		}
 		if sl.cur != nil {
-			fmt.Fprintf(&b, "%d", sl.cur.pid)
+			fmt.Fprintf(&b, "%d", sl.cur.proc.pid())
 		} else {
 			b.WriteByte('-')
 		}

@@ -2,111 +2,138 @@ package supervisor
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
-// slot is one worker position: the sockets it serves, the worker serving
-// them, and the replacement starting for it during a rollout.
+// slot is one worker position: the sockets it is home to, the worker
+// serving them, and the replacement starting for it during a rollout.
 type slot struct {
-	index   int
-	sockets []int   // indexes into Supervisor.sockets
-	cur     *worker // the worker serving this slot, nil while restarting
-	next    *worker // a replacement not yet ready
-	crashes int     // consecutive short-lived workers, for backoff
-	// restartAt is when a crashed worker's replacement is due; zero if none.
+	index int
+	home  []int   // ids of the sockets this slot's worker starts with
+	cur   *worker // the worker of this slot; nil while restarting
+	next  *worker // a replacement not yet ready
+	// crashes counts consecutive short-lived workers, for backoff;
+	// restartAt is when a crashed worker's replacement is due (zero if
+	// none is).
+	crashes   int
 	restartAt time.Time
+}
+
+// worker is one worker process as the loop sees it.
+type worker struct {
+	proc    workerProc
+	slot    int
+	started time.Time
+	ready   bool
+	// draining: told to stop (retired, or the supervisor stops); killed:
+	// sent SIGKILL. Either way it no longer accepts.
+	draining, killed bool
+	// drainBy is when a draining worker is killed if still alive.
+	drainBy time.Time
+	// serving are the sockets it accepts on: those it started with, plus
+	// those lent to it, minus those taken back.
+	serving map[int]bool
+	// hb is its heartbeat state.
+	hb workerHeartbeat
+}
+
+// healthy reports whether w accepts on its sockets: ready, and neither
+// told to stop nor killed.
+func (w *worker) healthy() bool {
+	return w != nil && w.ready && !w.draining && !w.killed
 }
 
 type eventKind int
 
 const (
-	eventReady eventKind = iota + 1
-	eventExited
-	eventUpgradeReady
-	eventUpgradeFailed
+	eventReady          eventKind = iota + 1 // a worker accepts on its sockets
+	eventAlive                               // a worker answered heartbeat seq
+	eventExited                              // a worker was reaped
+	eventControlError                        // a worker's control channel broke
+	eventSuccessorReady                      // the upgrade's new supervisor is ready
+	eventSuccessorFailed                     // the upgrade's new supervisor failed
 )
 
 // event is what other goroutines tell the loop.
 type event struct {
-	kind    eventKind
-	worker  *worker
-	upgrade *upgrade
-	err     error
-}
-
-// send delivers an event unless the loop has returned.
-func (s *Supervisor) send(ev event) {
-	select {
-	case s.events <- ev:
-	case <-s.done:
-	}
-}
-
-// startSlots creates n slots and starts their workers, at startup.
-func (s *Supervisor) startSlots(n int) error {
-	if len(s.sockets) < n {
-		// Socket activation passed fewer sockets than slots.
-		if s.sockets[0].reusePort() {
-			s.ensureSockets(n)
-		} else {
-			s.log.Info("inherited socket lacks SO_REUSEPORT; workers share it", "sockets", len(s.sockets), "workers", n)
-		}
-	}
-	plan := assign(len(s.sockets), n)
-	for i := range n {
-		sl := &slot{index: i, sockets: plan[i]}
-		s.slots = append(s.slots, sl)
-		w, err := s.spawn(sl)
-		if err != nil {
-			return fmt.Errorf("%w: %w", errNoWorkerStarted, err)
-		}
-		sl.cur = w
-	}
-	return nil
-}
-
-// spawn starts a worker for sl with sl's sockets and the current config.
-func (s *Supervisor) spawn(sl *slot) (*worker, error) {
-	socks := make([]*socket, len(sl.sockets))
-	for i, k := range sl.sockets {
-		socks[i] = s.sockets[k]
-	}
-	cfg := s.cfg
-	cfg.Workers = max(len(s.slots), 1) // the running count: TTIN/TTOU change it
-	w, err := startWorker(spawnSpec{
-		executable: s.opts.Executable, slot: sl.index, sockets: socks,
-		config: cfg, env: s.opts.Env,
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.metrics.mu.Lock()
-	s.metrics.live[w] = struct{}{}
-	s.metrics.mu.Unlock()
-	go w.readControl(s.events)
-	go w.wait(s.events)
-	s.log.Info("worker started", "slot", sl.index, "pid", w.pid, "sockets", sl.sockets)
-	return w, nil
+	kind      eventKind
+	worker    *worker
+	successor successorProc
+	seq       uint64
+	err       error
 }
 
 func (s *Supervisor) handle(ev event) {
 	switch ev.kind {
 	case eventReady:
 		s.workerReady(ev.worker)
+	case eventAlive:
+		s.workerAlive(ev.worker, ev.seq)
 	case eventExited:
 		s.workerExited(ev.worker, ev.err)
-	case eventUpgradeReady, eventUpgradeFailed:
-		s.upgradeEvent(ev)
-	default:
-		if ev.err != nil && ev.worker != nil {
-			s.log.Warn("worker control channel", "slot", ev.worker.slot, "pid", ev.worker.pid, "err", ev.err)
-		}
+	case eventControlError:
+		s.log.Warn("worker control channel", "slot", ev.worker.slot, "pid", ev.worker.proc.pid(), "err", ev.err)
+	case eventSuccessorReady, eventSuccessorFailed:
+		s.successorEvent(ev)
 	}
 }
 
+// rehome gives every socket a home slot (see assign); called whenever the
+// number of slots or sockets changes.
+func (s *Supervisor) rehome() {
+	plan := assign(len(s.sockets), len(s.slots))
+	for i, sl := range s.slots {
+		sl.home = plan[i]
+	}
+}
+
+// ensureSockets binds a socket for a new slot when there are fewer sockets
+// than slots and more can join the port. Otherwise new slots share the
+// existing sockets.
+func (s *Supervisor) ensureSockets() {
+	if len(s.sockets) >= len(s.slots) || !s.sockets[0].joinable() {
+		return
+	}
+	sock, err := s.env.bind(s.sockets[0].addr)
+	if err != nil {
+		s.log.Warn("cannot add a listening socket; new workers share the existing ones", "err", err)
+		return
+	}
+	s.addSocket(sock)
+}
+
+// spawn starts a worker for sl with sl's home sockets and the current
+// configuration.
+func (s *Supervisor) spawn(sl *slot) (*worker, error) {
+	socks := make([]*socket, len(sl.home))
+	for i, k := range sl.home {
+		socks[i] = s.sockets[k]
+	}
+	cfg := s.cfg
+	cfg.Workers = len(s.slots) // the running count: workers split the CPUs by it
+	w := &worker{slot: sl.index, started: s.env.now(), serving: make(map[int]bool)}
+	proc, err := s.env.startWorker(w, workerSpec{slot: sl.index, sockets: socks, config: cfg})
+	if err != nil {
+		return nil, err
+	}
+	w.proc = proc
+	for _, k := range sl.home {
+		w.serving[k] = true
+	}
+	s.workers[w] = struct{}{}
+	s.metrics.add(w)
+	s.log.Info("worker started", "slot", sl.index, "pid", proc.pid(), "sockets", sl.home)
+	return w, nil
+}
+
 func (s *Supervisor) workerReady(w *worker) {
+	if w.draining || w.killed {
+		return
+	}
 	w.ready = true
-	s.log.Info("worker ready", "slot", w.slot, "pid", w.pid, "after", time.Since(w.started).Round(time.Millisecond))
+	s.hb.start(w, s.env.now())
+	s.log.Info("worker ready", "slot", w.slot, "pid", w.proc.pid(), "after", s.env.now().Sub(w.started).Round(time.Millisecond))
 	if sl := s.slotOf(w); sl != nil && sl.next == w {
 		old := sl.cur
 		sl.cur, sl.next = w, nil
@@ -115,37 +142,34 @@ func (s *Supervisor) workerReady(w *worker) {
 		}
 		s.stepDone()
 	}
-	s.updateServing()
 	if !s.ready && s.allServing() {
 		s.announceReady()
 	}
 }
 
 func (s *Supervisor) workerExited(w *worker, err error) {
-	s.metrics.mu.Lock()
-	delete(s.metrics.live, w)
-	s.metrics.retired = s.metrics.retired.Add(w.lastStats())
-	s.metrics.retired.Active = 0
-	s.metrics.mu.Unlock()
+	delete(s.workers, w)
+	s.metrics.remove(w)
 	status := exitStatus(err)
-	uptime := time.Since(w.started).Round(time.Millisecond)
-	if _, ok := s.retiring[w]; ok {
-		delete(s.retiring, w)
-		s.log.Info("worker exited", "slot", w.slot, "pid", w.pid, "status", status, "uptime", uptime)
-		return
-	}
+	uptime := s.env.now().Sub(w.started).Round(time.Millisecond)
 	sl := s.slotOf(w)
-	if sl == nil {
+	if sl == nil || s.stopping != 0 {
+		s.log.Info("worker exited", "slot", w.slot, "pid", w.proc.pid(), "status", status, "uptime", uptime)
+		if sl != nil && sl.cur == w {
+			sl.cur = nil
+		}
+		if sl != nil && sl.next == w {
+			sl.next = nil
+		}
 		return
 	}
-	s.log.Warn("worker exited unexpectedly", "slot", w.slot, "pid", w.pid, "status", status, "uptime", uptime)
+	s.log.Warn("worker exited unexpectedly", "slot", w.slot, "pid", w.proc.pid(), "status", status, "uptime", uptime)
 	if sl.next == w {
 		sl.next = nil
 		s.abortRollout(fmt.Sprintf("new worker for slot %d exited before it was ready (%s)", sl.index, status))
 		return
 	}
 	sl.cur = nil
-	s.updateServing()
 	if s.stopping == 0 {
 		s.scheduleRestart(sl, uptime)
 	}
@@ -162,16 +186,14 @@ func (s *Supervisor) scheduleRestart(sl *slot, uptime time.Duration) {
 		delay = min(firstBackoff<<(sl.crashes-1), maxBackoff)
 	}
 	sl.crashes = min(sl.crashes+1, 16)
-	sl.restartAt = time.Now().Add(delay)
-	s.metrics.mu.Lock()
-	s.metrics.restarts++
-	s.metrics.mu.Unlock()
+	sl.restartAt = s.env.now().Add(delay)
+	s.metrics.countRestart()
 	if delay > 0 {
-		s.log.Warn("worker crashing; backing off before restart", "slot", sl.index, "backoff", delay, "consecutive_crashes", sl.crashes)
+		s.log.Warn("worker crashing; backing off before restart (its sockets are lent meanwhile)",
+			"slot", sl.index, "backoff", delay, "consecutive_crashes", sl.crashes)
+		return
 	}
-	if delay == 0 {
-		s.restart(sl)
-	}
+	s.restart(sl)
 }
 
 func (s *Supervisor) restart(sl *slot) {
@@ -188,6 +210,7 @@ func (s *Supervisor) restart(sl *slot) {
 	sl.cur = w
 }
 
+// slotOf returns the slot w is the current or next worker of, if any.
 func (s *Supervisor) slotOf(w *worker) *slot {
 	if w.slot < len(s.slots) {
 		if sl := s.slots[w.slot]; sl.cur == w || sl.next == w {
@@ -197,96 +220,47 @@ func (s *Supervisor) slotOf(w *worker) *slot {
 	return nil
 }
 
-// retire tells a worker to drain and bounds how long it may take.
+// retire tells a worker to drain, and bounds how long it may take. It
+// stops accepting on every socket: the supervisor lends them elsewhere.
 func (s *Supervisor) retire(w *worker, why string) {
-	if w.draining {
+	if w.draining || w.killed {
 		return
 	}
 	w.draining = true
+	clear(w.serving)
 	c := s.cfg
-	s.retiring[w] = time.Now().Add(c.ShutdownTimeout + c.ReadTimeout + c.WriteTimeout + drainMargin)
-	s.log.Info("worker draining", "slot", w.slot, "pid", w.pid, "reason", why)
-	w.signal(sigTerm)
+	w.drainBy = s.env.now().Add(c.ShutdownTimeout + c.ReadTimeout + c.WriteTimeout + drainMargin)
+	s.log.Info("worker draining", "slot", w.slot, "pid", w.proc.pid(), "reason", why)
+	w.proc.signal(sigTerm)
+}
+
+// kill ends w at once; its exit event follows.
+func (s *Supervisor) kill(w *worker) {
+	w.killed = true
+	clear(w.serving)
+	w.proc.signal(sigKill)
 }
 
 func (s *Supervisor) allServing() bool {
 	for _, sl := range s.slots {
-		if sl.cur == nil || !sl.cur.ready {
+		if !sl.cur.healthy() {
 			return false
 		}
 	}
 	return true
 }
 
-func (s *Supervisor) updateServing() {
-	n := 0
-	for _, sl := range s.slots {
-		if sl.cur != nil && sl.cur.ready {
-			n++
+// liveWorkers returns every worker not yet reaped, in a stable order.
+func (s *Supervisor) liveWorkers() []*worker {
+	ws := make([]*worker, 0, len(s.workers))
+	for w := range s.workers {
+		ws = append(ws, w)
+	}
+	slices.SortFunc(ws, func(a, b *worker) int {
+		if c := a.started.Compare(b.started); c != 0 {
+			return c
 		}
-	}
-	s.metrics.mu.Lock()
-	s.metrics.serving = n
-	s.metrics.mu.Unlock()
-}
-
-func (s *Supervisor) liveWorkers() int {
-	s.metrics.mu.Lock()
-	defer s.metrics.mu.Unlock()
-	return len(s.metrics.live)
-}
-
-// nextDeadline is the earliest time the loop must wake up by itself.
-func (s *Supervisor) nextDeadline() time.Time {
-	next := time.Now().Add(time.Hour)
-	earlier := func(t time.Time) {
-		if !t.IsZero() && t.Before(next) {
-			next = t
-		}
-	}
-	for _, sl := range s.slots {
-		earlier(sl.restartAt)
-		for _, w := range []*worker{sl.cur, sl.next} {
-			if w != nil && !w.ready {
-				earlier(w.started.Add(readyTimeout))
-			}
-		}
-	}
-	for _, t := range s.retiring {
-		earlier(t)
-	}
-	if s.upgrade != nil {
-		earlier(s.upgrade.deadline)
-	}
-	earlier(s.wdNext)
-	return next
-}
-
-func (s *Supervisor) fireDeadlines(now time.Time) {
-	for _, sl := range s.slots {
-		if !sl.restartAt.IsZero() && !now.Before(sl.restartAt) {
-			s.restart(sl)
-		}
-		for _, w := range []*worker{sl.cur, sl.next} {
-			if w != nil && !w.ready && !w.draining && now.Sub(w.started) >= readyTimeout {
-				s.log.Error("worker not ready in time; killing it", "slot", sl.index, "pid", w.pid, "timeout", readyTimeout)
-				w.draining = true
-				w.signal(sigKill)
-			}
-		}
-	}
-	for w, t := range s.retiring {
-		if !now.Before(t) {
-			s.log.Warn("worker still draining at its deadline; killing it", "slot", w.slot, "pid", w.pid)
-			w.signal(sigKill)
-			s.retiring[w] = now.Add(time.Hour)
-		}
-	}
-	if s.upgrade != nil && !now.Before(s.upgrade.deadline) {
-		s.upgradeTimedOut()
-	}
-	if !s.wdNext.IsZero() && !now.Before(s.wdNext) {
-		s.opts.Notify("WATCHDOG=1")
-		s.wdNext = now.Add(s.opts.Watchdog / 2)
-	}
+		return a.proc.pid() - b.proc.pid()
+	})
+	return ws
 }

@@ -1,21 +1,69 @@
 package supervisor
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 
 	reuseport "github.com/kavu/go_reuseport"
 	"golang.org/x/sys/unix"
 )
 
 // socket is a listening socket the supervisor owns, held as a raw
-// close-on-exec descriptor. It is never wrapped in an *os.File or a
+// close-on-exec descriptor. It is never kept in an *os.File or a
 // net.Listener here: either would register it with this process's poller,
 // which would then wake on every connection that arrives for a worker.
 type socket struct {
+	id   int // its index in Supervisor.sockets, as workers know it
 	fd   int
 	addr string
+	// uid owns the socket. SO_REUSEPORT groups only sockets of one owner,
+	// so a socket systemd created as root cannot be joined by ours.
+	uid    int
+	closed bool
+}
+
+// errAddressInUse is a listening address another process already serves.
+var errAddressInUse = errors.New("another process is already listening there (one lancelot per address: stop it first, or pick another address)")
+
+// checkAddressFree refuses an address some socket already listens on. Our
+// own sockets have SO_REUSEPORT, which would let us join any same-user
+// group silently; a probe with SO_REUSEADDR but without SO_REUSEPORT can
+// bind wherever nothing listens (a port in TIME_WAIT included), and gets
+// EADDRINUSE where something does. Port 0 is never in use.
+func checkAddressFree(addr string) error {
+	tcp, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return err
+	}
+	if tcp.Port == 0 {
+		return nil
+	}
+	family, sa := unix.AF_INET, unix.Sockaddr(nil)
+	if ip4 := tcp.IP.To4(); ip4 != nil || tcp.IP == nil {
+		a := &unix.SockaddrInet4{Port: tcp.Port}
+		copy(a.Addr[:], ip4)
+		sa = a
+	} else {
+		family = unix.AF_INET6
+		a := &unix.SockaddrInet6{Port: tcp.Port}
+		copy(a.Addr[:], tcp.IP.To16())
+		sa = a
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("probe socket: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return fmt.Errorf("probe socket: %w", err)
+	}
+	if err := unix.Bind(fd, sa); errors.Is(err, unix.EADDRINUSE) {
+		return errAddressInUse
+	}
+	return nil // any other bind error shows up again, better worded, in the real bind
 }
 
 // bindSocket creates one SO_REUSEPORT listening socket on addr. Call it only
@@ -40,27 +88,39 @@ func bindSocket(addr string) (*socket, error) {
 	if dupErr != nil {
 		return nil, fmt.Errorf("dup listening socket: %w", dupErr)
 	}
-	return &socket{fd: fd, addr: ln.Addr().String()}, nil
+	return &socket{fd: fd, addr: ln.Addr().String(), uid: os.Geteuid()}, nil
 }
 
 // adoptSocket takes over an inherited descriptor (socket activation or a
-// binary upgrade), checking it is a listening TCP socket.
+// binary upgrade), checking it is a listening TCP socket. It makes the
+// socket non-blocking: the workers' loops accept on it without blocking.
 func adoptSocket(f *os.File) (*socket, error) {
 	defer f.Close()
-	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	sc, err := f.SyscallConn()
 	if err != nil {
-		return nil, fmt.Errorf("dup inherited fd %d: %w", f.Fd(), err)
+		return nil, fmt.Errorf("inherited %s: %w", f.Name(), err)
+	}
+	var fd int
+	var dupErr error
+	if err := sc.Control(func(raw uintptr) { fd, dupErr = unix.FcntlInt(raw, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || dupErr != nil {
+		return nil, fmt.Errorf("dup inherited %s: %w", f.Name(), errors.Join(err, dupErr))
 	}
 	acc, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
 	if err != nil || acc != 1 {
 		unix.Close(fd)
-		return nil, fmt.Errorf("inherited fd %d (%s) is not a listening socket", f.Fd(), f.Name())
+		return nil, fmt.Errorf("inherited %s is not a listening socket", f.Name())
 	}
-	addr := "?"
+	unix.SetNonblock(fd, true)
+	s := &socket{fd: fd, addr: "?", uid: -1}
 	if sa, err := unix.Getsockname(fd); err == nil {
-		addr = sockaddrString(sa)
+		s.addr = sockaddrString(sa)
 	}
-	return &socket{fd: fd, addr: addr}, nil
+	// A socket's inode belongs to the user that created it.
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) == nil {
+		s.uid = int(st.Uid)
+	}
+	return s, nil
 }
 
 func sockaddrString(sa unix.Sockaddr) string {
@@ -75,9 +135,10 @@ func sockaddrString(sa unix.Sockaddr) string {
 	return "?"
 }
 
-// file returns a fresh duplicate for passing to a child, which the caller
-// closes once the child has started. The socket is non-blocking, so the
-// *os.File's Fd (called by os/exec) leaves its mode alone.
+// file returns a fresh duplicate for passing to a child or a worker, which
+// the caller closes once it is passed. The socket is non-blocking, so the
+// *os.File's Fd (called by os/exec and the control channel) leaves its mode
+// alone.
 func (s *socket) file() (*os.File, error) {
 	fd, err := unix.FcntlInt(uintptr(s.fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
@@ -86,12 +147,22 @@ func (s *socket) file() (*os.File, error) {
 	return os.NewFile(uintptr(fd), "listener "+s.addr), nil
 }
 
-// reusePort reports whether more sockets can join this one's port.
-func (s *socket) reusePort() bool {
+// joinable reports whether a socket of ours can join this one's port: it
+// has SO_REUSEPORT and the same owner as us.
+func (s *socket) joinable() bool {
 	v, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_REUSEPORT)
-	return err == nil && v == 1
+	return err == nil && v == 1 && s.uid == os.Geteuid()
 }
 
-func (s *socket) close() error {
-	return unix.Close(s.fd)
+func (s *socket) close() {
+	if !s.closed {
+		s.closed = true
+		if s.fd >= 0 {
+			unix.Close(s.fd)
+		}
+	}
+}
+
+func (s *socket) String() string {
+	return s.addr + " (fd " + strconv.Itoa(s.fd) + ")"
 }

@@ -1,21 +1,22 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/camelot/lancelot/shared/config"
-	"github.com/camelot/lancelot/shared/control"
+	"github.com/camelot/lancelot/shared/handoff"
 )
 
 // Options configure a Supervisor.
 type Options struct {
-	// Config is the configuration to start with.
+	// Config is the configuration to start with; Config.Workers is the
+	// configured worker count.
 	Config config.Config
 	// Reload reads the command line and the config file again, for HUP.
 	// Nil disables reloading the configuration (workers are still replaced).
@@ -29,25 +30,29 @@ type Options struct {
 	Args []string
 	// Env is the environment passed on to workers and upgrades.
 	Env []string
-	// Inherited are listening sockets passed in by socket activation or by a
-	// binary upgrade; when empty, New binds Config.Workers sockets on
+	// Activated are listening sockets passed by socket activation; when
+	// there are none and Upgrade is nil, New binds its own on
 	// Config.Listen. New takes ownership of them.
-	Inherited []*os.File
-	// UpgradeReady is set when this supervisor is the new half of a binary
-	// upgrade: one byte written to it tells the old supervisor to retire.
-	UpgradeReady *os.File
+	Activated []*os.File
+	// Upgrade is set when this supervisor is a binary upgrade's successor:
+	// it takes the old supervisor's sockets and worker counts, and tells it
+	// once ready. New takes ownership of its files.
+	Upgrade *handoff.Upgrade
+	// Spawner starts every child process; nil is a Spawner of its own.
+	Spawner *handoff.Spawner
 	// Notify sends a systemd notification (sd_notify); nil sends none.
 	Notify func(state string)
 	// Watchdog is the interval systemd expects WATCHDOG=1 within; zero is off.
 	Watchdog time.Duration
 	// Logger receives one line per event that matters.
 	Logger *slog.Logger
+	// Stdout and Stderr are the workers' and the successor's; nil are
+	// this process's.
+	Stdout, Stderr *os.File
 }
 
-// Timings. Restart backoff is capped at a second because clients queued on
-// a crashed worker's socket wait for its replacement: a second keeps them
-// well inside any client timeout while a crash loop still costs at most one
-// start per second.
+// Timings. Restart backoff protects the machine from a crash loop, not the
+// clients: a crashed worker's sockets are lent to another worker at once.
 const (
 	firstBackoff  = 50 * time.Millisecond
 	maxBackoff    = time.Second
@@ -61,24 +66,35 @@ const (
 // Supervisor owns the listening sockets and the worker processes.
 type Supervisor struct {
 	opts Options
+	env  env
 	log  *slog.Logger
 
-	// Loop state, owned by Run's goroutine.
-	cfg        config.Config
-	sockets    []*socket
-	slots      []*slot
-	retiring   map[*worker]time.Time // draining workers and when to kill them
-	requests   []os.Signal           // rollout requests waiting for the current one
-	rollout    *rollout
-	upgrade    *upgrade
-	stopping   syscall.Signal // SIGTERM (drain) or SIGQUIT (now) once stopping
-	handedOver bool           // a binary upgrade took over: leave pid file and systemd alone
-	ready      bool           // every slot served once: the service was announced ready
+	// Loop state, owned by Run's goroutine (see the package doc).
+	cfg config.Config
+	// running is the worker count the signals asked for: the configured
+	// count, moved by TTIN and TTOU. Rollouts bring the slots to it; one
+	// that failed half-way leaves it for the next rollout to reach.
+	running  int
+	sockets  []*socket
+	slots    []*slot
+	workers  map[*worker]struct{} // every worker not yet reaped
+	requests []request            // rollout requests waiting for the current one
+	rollout  *rollout
+	upgrade  *upgrade
+	stopping syscall.Signal // SIGTERM (drain) or SIGQUIT (now) once stopping
+	// lameDuckUntil is when a stop with a drain delay begins; zero unless
+	// TERM arrived with --drain-delay set.
+	lameDuckUntil time.Time
+	// handedOver: a binary upgrade took over; leave the pid file and
+	// systemd to the successor.
+	handedOver bool
+	ready      bool // every slot served once: the service was announced ready
 	wdNext     time.Time
+	hb         heartbeats
 
-	events  chan event
-	signals chan os.Signal
-	done    chan struct{}
+	events   chan event
+	requestc chan request
+	done     chan struct{}
 
 	metrics metricsState
 }
@@ -86,54 +102,94 @@ type Supervisor struct {
 // New binds (or adopts) the listening sockets. Nothing is started until
 // Run. New must be called before any other goroutine starts processes.
 func New(opts Options) (*Supervisor, error) {
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Notify == nil {
-		opts.Notify = func(string) {}
-	}
-	s := &Supervisor{
-		opts: opts, log: opts.Logger, cfg: opts.Config,
-		retiring: make(map[*worker]time.Time),
-		events:   make(chan event, 64),
-		signals:  make(chan os.Signal, 16),
-		done:     make(chan struct{}),
-		metrics:  metricsState{live: make(map[*worker]struct{})},
-	}
+	s := newSupervisor(opts)
+	s.env = stdEnv(s)
 	if err := s.openSockets(); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
+// newSupervisor fills in the defaults; New and the model test add the env.
+func newSupervisor(opts Options) *Supervisor {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Notify == nil {
+		opts.Notify = func(string) {}
+	}
+	if opts.Spawner == nil {
+		opts.Spawner = &handoff.Spawner{}
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	return &Supervisor{
+		opts: opts, log: opts.Logger, cfg: opts.Config,
+		workers: make(map[*worker]struct{}),
+		events:  make(chan event, 64),
+		requestc: make(chan request, 16),
+		done:    make(chan struct{}),
+		metrics: metricsState{live: make(map[*worker]struct{})},
+	}
+}
+
+// openSockets adopts the inherited sockets or binds Config.Workers of its
+// own, every one on the port the first one got (--listen HOST:0).
 func (s *Supervisor) openSockets() error {
-	for _, f := range s.opts.Inherited {
+	inherited := s.opts.Activated
+	if s.opts.Upgrade != nil {
+		inherited = s.opts.Upgrade.Sockets
+	}
+	for _, f := range inherited {
 		sock, err := adoptSocket(f)
 		if err != nil {
 			s.closeSockets()
 			return err
 		}
-		s.sockets = append(s.sockets, sock)
+		s.addSocket(sock)
 	}
 	if len(s.sockets) > 0 {
 		return nil
 	}
-	for i := range s.cfg.Workers {
-		sock, err := bindSocket(s.cfg.Listen)
+	if err := s.env.checkFree(s.cfg.Listen); err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
+	}
+	addr := s.cfg.Listen
+	for i := range s.runningAtStart() {
+		sock, err := s.env.bind(addr)
 		if err != nil {
 			s.closeSockets()
-			return fmt.Errorf("listen on %s (slot %d): %w", s.cfg.Listen, i, err)
+			return fmt.Errorf("listen on %s (slot %d): %w", addr, i, err)
 		}
-		s.sockets = append(s.sockets, sock)
+		s.addSocket(sock)
+		addr = sock.addr
 	}
 	return nil
+}
+
+func (s *Supervisor) addSocket(sock *socket) {
+	sock.id = len(s.sockets)
+	s.sockets = append(s.sockets, sock)
+}
+
+// runningAtStart is the worker count to start with. A successor keeps its
+// predecessor's running count (TTIN/TTOU included) unless its own
+// configuration asks for a different count than the predecessor's did.
+func (s *Supervisor) runningAtStart() int {
+	if u := s.opts.Upgrade; u != nil && u.Running >= 1 && u.Configured == s.cfg.Workers {
+		return min(u.Running, config.MaxWorkers)
+	}
+	return s.cfg.Workers
 }
 
 func (s *Supervisor) closeSockets() {
 	for _, sock := range s.sockets {
 		sock.close()
 	}
-	s.sockets = nil
 }
 
 // Addrs returns the addresses of the listening sockets.
@@ -150,44 +206,133 @@ func (s *Supervisor) Addrs() []string {
 // TTOU add and remove a worker. It never blocks once Run has returned.
 func (s *Supervisor) Signal(sig os.Signal) {
 	select {
-	case s.signals <- sig:
+	case s.requestc <- request{sig: sig}:
 	case <-s.done:
 	}
 }
+
+// Reload is HUP that waits: it returns once the reload's rollout has
+// finished (nil), or failed, or ctx ended (the rollout goes on).
+func (s *Supervisor) Reload(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case s.requestc <- request{sig: syscall.SIGHUP, reply: reply}:
+	case <-s.done:
+		return errStopping
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-s.done:
+		return errStopping
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// request is a signal, or a Reload waiting for its reply.
+type request struct {
+	sig   os.Signal
+	reply chan error // nil for a plain signal
+}
+
+// errStopping answers requests the supervisor will not carry out.
+var errStopping = errors.New("supervisor stopping")
+
+// failRequests answers every waiting request with why and returns none.
+func (s *Supervisor) failRequests(reqs []request, why string) []request {
+	for _, r := range reqs {
+		if r.reply != nil {
+			r.reply <- fmt.Errorf("%s", why)
+		}
+	}
+	return nil
+}
+
+// send delivers an event to the loop unless it has returned.
+func (s *Supervisor) send(ev event) {
+	select {
+	case s.events <- ev:
+	case <-s.done:
+	}
+}
+
+// errNoWorkerStarted reports a binary that cannot run as a worker.
+var errNoWorkerStarted = errors.New("no worker could be started")
 
 // Run starts the workers and supervises them until a stop signal, then
 // waits for every worker to exit. It returns nil after a requested stop.
 func (s *Supervisor) Run() error {
 	defer close(s.done)
 	defer s.closeSockets()
-	s.log.Info("supervisor starting", "pid", os.Getpid(), "workers", s.cfg.Workers, "sockets", len(s.sockets), "listen", s.Addrs())
-	if err := s.startSlots(s.cfg.Workers); err != nil {
+	if err := s.start(); err != nil {
 		s.stop(syscall.SIGQUIT)
 		s.waitWorkers()
 		return err
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	for s.stopping == 0 || s.liveWorkers() > 0 {
-		timer.Reset(time.Until(s.nextDeadline()))
+	for !s.finished() {
+		timer.Reset(s.nextDeadline().Sub(s.env.now()))
 		select {
 		case ev := <-s.events:
 			s.handle(ev)
-		case sig := <-s.signals:
-			s.handleSignal(sig)
+		case req := <-s.requestc:
+			s.handleRequest(req)
 		case <-timer.C:
 		}
-		s.fireDeadlines(time.Now())
+		s.settle()
 	}
 	s.finish()
 	return nil
+}
+
+// settle runs after every event, signal and timer: it fires what is due,
+// then makes every socket served again (see reconcile).
+func (s *Supervisor) settle() {
+	s.fireDeadlines(s.env.now())
+	s.reconcile()
+	s.updateMetrics()
+}
+
+// start creates the slots and starts their workers.
+func (s *Supervisor) start() error {
+	n := s.runningAtStart()
+	s.running = n
+	s.log.Info("supervisor starting", "pid", os.Getpid(), "workers", n, "configured", s.cfg.Workers,
+		"sockets", len(s.sockets), "listen", uniq(s.Addrs()), "open_files_limit", openFilesLimit())
+	if len(s.sockets) < n && !s.sockets[0].joinable() {
+		s.log.Info("workers share the inherited sockets: more cannot join their port (no SO_REUSEPORT, or another owner)",
+			"sockets", len(s.sockets), "workers", n, "socket_uid", s.sockets[0].uid, "uid", os.Geteuid())
+	}
+	for range n {
+		s.slots = append(s.slots, &slot{index: len(s.slots)})
+		s.ensureSockets()
+	}
+	s.rehome()
+	for _, sl := range s.slots {
+		w, err := s.spawn(sl)
+		if err != nil {
+			return fmt.Errorf("%w: %w", errNoWorkerStarted, err)
+		}
+		sl.cur = w
+	}
+	return nil
+}
+
+// finished reports whether Run's loop is done: stopping, and every worker
+// reaped.
+func (s *Supervisor) finished() bool {
+	return s.stopping != 0 && len(s.workers) == 0
 }
 
 // waitWorkers drains events until every started worker has exited; used
 // when startup fails half-way.
 func (s *Supervisor) waitWorkers() {
 	deadline := time.After(quitTimeout + time.Second)
-	for s.liveWorkers() > 0 {
+	for len(s.workers) > 0 {
 		select {
 		case ev := <-s.events:
 			s.handle(ev)
@@ -198,14 +343,10 @@ func (s *Supervisor) waitWorkers() {
 	}
 }
 
-// errNoWorkerStarted reports a binary that cannot run as a worker.
-var errNoWorkerStarted = errors.New("no worker could be started")
-
-// statsOf is the live worker set and totals of exited ones, for metrics.
-type metricsState struct {
-	mu       sync.Mutex
-	live     map[*worker]struct{}
-	retired  control.Stats
-	restarts uint64
-	serving  int
+func openFilesLimit() uint64 {
+	var rl syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) != nil {
+		return 0
+	}
+	return rl.Cur
 }

@@ -1,142 +1,99 @@
 package supervisor
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
-	"strconv"
-	"strings"
+	"sync"
+	"syscall"
 	"time"
+
+	"github.com/camelot/lancelot/shared/handoff"
 )
 
-// Environment a binary upgrade passes to the new supervisor. The inherited
-// sockets are fds 3 .. 3+n-1 and the readiness pipe follows them.
-const (
-	// EnvUpgradeFDs is the number of inherited listening sockets.
-	EnvUpgradeFDs = "LANCELOT_UPGRADE_FDS"
-	// EnvUpgradeReadyFD is the pipe the new supervisor writes one byte to
-	// once every worker is ready.
-	EnvUpgradeReadyFD = "LANCELOT_UPGRADE_READY_FD"
-	// EnvUpgradeWorkers carries the running worker count, so a TTIN/TTOU
-	// count survives the upgrade.
-	EnvUpgradeWorkers = "LANCELOT_UPGRADE_WORKERS"
-)
-
-// upgrade is a binary upgrade in flight: the new supervisor, started from
-// the binary on disk, has the sockets but has not said it is ready.
+// upgrade is a binary upgrade in flight: the successor, started from the
+// binary on disk, has the sockets but has not said it is ready.
 type upgrade struct {
-	cmd      *exec.Cmd
+	proc     successorProc
 	deadline time.Time
 }
 
 func (s *Supervisor) startUpgrade() {
 	switch {
 	case s.upgrade != nil:
-		s.log.Warn("USR2 refused: a binary upgrade is already in flight", "new_pid", s.upgrade.cmd.Process.Pid)
+		s.log.Warn("USR2 refused: a binary upgrade is already in flight", "new_pid", s.upgrade.proc.pid())
 		return
-	case s.stopping != 0 || s.handedOver:
+	case s.leaving() || s.handedOver:
 		s.log.Warn("USR2 refused: supervisor is stopping")
 		return
-	}
-	u, readyR, err := s.startNewSupervisor()
-	if err != nil {
-		s.log.Error("binary upgrade failed to start; still serving", "err", err)
+	case !s.ready:
+		s.log.Warn("USR2 refused: supervisor is not ready yet")
 		return
 	}
-	s.upgrade = u
-	s.log.Info("binary upgrade started", "old_pid", os.Getpid(), "new_pid", u.cmd.Process.Pid, "binary", s.opts.Executable)
-	s.opts.Notify("STATUS=binary upgrade in progress (new supervisor pid " + strconv.Itoa(u.cmd.Process.Pid) + ")")
-	go func() {
-		defer readyR.Close()
-		b := make([]byte, 1)
-		if n, err := readyR.Read(b); n == 1 {
-			s.send(event{kind: eventUpgradeReady, upgrade: u})
-		} else {
-			if err == nil || errors.Is(err, io.EOF) {
-				err = errors.New("new supervisor closed its readiness pipe without being ready")
-			}
-			s.send(event{kind: eventUpgradeFailed, upgrade: u, err: err})
-		}
-	}()
-	go func() {
-		err := u.cmd.Wait()
-		s.send(event{kind: eventUpgradeFailed, upgrade: u, err: fmt.Errorf("new supervisor exited: %s", exitStatus(err))})
-	}()
-}
-
-func (s *Supervisor) startNewSupervisor() (*upgrade, *os.File, error) {
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		return nil, nil, fmt.Errorf("readiness pipe: %w", err)
-	}
-	defer readyW.Close()
-	var files []*os.File
+	u := handoff.Upgrade{Running: s.running, Configured: s.cfg.Workers}
 	defer func() {
-		for _, f := range files {
+		for _, f := range u.Sockets {
 			f.Close()
 		}
 	}()
 	for _, sock := range s.sockets {
 		f, err := sock.file()
 		if err != nil {
-			readyR.Close()
-			return nil, nil, err
+			s.log.Error("binary upgrade failed to start; still serving", "err", err)
+			return
 		}
-		files = append(files, f)
+		u.Sockets = append(u.Sockets, f)
 	}
-	cmd := exec.Command(s.opts.Executable, s.opts.Args...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.ExtraFiles = append(files, readyW)
-	cmd.Env = append(upgradeEnv(s.opts.Env),
-		EnvUpgradeFDs+"="+strconv.Itoa(len(files)),
-		EnvUpgradeReadyFD+"="+strconv.Itoa(3+len(files)),
-		EnvUpgradeWorkers+"="+strconv.Itoa(len(s.slots)),
-	)
-	if err := cmd.Start(); err != nil {
-		readyR.Close()
-		return nil, nil, fmt.Errorf("start %s: %w", s.opts.Executable, err)
+	proc, err := s.env.startSuccessor(u)
+	if err != nil {
+		s.log.Error("binary upgrade failed to start; still serving", "err", err)
+		return
 	}
-	return &upgrade{cmd: cmd, deadline: time.Now().Add(readyTimeout)}, readyR, nil
+	s.upgrade = &upgrade{proc: proc, deadline: s.env.now().Add(readyTimeout)}
+	s.log.Info("binary upgrade started", "old_pid", os.Getpid(), "binary", s.opts.Executable)
+	s.opts.Notify("STATUS=binary upgrade in progress")
 }
 
-// upgradeEnv keeps NOTIFY_SOCKET (the new supervisor notifies systemd) but
-// drops the variables that describe this process only.
-func upgradeEnv(env []string) []string {
-	out := make([]string, 0, len(env))
-	for _, kv := range env {
-		if strings.HasPrefix(kv, "LISTEN_") || strings.HasPrefix(kv, "LANCELOT_UPGRADE") || strings.HasPrefix(kv, "WATCHDOG_PID=") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
-}
-
-func (s *Supervisor) upgradeEvent(ev event) {
-	if ev.upgrade != s.upgrade || s.upgrade == nil {
+func (s *Supervisor) successorEvent(ev event) {
+	if s.upgrade == nil || ev.successor != s.upgrade.proc {
 		return // a late report about an upgrade already settled
 	}
-	pid := s.upgrade.cmd.Process.Pid
-	if ev.kind == eventUpgradeFailed {
+	pid := s.upgrade.proc.pid()
+	if ev.kind == eventSuccessorFailed {
 		s.log.Error("binary upgrade failed; still serving", "new_pid", pid, "err", ev.err)
 		s.cancelUpgrade("")
 		s.opts.Notify(s.statusLine())
+		s.nextRollout()
 		return
 	}
+	proc := s.upgrade.proc
 	s.upgrade = nil
 	s.handedOver = true
 	s.log.Info("binary upgrade complete; old supervisor retiring", "old_pid", os.Getpid(), "new_pid", pid)
+	s.forwardRequests(proc)
 	s.stop(sigTerm)
 }
 
+// forwardRequests hands the requests that waited for the upgrade to the
+// successor, which now owns the service. A Reload caller is told to ask the
+// successor: this supervisor cannot tell how that one's reload went.
+func (s *Supervisor) forwardRequests(to successorProc) {
+	for _, req := range s.requests {
+		to.signal(req.sig.(syscall.Signal))
+		s.log.Info("request passed on to the new supervisor", "signal", signalName(req.sig), "new_pid", to.pid())
+		if req.reply != nil {
+			req.reply <- fmt.Errorf("a binary upgrade took over (new supervisor pid %d): reload that one", to.pid())
+		}
+	}
+	s.requests = nil
+}
+
 func (s *Supervisor) upgradeTimedOut() {
-	s.log.Error("binary upgrade: new supervisor not ready in time; killing it, still serving", "new_pid", s.upgrade.cmd.Process.Pid, "timeout", readyTimeout)
+	s.log.Error("binary upgrade: new supervisor not ready in time; killing it, still serving", "new_pid", s.upgrade.proc.pid(), "timeout", readyTimeout)
 	s.cancelUpgrade("")
 }
 
-// cancelUpgrade kills a new supervisor that has not taken over.
+// cancelUpgrade kills a successor that has not taken over.
 func (s *Supervisor) cancelUpgrade(why string) {
 	if s.upgrade == nil {
 		return
@@ -144,6 +101,85 @@ func (s *Supervisor) cancelUpgrade(why string) {
 	if why != "" {
 		s.log.Warn("binary upgrade cancelled", "reason", why)
 	}
-	_ = s.upgrade.cmd.Process.Kill()
+	s.upgrade.proc.kill()
 	s.upgrade = nil
+}
+
+// successorProcess is a real successor. It is started through a launcher,
+// this binary's hidden `upgrade-launch` command, which starts the new
+// binary, reports its pid on the readiness pipe and exits at once: the
+// successor is then re-parented (to systemd, when it is PID 1) before it
+// announces itself with MAINPID=. systemd treats a main pid that is not its
+// own child as alien, and on stop would SIGKILL it instead of waiting for
+// it to drain.
+type successorProcess struct {
+	launcher *exec.Cmd
+
+	mu   sync.Mutex
+	pidv int
+	fd   *pidfd // the successor, once the launcher reported it
+}
+
+// startSuccessorProcess starts the launcher with u and reports the
+// successor's readiness, or failure, as events.
+func startSuccessorProcess(s *Supervisor, u handoff.Upgrade) (*successorProcess, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("readiness pipe: %w", err)
+	}
+	u.Ready = w
+	args := append([]string{"upgrade-launch", "--", s.opts.Executable}, s.opts.Args...)
+	cmd := u.Command("/proc/self/exe", args, s.opts.Env)
+	cmd.Args[0] = s.opts.Executable
+	cmd.Stdout, cmd.Stderr = s.opts.Stdout, s.opts.Stderr
+	err = s.opts.Spawner.Start(cmd)
+	w.Close()
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("start upgrade launcher: %w", err)
+	}
+	p := &successorProcess{launcher: cmd}
+	go cmd.Wait() // the launcher exits as soon as the successor started
+	go func() {
+		defer r.Close()
+		err := handoff.ReadReport(r, p.setPID)
+		kind := eventSuccessorReady
+		if err != nil {
+			kind = eventSuccessorFailed
+		}
+		s.send(event{kind: kind, successor: p, err: err})
+	}()
+	return p, nil
+}
+
+func (p *successorProcess) setPID(pid int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pidv, p.fd = pid, openPidfd(pid)
+}
+
+func (p *successorProcess) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pidv
+}
+
+func (p *successorProcess) signal(sig syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.fd.signal(sig)
+}
+
+func (p *successorProcess) kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fd == nil {
+		// The launcher has not reported the successor yet: it reports
+		// right after starting it, so ending the launcher now almost
+		// always means no successor is ever started.
+		p.launcher.Process.Kill()
+		return
+	}
+	p.fd.kill()
+	p.fd.close()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -15,7 +16,7 @@ import (
 	"github.com/camelot/lancelot/shared/control"
 )
 
-// EventLoop is the epoll engine: one event loop per GOMAXPROCS, each an
+// EventLoop is the worker's engine: one event loop per GOMAXPROCS, each an
 // epoll instance driven by one goroutine that owns its connections; all of
 // them accept on every listener (EPOLLEXCLUSIVE wakes one per connection). An
 // idle connection is a small struct indexed by its descriptor: reads go to
@@ -23,8 +24,9 @@ import (
 // only while a question is partly received or a write is blocked. Deadlines
 // live in a heap per loop instead of a timer per connection.
 //
-// Its behaviour is Server's: the same framing (protocol.Next), deadlines,
-// answer batching, shutdown at a question boundary and counters.
+// Listeners come and go while it runs (Listen, Unlisten): the supervisor
+// lends a worker the socket of a slot whose own worker is down, and takes
+// it back later.
 //
 // Every descriptor a loop uses is closed by that loop's goroutine, so no
 // descriptor number is reused while a loop may still act on it.
@@ -37,10 +39,13 @@ type EventLoop struct {
 	state atomic.Int32
 
 	mu         sync.Mutex
-	loops      []*loop       // started by the first Serve
-	live       int           // loops not yet exited
-	done       chan struct{} // closed once stopped with no loop left
+	loops      []*loop                // started by the first listener
+	live       int                    // loops not yet exited
+	listeners  map[int]*listenerRec   // by id, as Listen named them
+	nextAnonID int                    // Serve's listeners get ids below zero
+	done       chan struct{}          // closed once stopped with no loop left
 	doneClosed bool
+	failed     chan error // the first fatal listener error, for Wait
 }
 
 // Engine states; see EventLoop.state.
@@ -52,13 +57,15 @@ const (
 )
 
 // NewEventLoop returns an EventLoop with one loop per GOMAXPROCS; opts'
-// zero fields take defaults. Its loops start with the first Serve.
+// zero fields take defaults. Its loops start with the first listener.
 func NewEventLoop(opts Options) *EventLoop {
 	opts.setDefaults()
 	return &EventLoop{
-		opts:   opts,
-		nloops: max(1, runtime.GOMAXPROCS(0)),
-		done:   make(chan struct{}),
+		opts:      opts,
+		nloops:    max(1, runtime.GOMAXPROCS(0)),
+		listeners: make(map[int]*listenerRec),
+		done:      make(chan struct{}),
+		failed:    make(chan error, 1),
 	}
 }
 
@@ -74,31 +81,104 @@ func (e *EventLoop) Stats() control.Stats {
 	return s
 }
 
+// Listen starts accepting on the listening socket f under id, until
+// Unlisten(id) or the engine stops. The loops accept on duplicates of f,
+// which is closed before Listen returns: the socket lives on as long as a
+// descriptor of it is open, and the supervisor keeps one.
+func (e *EventLoop) Listen(id int, f *os.File) error {
+	defer f.Close()
+	_, err := e.addListener(id, f)
+	return err
+}
+
+// Unlisten stops accepting on listener id without accepting what is queued
+// on it: another process serves that queue. Connections already accepted
+// stay. An unknown id is ignored.
+func (e *EventLoop) Unlisten(id int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rec, ok := e.listeners[id]
+	if !ok {
+		return
+	}
+	delete(e.listeners, id)
+	rec.dropped = true
+	for _, l := range e.loops {
+		l.wakeLocked()
+	}
+}
+
 // Serve accepts connections on ln until Shutdown or Close. It always
 // returns a non-nil error and closes ln; after Shutdown or Close the error
 // is ErrServerClosed.
-//
-// The loops accept on duplicates of ln's descriptor, one each, and ln
-// itself is closed at once (a unix listener only at the end). The socket
-// lives on as long as a descriptor of it is open: the loops' duplicates
-// here, the supervisor's in a worker, whose socket outlives the worker.
 func (e *EventLoop) Serve(ln net.Listener) error {
 	defer ln.Close()
-	rec, err := e.addListener(ln)
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return fmt.Errorf("event loop: %T has no file descriptor", ln)
+	}
+	e.mu.Lock()
+	e.nextAnonID--
+	id := e.nextAnonID
+	e.mu.Unlock()
+	rec, err := e.addListener(id, sc)
 	if err != nil {
 		return err
-	}
-	if _, ok := ln.(*net.UnixListener); !ok {
-		// ln's descriptor sits in the runtime's own poller, which every
-		// new connection would wake up for nothing. A unix listener
-		// stays open until the end: closing it unlinks its path.
-		ln.Close()
 	}
 	<-rec.done
 	if rec.err != nil {
 		return rec.err
 	}
 	return ErrServerClosed
+}
+
+// Wait blocks until the engine has stopped and every loop has exited
+// (nil), or a listener failed in a way no retry cures (that error).
+func (e *EventLoop) Wait() error {
+	select {
+	case <-e.done:
+		return nil
+	case err := <-e.failed:
+		return err
+	}
+}
+
+// Alive returns once every running loop has gone around since the call,
+// or with ctx's error. It is the worker's answer to the supervisor's
+// heartbeat: a loop stuck in a system call or in a runaway computation
+// never answers, however healthy the rest of the process looks.
+func (e *EventLoop) Alive(ctx context.Context) error {
+	p := &ping{done: make(chan struct{})}
+	e.mu.Lock()
+	for _, l := range e.loops {
+		if !l.exited {
+			p.left.Add(1)
+			l.pings = append(l.pings, p)
+			l.wakeLocked()
+		}
+	}
+	if p.left.Load() == 0 {
+		close(p.done)
+	}
+	e.mu.Unlock()
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ping is one Alive call, acknowledged by each loop it was handed to.
+type ping struct {
+	left atomic.Int32
+	done chan struct{}
+}
+
+func (p *ping) ack() {
+	if p.left.Add(-1) == 0 {
+		close(p.done)
+	}
 }
 
 // Shutdown stops accepting, keeps serving open connections until they close
@@ -150,40 +230,45 @@ func (e *EventLoop) closeDoneLocked() {
 // errLoopFailed refuses listeners once a loop has failed (see loop.fail).
 var errLoopFailed = errors.New("event loop: a loop failed; the engine must be closed")
 
-// listenerRec is one Serve call's listener, shared by the loops that each
-// accept on a duplicate of its descriptor.
+// listenerRec is one listener, shared by the loops that each accept on a
+// duplicate of its descriptor.
 type listenerRec struct {
-	refs   int           // loops still holding a duplicate; guarded by EventLoop.mu
-	err    error         // the first fatal accept error; guarded by EventLoop.mu
-	failed bool          // a loop hit a fatal error: the others drop it too
-	done   chan struct{} // closed when refs reaches zero
+	id      int
+	refs    int           // loops still holding a duplicate; guarded by EventLoop.mu
+	err     error         // the first fatal accept error; guarded by EventLoop.mu
+	dropped bool          // a loop failed on it, or Unlisten: every loop lets go; guarded
+	done    chan struct{} // closed when refs reaches zero
 }
 
-// addListener hands a duplicate of ln's descriptor to every loop, starting
-// the loops on first use.
-func (e *EventLoop) addListener(ln net.Listener) (*listenerRec, error) {
+// addListener hands a duplicate of sc's descriptor to every loop, starting
+// the loops on first use. A listener already known under id is kept, and
+// this one ignored: the supervisor lent the same socket twice.
+func (e *EventLoop) addListener(id int, sc syscall.Conn) (*listenerRec, error) {
 	if e.state.Load() != engineRunning {
 		return nil, ErrServerClosed
 	}
-	fds, err := dupListener(ln, e.nloops)
+	fds, err := dupListener(sc, e.nloops)
 	if err != nil {
 		return nil, err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	rec, known := e.listeners[id]
 	switch {
 	case e.state.Load() != engineRunning:
 		err = ErrServerClosed
+	case known:
 	case e.loops == nil:
 		err = e.startLoopsLocked()
 	case e.live < len(e.loops):
 		err = errLoopFailed
 	}
-	if err != nil {
+	if err != nil || known {
 		closeFDs(fds)
-		return nil, err
+		return rec, err
 	}
-	rec := &listenerRec{refs: len(fds), done: make(chan struct{})}
+	rec = &listenerRec{id: id, refs: len(fds), done: make(chan struct{})}
+	e.listeners[id] = rec
 	for i, l := range e.loops {
 		l.pending = append(l.pending, &listenerFD{rec: rec, fd: fds[i]})
 		l.wakeLocked()
@@ -191,12 +276,9 @@ func (e *EventLoop) addListener(ln net.Listener) (*listenerRec, error) {
 	return rec, nil
 }
 
-// dupListener returns n close-on-exec duplicates of ln's descriptor.
-func dupListener(ln net.Listener, n int) ([]int, error) {
-	sc, ok := ln.(syscall.Conn)
-	if !ok {
-		return nil, fmt.Errorf("event loop: %T has no file descriptor", ln)
-	}
+// dupListener returns n close-on-exec duplicates of sc's descriptor, which
+// it makes non-blocking: the loops accept without ever blocking.
+func dupListener(sc syscall.Conn, n int) ([]int, error) {
 	rc, err := sc.SyscallConn()
 	if err != nil {
 		return nil, fmt.Errorf("event loop: listener: %w", err)
@@ -211,8 +293,8 @@ func dupListener(ln net.Listener, n int) ([]int, error) {
 			}
 			fds = append(fds, nfd)
 		}
-		// O_NONBLOCK belongs to the open file, shared with ln's own
-		// descriptor, which the net package made non-blocking already.
+		// O_NONBLOCK belongs to the open file, shared with every other
+		// descriptor of the socket; the supervisor's is non-blocking too.
 		err = unix.SetNonblock(int(fd), true)
 	})
 	if err == nil {
@@ -259,23 +341,33 @@ func (e *EventLoop) releaseListener(rec *listenerRec, err error) {
 	defer e.mu.Unlock()
 	if err != nil && rec.err == nil {
 		rec.err = err
-		rec.failed = true
+		rec.dropped = true
+		if e.listeners[rec.id] == rec {
+			delete(e.listeners, rec.id)
+		}
+		select {
+		case e.failed <- fmt.Errorf("listener %d: %w", rec.id, err):
+		default:
+		}
 		for _, l := range e.loops {
 			l.wakeLocked()
 		}
 	}
 	rec.refs--
 	if rec.refs == 0 {
+		if e.listeners[rec.id] == rec {
+			delete(e.listeners, rec.id)
+		}
 		close(rec.done)
 	}
 }
 
 // loopExited is l's last act: it gives up the listeners handed to it too
-// late and closes its own descriptors.
+// late, answers the pings it will never see, and closes its descriptors.
 func (e *EventLoop) loopExited(l *loop) {
 	e.mu.Lock()
-	pending := l.pending
-	l.pending = nil
+	pending, pings := l.pending, l.pings
+	l.pending, l.pings = nil, nil
 	l.exited = true
 	l.closeFDs()
 	e.live--
@@ -286,5 +378,8 @@ func (e *EventLoop) loopExited(l *loop) {
 	for _, lf := range pending {
 		unix.Close(lf.fd)
 		e.releaseListener(lf.rec, nil)
+	}
+	for _, p := range pings {
+		p.ack()
 	}
 }

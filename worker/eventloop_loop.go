@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -64,7 +65,8 @@ type loop struct {
 
 	stats loopStats
 
-	pending []*listenerFD // guarded: handed over by Serve
+	pending []*listenerFD // guarded: handed over by Listen and Serve
+	pings   []*ping       // guarded: Alive calls to acknowledge
 	exited  bool          // guarded: the loop's descriptors are closed
 }
 
@@ -242,26 +244,41 @@ func (l *loop) conn(fd int) *elConn {
 	return l.conns[fd]
 }
 
-// sync takes in what other goroutines handed over: listeners from Serve,
-// and listeners another loop found broken.
+// sync takes in what other goroutines handed over: new listeners, the
+// listeners to let go of (taken back, or found broken by another loop),
+// and heartbeats, which it acknowledges: reaching this point is the proof
+// that the loop goes around.
 func (l *loop) sync() {
 	var b [8]byte
 	unix.Read(l.wakefd, b[:])
 	l.e.mu.Lock()
-	pending := l.pending
-	l.pending = nil
-	var failed []*listenerFD
+	pending, pings := l.pending, l.pings
+	l.pending, l.pings = nil, nil
+	var dropped, late []*listenerFD
 	for _, lf := range l.lns {
-		if lf.rec.failed {
-			failed = append(failed, lf)
+		if lf.rec.dropped {
+			dropped = append(dropped, lf)
 		}
 	}
+	pending = slices.DeleteFunc(pending, func(lf *listenerFD) bool {
+		if lf.rec.dropped {
+			late = append(late, lf) // taken back before this loop saw it
+		}
+		return lf.rec.dropped
+	})
 	l.e.mu.Unlock()
-	for _, lf := range failed {
+	for _, lf := range dropped {
 		l.dropListener(lf, nil)
+	}
+	for _, lf := range late {
+		unix.Close(lf.fd)
+		l.e.releaseListener(lf.rec, nil)
 	}
 	for _, lf := range pending {
 		l.addListener(lf)
+	}
+	for _, p := range pings {
+		p.ack()
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,28 +14,17 @@ import (
 	"github.com/oklog/run"
 
 	"github.com/camelot/lancelot/shared/control"
+	"github.com/camelot/lancelot/shared/handoff"
 )
-
-// Engine serves connections on listeners; Server is the goroutine-per-
-// connection engine.
-type Engine interface {
-	// Serve accepts on ln until Shutdown or Close; it closes ln.
-	Serve(ln net.Listener) error
-	// Shutdown stops accepting, serves open connections until they close or
-	// ctx ends, then closes them at a question boundary.
-	Shutdown(ctx context.Context) error
-	// Close stops accepting and closes every connection now.
-	Close() error
-	// Stats returns the engine's counters.
-	Stats() control.Stats
-}
 
 // Process is one worker process's parts, built by main from what the
 // supervisor passed it.
 type Process struct {
-	Server    Engine
-	Control   *control.Conn
-	Listeners []net.Listener
+	Engine  *EventLoop
+	Control *control.Conn
+	// Sockets are the listening sockets the worker starts with; the
+	// supervisor lends and takes back others over Control.
+	Sockets []handoff.Socket
 	// ShutdownTimeout bounds how long a draining worker keeps serving open
 	// connections before it closes them at a question boundary.
 	ShutdownTimeout time.Duration
@@ -57,12 +45,19 @@ func (p Process) Run(ctx context.Context) error {
 	sigc := make(chan os.Signal, 4)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
 	defer signal.Stop(sigc)
+	for _, s := range p.Sockets {
+		if err := p.Engine.Listen(s.ID, s.File); err != nil {
+			return fmt.Errorf("listen on socket %d: %w", s.ID, err)
+		}
+	}
+	heartbeats := make(chan uint64, 4)
 	var g run.Group
 	g.Add(signalActor(ctx, sigc))
-	g.Add(p.controlActor())
-	for _, ln := range p.Listeners {
-		g.Add(func() error { return p.Server.Serve(ln) }, func(error) { ln.Close() })
-	}
+	g.Add(p.controlActor(heartbeats))
+	g.Add(p.heartbeatActor(heartbeats))
+	// The engine runs until the stop actor below stops it (or a listener
+	// fails for good), so its own interrupt has nothing to do.
+	g.Add(p.Engine.Wait, func(error) {})
 	stopc := make(chan error, 1)
 	g.Add(func() error {
 		err := p.stopConnections(<-stopc, sigc)
@@ -74,9 +69,9 @@ func (p Process) Run(ctx context.Context) error {
 	if err := p.Control.Send(control.Message{Type: control.TypeReady}); err != nil {
 		return err
 	}
-	p.Logger.Debug("worker accepting", "listeners", len(p.Listeners))
+	p.Logger.Debug("worker accepting", "sockets", len(p.Sockets))
 	err := g.Run()
-	stats := p.Server.Stats()
+	stats := p.Engine.Stats()
 	if serr := p.Control.Send(control.Message{Type: control.TypeStats, Stats: &stats}); serr != nil && !errors.Is(err, errSupervisorGone) {
 		p.Logger.Warn("final stats not sent", "err", serr)
 	}
@@ -106,24 +101,22 @@ func signalActor(ctx context.Context, sigc <-chan os.Signal) (func() error, func
 	}, func(error) { cancel() }
 }
 
-// controlActor answers the supervisor's requests and notices its death.
-func (p Process) controlActor() (func() error, func(error)) {
+// controlActor answers the supervisor's requests, takes and gives back the
+// sockets it lends, and notices its death.
+func (p Process) controlActor(heartbeats chan<- uint64) (func() error, func(error)) {
 	return func() error {
 			for {
 				m, err := p.Control.Receive()
 				if errors.Is(err, io.EOF) {
 					// Also cuts a drain short: nobody owns the port now.
-					p.Server.Close()
+					p.Engine.Close()
 					return errSupervisorGone
 				}
 				if err != nil {
 					return fmt.Errorf("control channel: %w", err)
 				}
-				if m.Type == control.TypeStatsRequest {
-					stats := p.Server.Stats()
-					if err := p.Control.Send(control.Message{Type: control.TypeStats, Seq: m.Seq, Stats: &stats}); err != nil {
-						return err
-					}
+				if err := p.handle(m, heartbeats); err != nil {
+					return err
 				}
 			}
 		}, func(err error) {
@@ -132,6 +125,54 @@ func (p Process) controlActor() (func() error, func(error)) {
 			if !isDrain(err) {
 				p.Control.Interrupt()
 			}
+		}
+}
+
+func (p Process) handle(m control.Message, heartbeats chan<- uint64) error {
+	switch m.Type {
+	case control.TypeStatsRequest:
+		stats := p.Engine.Stats()
+		return p.Control.Send(control.Message{Type: control.TypeStats, Seq: m.Seq, Stats: &stats})
+	case control.TypeAliveRequest:
+		select {
+		case heartbeats <- m.Seq:
+		default: // the loops have not answered the last ones yet
+		}
+	case control.TypeLend:
+		if err := p.Engine.Listen(m.Socket, m.File); err != nil {
+			// Stopping: the supervisor lends the socket to another worker.
+			p.Logger.Debug("lent socket not taken", "socket", m.Socket, "err", err)
+		} else {
+			p.Logger.Debug("accepting on a lent socket", "socket", m.Socket)
+		}
+	case control.TypeReclaim:
+		p.Engine.Unlisten(m.Socket)
+		p.Logger.Debug("gave a socket back", "socket", m.Socket)
+	}
+	return nil
+}
+
+// heartbeatActor answers each heartbeat once every serving loop has
+// acknowledged it (EventLoop.Alive). A stuck loop leaves the heartbeat
+// unanswered, and the supervisor replaces the worker.
+func (p Process) heartbeatActor(heartbeats <-chan uint64) (func() error, func(error)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	return func() error {
+			for {
+				select {
+				case seq := <-heartbeats:
+					if p.Engine.Alive(ctx) != nil {
+						return nil
+					}
+					if err := p.Control.Send(control.Message{Type: control.TypeAlive, Seq: seq}); err != nil {
+						p.Logger.Debug("heartbeat answer not sent", "err", err)
+					}
+				case <-ctx.Done():
+					return nil
+				}
+			}
+		}, func(error) {
+			cancel()
 		}
 }
 
@@ -148,7 +189,7 @@ func (p Process) stopConnections(reason error, sigc <-chan os.Signal) error {
 		ctx, cancel := context.WithTimeout(context.Background(), p.ShutdownTimeout)
 		defer cancel()
 		done := make(chan error, 1)
-		go func() { done <- p.Server.Shutdown(ctx) }()
+		go func() { done <- p.Engine.Shutdown(ctx) }()
 		for {
 			select {
 			case err := <-done:
@@ -159,11 +200,11 @@ func (p Process) stopConnections(reason error, sigc <-chan os.Signal) error {
 			case sig := <-sigc:
 				if sig == syscall.SIGQUIT {
 					p.Logger.Info("closing connections now", "reason", "received signal "+sig.String())
-					p.Server.Close()
+					p.Engine.Close()
 				}
 			}
 		}
 	}
 	p.Logger.Info("closing connections now", "reason", reason)
-	return p.Server.Close()
+	return p.Engine.Close()
 }

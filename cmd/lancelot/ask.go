@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -55,7 +56,10 @@ func ask(addr string, timeout time.Duration, questions []string) error {
 			return fmt.Errorf("ask %q: %w", q, err)
 		}
 		answer, err := r.ReadString('.')
-		if err != nil {
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return fmt.Errorf("ask %q: no answer within %v", q, timeout)
+		case err != nil:
 			return fmt.Errorf("ask %q: server closed the connection without answering (%v)", q, err)
 		}
 		fmt.Fprintln(out, strings.TrimSpace(answer))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +34,13 @@ func serveFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-format", Value: d.LogFormat, Usage: "text or json"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", Value: d.LogLevel, Usage: "debug, info, warn or error"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "cpu-affinity", Usage: "pin worker i to CPU i (mod the CPUs allowed)"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "worker-timeout", Value: d.WorkerTimeout, Usage: "kill and replace a worker whose serving loops miss the heartbeat this long (0: off)"}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-connections", Usage: "connections per worker (0: the open-files limit minus a reserve)"}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-connections-per-source", Usage: "connections per client address per worker (0: no limit)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "proxy-protocol", Value: d.ProxyProtocol, Usage: "PROXY protocol header from trusted peers: off, v1, v2 or auto"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "proxy-allow-from", Usage: "peers trusted to send a PROXY header: `CIDR`[,CIDR...] (required with --proxy-protocol)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "agent-listen", Usage: "answer HAProxy agent checks on `ADDR` (ready / drain / down)"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "drain-delay", Usage: "on TERM, keep serving this long while the agent says drain, then stop"}),
 	}
 }
 
@@ -87,6 +95,13 @@ func configFrom(c *cli.Context) (config.Config, error) {
 	cfg.LogFormat = c.String("log-format")
 	cfg.LogLevel = c.String("log-level")
 	cfg.CPUAffinity = c.Bool("cpu-affinity")
+	cfg.WorkerTimeout = c.Duration("worker-timeout")
+	cfg.MaxConnections = c.Int("max-connections")
+	cfg.MaxConnectionsPerSource = c.Int("max-connections-per-source")
+	cfg.ProxyProtocol = c.String("proxy-protocol")
+	cfg.ProxyAllowFrom = c.String("proxy-allow-from")
+	cfg.AgentListen = c.String("agent-listen")
+	cfg.DrainDelay = c.Duration("drain-delay")
 	cfg.ConfigFile = c.String("config")
 	if cfg.ConfigFile != "" {
 		answers, err := readAnswers(cfg.ConfigFile)
@@ -120,8 +135,12 @@ func checkConfigFile(path string, flags []cli.Flag) error {
 		}
 	}
 	sort.Strings(unknown)
-	if len(unknown) > 0 {
-		return fmt.Errorf("config %s: unknown key %q", path, strings.Join(unknown, `", "`))
+	switch len(unknown) {
+	case 0:
+	case 1:
+		return fmt.Errorf("config %s: unknown key %q", path, unknown[0])
+	default:
+		return fmt.Errorf("config %s: unknown keys %s", path, quoteAll(unknown))
 	}
 	// altsrc checks a value's type only when no flag overrides it; a bad
 	// file must fail whether or not a flag hides the bad value.
@@ -134,6 +153,15 @@ func checkConfigFile(path string, flags []cli.Flag) error {
 		}
 	}
 	return nil
+}
+
+// quoteAll quotes each of xs and joins them: "a", "b".
+func quoteAll(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = strconv.Quote(x)
+	}
+	return strings.Join(q, ", ")
 }
 
 // configValueProblem says what v, as YAML decoded it, should have been for

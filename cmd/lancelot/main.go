@@ -31,9 +31,11 @@ func newApp(serve func(*cli.Context, serveSettings) error) *cli.App {
 		Usage: "answer the questions of the Bridge of Death (the Launcelot protocol) on port 1060",
 		Commands: []*cli.Command{
 			serveCommand(serve),
+			reloadCommand(),
 			askCommand(),
 			benchCommand(),
 			workerCommand(),
+			upgradeLaunchCommand(),
 		},
 		HideHelpCommand: true,
 		OnUsageError:    usageError,

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -21,9 +20,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/net/netutil"
 	"golang.org/x/sys/unix"
 
+	"github.com/camelot/lancelot/shared/admin"
 	"github.com/camelot/lancelot/shared/config"
+	"github.com/camelot/lancelot/shared/handoff"
 	"github.com/camelot/lancelot/supervisor"
 )
 
@@ -32,31 +34,47 @@ type serveSettings struct {
 	cfg config.Config
 }
 
+// maxSideConnections caps the connections the supervisor's own ports (the
+// metrics and agent ports) hold at once: beyond it new ones wait in the
+// kernel's queue instead of taking the descriptors the supervisor needs to
+// start workers.
+const maxSideConnections = 64
+
 // runServe is the supervisor process.
 func runServe(c *cli.Context, s serveSettings) error {
+	// Signals meant for a supervisor that is still starting are dropped
+	// (a successor inherits them blocked from its predecessor), not fatal;
+	// forwardSignals below subscribes to them again.
+	handoff.IgnoreOperatorSignals()
+	signal.Ignore(syscall.SIGPIPE) // journald going away must not kill us
+	spawner := &handoff.Spawner{}
 	cfg := s.cfg
 	log := cfg.NewLogger(os.Stderr)
-	signal.Ignore(syscall.SIGPIPE) // journald going away must not kill us
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own binary: %w", err)
 	}
-	inherited, upgradeReady, err := inheritedSockets(&cfg)
+	upgrade, err := handoff.ReadUpgrade()
 	if err != nil {
 		return err
 	}
+	var activated []*os.File
+	if upgrade == nil {
+		activated = activation.Files(true) // unset LISTEN_*: workers must not see them
+	}
 	wd, _ := daemon.SdWatchdogEnabled(false)
 	sup, err := supervisor.New(supervisor.Options{
-		Config:       cfg,
-		Reload:       reloadConfig(os.Args),
-		Executable:   exe,
-		Args:         os.Args[1:],
-		Env:          os.Environ(),
-		Inherited:    inherited,
-		UpgradeReady: upgradeReady,
-		Notify:       notifier(log),
-		Watchdog:     wd,
-		Logger:       log,
+		Config:     cfg,
+		Reload:     reloadConfig(os.Args),
+		Executable: exe,
+		Args:       os.Args[1:],
+		Env:        os.Environ(),
+		Activated:  activated,
+		Upgrade:    upgrade,
+		Spawner:    spawner,
+		Notify:     notifier(log),
+		Watchdog:   wd,
+		Logger:     log,
 	})
 	if err != nil {
 		return err
@@ -68,9 +86,15 @@ func runServe(c *cli.Context, s serveSettings) error {
 	// Signals: forwarded to the supervisor for as long as it runs.
 	{
 		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return forwardSignals(ctx, sup) }, func(error) { cancel() })
+		g.Add(func() error { return forwardSignals(ctx, spawner, sup) }, func(error) { cancel() })
 	}
-	// Metrics: Prometheus text on --metrics.
+	// Admin socket: `lancelot reload` asks for a reload and waits for it.
+	if ln, err := admin.Listen(); err != nil {
+		log.Warn("no admin socket; `lancelot reload` cannot confirm reloads", "err", err)
+	} else {
+		g.Add(func() error { return admin.Serve(ln, adminHandler(sup)) }, func(error) { ln.Close() })
+	}
+	// Metrics: Prometheus text on --metrics, and /healthz.
 	if cfg.Metrics != "" {
 		srv, ln, err := metricsServer(cfg.Metrics, sup)
 		if err != nil {
@@ -84,16 +108,26 @@ func runServe(c *cli.Context, s serveSettings) error {
 			return nil
 		}, func(error) { srv.Close() })
 	}
+	// Agent: HAProxy's agent check on --agent-listen.
+	if cfg.AgentListen != "" {
+		ln, err := listenReusePort(cfg.AgentListen)
+		if err != nil {
+			return fmt.Errorf("--agent-listen %s: %w", cfg.AgentListen, err)
+		}
+		log.Info("agent listening", "addr", ln.Addr().String())
+		ln = netutil.LimitListener(ln, maxSideConnections)
+		g.Add(func() error { return sup.ServeAgent(ln) }, func(error) { ln.Close() })
+	}
 	return g.Run()
 }
 
 // forwardSignals hands every signal the supervisor handles to it; unlike
 // run.SignalHandler it keeps going after HUP, TTIN and the like.
-func forwardSignals(ctx context.Context, sup *supervisor.Supervisor) error {
+func forwardSignals(ctx context.Context, sp *handoff.Spawner, sup *supervisor.Supervisor) error {
 	sigc := make(chan os.Signal, 16)
-	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP,
+	sp.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP,
 		syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU)
-	defer signal.Stop(sigc)
+	defer sp.Stop(sigc)
 	for {
 		select {
 		case sig := <-sigc:
@@ -104,34 +138,14 @@ func forwardSignals(ctx context.Context, sup *supervisor.Supervisor) error {
 	}
 }
 
-// inheritedSockets finds sockets passed by a binary upgrade or by systemd
-// socket activation; none means the supervisor binds its own.
-func inheritedSockets(cfg *config.Config) ([]*os.File, *os.File, error) {
-	if n := os.Getenv(supervisor.EnvUpgradeFDs); n != "" {
-		count, err := strconv.Atoi(n)
-		if err != nil || count < 1 {
-			return nil, nil, fmt.Errorf("%s=%q: not a socket count", supervisor.EnvUpgradeFDs, n)
+// adminHandler carries out the admin socket's commands.
+func adminHandler(sup *supervisor.Supervisor) admin.Handler {
+	return func(ctx context.Context, command string) error {
+		if command != admin.CommandReload {
+			return fmt.Errorf("unknown command %q", command)
 		}
-		files := make([]*os.File, count)
-		for i := range files {
-			files[i] = os.NewFile(uintptr(3+i), "inherited-listener")
-		}
-		readyFD, err := strconv.Atoi(os.Getenv(supervisor.EnvUpgradeReadyFD))
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", supervisor.EnvUpgradeReadyFD, err)
-		}
-		if w, err := strconv.Atoi(os.Getenv(supervisor.EnvUpgradeWorkers)); err == nil && w >= 1 {
-			cfg.Workers = w
-		}
-		for _, k := range []string{supervisor.EnvUpgradeFDs, supervisor.EnvUpgradeReadyFD, supervisor.EnvUpgradeWorkers} {
-			os.Unsetenv(k)
-		}
-		unix.CloseOnExec(readyFD)
-		return files, os.NewFile(uintptr(readyFD), "upgrade-ready"), nil
+		return sup.Reload(ctx)
 	}
-	// unsetEnv so LISTEN_* does not leak to the workers or an upgrade.
-	files := activation.Files(true)
-	return files, nil, nil
 }
 
 // notifier sends sd_notify messages; without NOTIFY_SOCKET it does nothing.
@@ -143,9 +157,9 @@ func notifier(log *slog.Logger) func(string) {
 	}
 }
 
-// metricsServer binds --metrics with SO_REUSEPORT, so a binary upgrade's new
-// supervisor can bind it while the old one still serves it.
-func metricsServer(addr string, sup *supervisor.Supervisor) (*http.Server, net.Listener, error) {
+// listenReusePort binds addr with SO_REUSEPORT, so a binary upgrade's
+// successor can bind it while this supervisor still serves it.
+func listenReusePort(addr string) (net.Listener, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		if err := rc.Control(func(fd uintptr) {
@@ -155,17 +169,52 @@ func metricsServer(addr string, sup *supervisor.Supervisor) (*http.Server, net.L
 		}
 		return serr
 	}}
-	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	return lc.Listen(context.Background(), "tcp", addr)
+}
+
+// metricsServer serves /metrics and /healthz on addr. Every limit is set:
+// the port must not be a way to exhaust the supervisor's memory or
+// descriptors (slow or huge headers, idle keep-alive connections).
+func metricsServer(addr string, sup *supervisor.Supervisor) (*http.Server, net.Listener, error) {
+	ln, err := listenReusePort(addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--metrics %s: %w", addr, err)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(sup.Collector(),
+	reg.MustRegister(sup.Collector(nil),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector())
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln, nil
+	mux.HandleFunc("/healthz", healthz(sup))
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       30 * time.Second,
+		MaxHeaderBytes:    8 << 10,
+	}
+	return srv, netutil.LimitListener(ln, maxSideConnections), nil
+}
+
+// healthz is the readiness probe: 200 while serving, 503 when no worker is
+// ready or a stop has begun (drain delay included), so a probe takes the
+// instance out of rotation before it stops accepting.
+func healthz(sup *supervisor.Supervisor) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		switch sup.Agent() {
+		case supervisor.AgentReady:
+			io.WriteString(w, "ready\n")
+		case supervisor.AgentDrain:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "draining\n")
+		default:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "down\n")
+		}
+	}
 }
 
 // reloadConfig re-parses the original command line, config file included,

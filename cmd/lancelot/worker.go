@@ -2,54 +2,58 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
-	"strconv"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/camelot/lancelot/shared/config"
 	"github.com/camelot/lancelot/shared/control"
+	"github.com/camelot/lancelot/shared/handoff"
 	"github.com/camelot/lancelot/worker"
 )
 
 // workerCommand is the hidden command the supervisor re-executes the binary
 // with: Go cannot fork without exec, so a worker is this binary again, with
-// its sockets and control channel inherited (see package control).
+// its sockets and control channel inherited (see package handoff).
 func workerCommand() *cli.Command {
 	return &cli.Command{
 		Name:   "worker",
 		Usage:  "internal: one worker process, started by serve",
 		Hidden: true,
-		Action: func(*cli.Context) error { return runWorker() },
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "slot", Usage: "the worker's slot, for logs and ps"},
+		},
+		Action: func(c *cli.Context) error { return runWorker(c.Int("slot")) },
 	}
 }
 
-func runWorker() error {
-	// Signals meant for the supervisor may reach the whole process group
-	// (a terminal's hangup, a stray TTIN): a worker ignores them.
-	signal.Ignore(syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGPIPE)
-	var cfg config.Config
-	if err := json.Unmarshal([]byte(os.Getenv(control.EnvConfig)), &cfg); err != nil {
-		return fmt.Errorf("worker: %s: %w (workers are started by serve)", control.EnvConfig, err)
+// workerName is what ps, top and ss -p show for a worker (comm holds 15
+// bytes): the binary is re-executed as /proc/self/exe, which they would
+// otherwise show as "exe".
+const workerName = "lancelot-worker"
+
+func runWorker(slot int) error {
+	setProcessName(workerName)
+	// Signals meant for the supervisor may reach every process (systemctl
+	// kill, a terminal's hangup): a worker ignores them, and drops those
+	// that arrived while it started (see handoff.Spawner).
+	handoff.IgnoreOperatorSignals()
+	signal.Ignore(syscall.SIGPIPE)
+	h, err := handoff.ReadWorker()
+	if err != nil {
+		return err
 	}
-	slot := os.Getenv(control.EnvSlot)
+	cfg := h.Config
 	log := cfg.NewLogger(os.Stderr).With("slot", slot, "pid", os.Getpid())
 	table, err := cfg.Table()
 	if err != nil {
 		return err
 	}
-	ctrl, err := control.FromFile(os.NewFile(control.ControlFD, "control"))
-	if err != nil {
-		return err
-	}
-	listeners, err := inheritedListeners()
+	ctrl, err := control.FromFile(h.Control)
 	if err != nil {
 		return err
 	}
@@ -57,7 +61,7 @@ func runWorker() error {
 	if cfg.CPUAffinity {
 		pinWorker(slot, log)
 	}
-	srv := newEngine(os.Getenv(envEngine), log, worker.Options{
+	eng := worker.NewEventLoop(worker.Options{
 		Table:            table,
 		MaxQuestionBytes: cfg.MaxQuestionBytes,
 		IdleTimeout:      cfg.IdleTimeout,
@@ -65,30 +69,25 @@ func runWorker() error {
 		WriteTimeout:     cfg.WriteTimeout,
 		Logger:           log,
 	})
-	log.Debug("worker engine", "engine", fmt.Sprintf("%T", srv), "gomaxprocs", runtime.GOMAXPROCS(0))
+	log.Debug("worker starting", "gomaxprocs", runtime.GOMAXPROCS(0), "sockets", len(h.Sockets))
 	return worker.Process{
-		Server:          srv,
+		Engine:          eng,
 		Control:         ctrl,
-		Listeners:       listeners,
+		Sockets:         h.Sockets,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          log,
 	}.Run(context.Background())
 }
 
-// envEngine selects a worker's engine: unset (or "eventloop") for the epoll
-// event loop, the default; "goroutine" for the goroutine-per-connection
-// Server, kept as a fallback and for comparison. Read by the worker only.
-const envEngine = "LANCELOT_ENGINE"
-
-func newEngine(name string, log *slog.Logger, o worker.Options) worker.Engine {
-	switch name {
-	case "goroutine":
-		return worker.New(o)
-	case "", "eventloop":
-	default:
-		log.Warn("unknown engine; using the event loop", "env", envEngine, "value", name)
+// setProcessName names every thread of this process, as prctl's
+// PR_SET_NAME would name the calling one: a thread's comm is its own, the
+// main thread's is the process's, and new threads copy the name of the
+// thread that creates them. Failing costs only the name.
+func setProcessName(name string) {
+	threads, _ := filepath.Glob("/proc/self/task/*/comm")
+	for _, f := range threads {
+		os.WriteFile(f, []byte(name), 0)
 	}
-	return worker.NewEventLoop(o)
 }
 
 // setWorkerProcs gives the worker its share of the CPUs, unless the user
@@ -104,31 +103,10 @@ func setWorkerProcs(workers int) {
 	runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)/max(1, workers)))
 }
 
-// inheritedListeners turns fds FirstListenerFD.. into listeners. FileListener
-// duplicates the descriptor, so each inherited one is closed afterwards.
-func inheritedListeners() ([]net.Listener, error) {
-	n, err := strconv.Atoi(os.Getenv(control.EnvListeners))
-	if err != nil || n < 1 {
-		return nil, fmt.Errorf("worker: %s=%q: no listening sockets passed", control.EnvListeners, os.Getenv(control.EnvListeners))
-	}
-	lns := make([]net.Listener, 0, n)
-	for i := range n {
-		f := os.NewFile(uintptr(control.FirstListenerFD+i), "listener")
-		ln, err := net.FileListener(f)
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("worker: listener fd %d: %w", control.FirstListenerFD+i, err)
-		}
-		lns = append(lns, ln)
-	}
-	return lns, nil
-}
-
 // pinWorker applies --cpu-affinity: worker i runs on CPU i (mod the CPUs
 // allowed). A failure costs only locality, so it is logged, not fatal.
-func pinWorker(slot string, log *slog.Logger) {
-	n, _ := strconv.Atoi(slot)
-	cpu, err := worker.PinToCPU(n)
+func pinWorker(slot int, log *slog.Logger) {
+	cpu, err := worker.PinToCPU(slot)
 	if err != nil {
 		log.Warn("cpu affinity not applied", "err", err)
 		return

@@ -36,7 +36,25 @@ type Config struct {
 	LogFormat        string            `json:"log_format"`
 	LogLevel         string            `json:"log_level"`
 	CPUAffinity      bool              `json:"cpu_affinity,omitempty"`
-	Answers          map[string]string `json:"answers,omitempty"`
+	// WorkerTimeout is how long a worker's serving loops may miss the
+	// supervisor's heartbeat before it is killed and replaced; 0 is off.
+	WorkerTimeout time.Duration `json:"worker_timeout"`
+	// MaxConnections caps one worker's open connections; 0 means the
+	// open-files limit minus a reserve, worked out by the worker.
+	MaxConnections int `json:"max_connections,omitempty"`
+	// MaxConnectionsPerSource caps one worker's connections from one client
+	// address; 0 is off.
+	MaxConnectionsPerSource int `json:"max_connections_per_source,omitempty"`
+	// ProxyProtocol is off, v1, v2 or auto; ProxyAllowFrom lists the
+	// peers (CIDRs, comma separated) trusted to send the header.
+	ProxyProtocol  string `json:"proxy_protocol"`
+	ProxyAllowFrom string `json:"proxy_allow_from,omitempty"`
+	// AgentListen is the HAProxy agent-check address; empty is off.
+	AgentListen string `json:"agent_listen,omitempty"`
+	// DrainDelay is how long a stop keeps accepting while the agent says
+	// drain, so a load balancer stops sending clients first.
+	DrainDelay time.Duration     `json:"drain_delay,omitempty"`
+	Answers    map[string]string `json:"answers,omitempty"`
 	// ConfigFile is where the settings were read from, if anywhere; HUP
 	// reads it again.
 	ConfigFile string `json:"config_file,omitempty"`
@@ -54,44 +72,89 @@ func Default() Config {
 		ShutdownTimeout:  30 * time.Second,
 		LogFormat:        "text",
 		LogLevel:         "info",
+		WorkerTimeout:    10 * time.Second,
+		ProxyProtocol:    "off",
 	}
 }
 
 // Validate reports the first setting that cannot work, naming it as the
-// flag that sets it.
+// flag that sets it. The checks run in a fixed order, so the same bad
+// configuration always gets the same message.
 func (c Config) Validate() error {
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return fmt.Errorf("--listen %q: %w", c.Listen, err)
-	}
-	if c.Workers < 1 || c.Workers > MaxWorkers {
-		return fmt.Errorf("--workers %d: must be between 1 and %d", c.Workers, MaxWorkers)
-	}
-	if c.MaxQuestionBytes < 1 {
-		return fmt.Errorf("--max-question-bytes %d: must be at least 1", c.MaxQuestionBytes)
-	}
-	for name, d := range map[string]time.Duration{
-		"idle-timeout": c.IdleTimeout, "read-timeout": c.ReadTimeout,
-		"write-timeout": c.WriteTimeout, "shutdown-timeout": c.ShutdownTimeout,
+	for _, check := range []func() error{
+		c.validateAddrs, c.validateCounts, c.validateDurations, c.validateLog, c.validateProxy,
 	} {
-		if d <= 0 {
-			return fmt.Errorf("--%s %v: must be positive", name, d)
-		}
-	}
-	if c.LogFormat != "text" && c.LogFormat != "json" {
-		return fmt.Errorf("--log-format %q: must be text or json", c.LogFormat)
-	}
-	if _, err := ParseLevel(c.LogLevel); err != nil {
-		return err
-	}
-	if c.Metrics != "" {
-		if _, _, err := net.SplitHostPort(c.Metrics); err != nil {
-			return fmt.Errorf("--metrics %q: %w", c.Metrics, err)
+		if err := check(); err != nil {
+			return err
 		}
 	}
 	if _, err := c.Table(); err != nil {
 		return err
 	}
 	return nil
+}
+
+func (c Config) validateAddrs() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("--listen %q: %w", c.Listen, err)
+	}
+	for _, a := range []struct{ flag, addr string }{{"metrics", c.Metrics}, {"agent-listen", c.AgentListen}} {
+		if a.addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			return fmt.Errorf("--%s %q: %w", a.flag, a.addr, err)
+		}
+	}
+	return nil
+}
+
+func (c Config) validateCounts() error {
+	if c.Workers < 1 || c.Workers > MaxWorkers {
+		return fmt.Errorf("--workers %d: must be between 1 and %d", c.Workers, MaxWorkers)
+	}
+	if c.MaxQuestionBytes < 1 {
+		return fmt.Errorf("--max-question-bytes %d: must be at least 1", c.MaxQuestionBytes)
+	}
+	if c.MaxConnections < 0 {
+		return fmt.Errorf("--max-connections %d: must be 0 (automatic) or more", c.MaxConnections)
+	}
+	if c.MaxConnectionsPerSource < 0 {
+		return fmt.Errorf("--max-connections-per-source %d: must be 0 (off) or more", c.MaxConnectionsPerSource)
+	}
+	return nil
+}
+
+func (c Config) validateDurations() error {
+	for _, d := range []struct {
+		flag     string
+		value    time.Duration
+		zeroOkay bool
+	}{
+		{"idle-timeout", c.IdleTimeout, false},
+		{"read-timeout", c.ReadTimeout, false},
+		{"write-timeout", c.WriteTimeout, false},
+		{"shutdown-timeout", c.ShutdownTimeout, false},
+		{"worker-timeout", c.WorkerTimeout, true},
+		{"drain-delay", c.DrainDelay, true},
+	} {
+		if d.value < 0 || d.value == 0 && !d.zeroOkay {
+			want := "positive"
+			if d.zeroOkay {
+				want = "0 (off) or positive"
+			}
+			return fmt.Errorf("--%s %v: must be %s", d.flag, d.value, want)
+		}
+	}
+	return nil
+}
+
+func (c Config) validateLog() error {
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("--log-format %q: must be text or json", c.LogFormat)
+	}
+	_, err := ParseLevel(c.LogLevel)
+	return err
 }
 
 // Table returns the question table: Answers when set, else the book's.

@@ -1,9 +1,9 @@
 // Package control is the channel between the supervisor and one worker: a
-// SOCK_SEQPACKET socket pair, one JSON message per packet. The worker finds
-// its end at fd ControlFD and its listening sockets from FirstListenerFD on;
-// the supervisor keeps the other end. When the supervisor dies, even by
-// SIGKILL, the kernel closes its end and the worker reads EOF: that is how a
-// worker knows to stop without relying on Pdeathsig.
+// SOCK_SEQPACKET socket pair, one JSON message per packet, with a listening
+// socket attached (SCM_RIGHTS) when the supervisor lends one. When the
+// supervisor dies, even by SIGKILL, the kernel closes its end and the
+// worker reads EOF: that is how a worker knows to stop without relying on
+// Pdeathsig.
 //
 // Not a public API: this package serves the lancelot binary only.
 package control
@@ -21,26 +21,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// File descriptors and environment variables a worker is started with.
-const (
-	// ControlFD is the worker's end of the control channel.
-	ControlFD = 3
-	// FirstListenerFD is the first listening socket; the others follow.
-	FirstListenerFD = 4
-	// EnvListeners holds the number of listening sockets passed.
-	EnvListeners = "LANCELOT_LISTENERS"
-	// EnvConfig holds the worker's config.Config as JSON.
-	EnvConfig = "LANCELOT_WORKER_CONFIG"
-	// EnvSlot holds the worker's slot number, for its logs and metrics.
-	EnvSlot = "LANCELOT_SLOT"
-)
-
 // maxPacket bounds one message; stats and commands are far smaller.
 const maxPacket = 64 << 10
 
-// Message types.
+// Message types. Each names its direction.
 const (
-	// TypeReady: worker -> supervisor, every listener is accepting.
+	// TypeReady: worker -> supervisor, every listener given at start is
+	// accepting.
 	TypeReady = "ready"
 	// TypeStats: worker -> supervisor, the worker's counters; sent when
 	// asked with TypeStatsRequest and once more before a graceful exit.
@@ -48,26 +35,32 @@ const (
 	// TypeStatsRequest: supervisor -> worker, asks for a TypeStats reply
 	// carrying the same Seq.
 	TypeStatsRequest = "stats?"
+	// TypeAliveRequest: supervisor -> worker, the heartbeat. The worker
+	// answers TypeAlive with the same Seq once every one of its serving
+	// loops has seen the request, so the answer vouches for the loops, not
+	// for the goroutine that reads this channel.
+	TypeAliveRequest = "alive?"
+	// TypeAlive: worker -> supervisor, the answer to TypeAliveRequest.
+	TypeAlive = "alive"
+	// TypeLend: supervisor -> worker, accept on the attached listening
+	// socket too, under the id in Socket.
+	TypeLend = "lend"
+	// TypeReclaim: supervisor -> worker, stop accepting on socket Socket.
+	// The worker drops its copy without accepting what is queued: the
+	// supervisor keeps the socket open and another worker serves it.
+	TypeReclaim = "reclaim"
 )
 
 // Message is one packet on the channel.
 type Message struct {
-	Type  string `json:"type"`
-	Seq   uint64 `json:"seq,omitempty"`
-	Stats *Stats `json:"stats,omitempty"`
-}
-
-// Stats are a worker's counters since it started.
-type Stats struct {
-	Answered uint64 `json:"answered"`
-	Unknown  uint64 `json:"unknown"`
-	Accepted uint64 `json:"accepted"`
-	Active   int64  `json:"active"`
-}
-
-// Add returns the sum of s and o.
-func (s Stats) Add(o Stats) Stats {
-	return Stats{s.Answered + o.Answered, s.Unknown + o.Unknown, s.Accepted + o.Accepted, s.Active + o.Active}
+	Type   string `json:"type"`
+	Seq    uint64 `json:"seq,omitempty"`
+	Socket int    `json:"socket,omitempty"`
+	Stats  *Stats `json:"stats,omitempty"`
+	// File is the descriptor a TypeLend message carries; it travels as
+	// SCM_RIGHTS, not in the JSON. Receive hands the receiver its own
+	// close-on-exec copy, which the receiver must close.
+	File *os.File `json:"-"`
 }
 
 // Conn is one end of the channel. Send is safe for concurrent use; Receive
@@ -76,6 +69,7 @@ type Conn struct {
 	c   *net.UnixConn
 	wmu sync.Mutex
 	buf []byte
+	oob []byte
 }
 
 // Pair creates a channel. The supervisor keeps the Conn and passes the
@@ -108,38 +102,96 @@ func FromFile(f *os.File) (*Conn, error) {
 		nc.Close()
 		return nil, fmt.Errorf("control channel: %T is not a unix socket", nc)
 	}
-	return &Conn{c: uc, buf: make([]byte, maxPacket)}, nil
+	return &Conn{c: uc, buf: make([]byte, maxPacket), oob: make([]byte, unix.CmsgSpace(4))}, nil
 }
 
-// Send writes one message.
+// Send writes one message, with m.File attached when it is set.
 func (c *Conn) Send(m Message) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode %s message: %w", m.Type, err)
 	}
+	var oob []byte
+	if m.File != nil {
+		oob = unix.UnixRights(int(m.File.Fd()))
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if _, err := c.c.Write(b); err != nil {
+	if _, _, err := c.c.WriteMsgUnix(b, oob, nil); err != nil {
 		return fmt.Errorf("send %s message: %w", m.Type, err)
 	}
 	return nil
 }
 
 // Receive reads the next message. It returns io.EOF when the other end is
-// gone.
+// gone. A descriptor that came with a message that should not carry one is
+// closed here, so a confused peer cannot leak descriptors into us.
 func (c *Conn) Receive() (Message, error) {
-	n, err := c.c.Read(c.buf)
-	if n == 0 && (err == nil || errors.Is(err, io.EOF)) {
+	// ReadMsgUnix sets MSG_CMSG_CLOEXEC: a received socket never leaks
+	// into a process this one starts.
+	n, oobn, _, _, err := c.c.ReadMsgUnix(c.buf, c.oob)
+	if n == 0 && oobn == 0 && (err == nil || errors.Is(err, io.EOF)) {
 		return Message{}, io.EOF
 	}
 	if err != nil {
 		return Message{}, fmt.Errorf("receive control message: %w", err)
 	}
+	file, ferr := attachedFile(c.oob[:oobn])
 	var m Message
 	if err := json.Unmarshal(c.buf[:n], &m); err != nil {
+		closeFile(file)
 		return Message{}, fmt.Errorf("decode control message: %w", err)
 	}
+	if m.Type != TypeLend {
+		closeFile(file)
+		return m, nil
+	}
+	if file == nil {
+		if ferr == nil {
+			ferr = errors.New("no descriptor attached")
+		}
+		return Message{}, fmt.Errorf("receive lend of socket %d: %w", m.Socket, ferr)
+	}
+	m.File = file
 	return m, nil
+}
+
+// attachedFile returns the one descriptor an SCM_RIGHTS message carries.
+func attachedFile(oob []byte) (*os.File, error) {
+	if len(oob) == 0 {
+		return nil, nil
+	}
+	cmsgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, fmt.Errorf("parse control message: %w", err)
+	}
+	var file *os.File
+	for _, cm := range cmsgs {
+		fds, err := unix.ParseUnixRights(&cm)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			if file == nil {
+				file = os.NewFile(uintptr(fd), "lent-listener")
+			} else {
+				unix.Close(fd)
+			}
+		}
+	}
+	return file, nil
+}
+
+func closeFile(f *os.File) {
+	if f != nil {
+		f.Close()
+	}
+}
+
+// SetWriteDeadline bounds the next Sends: a peer that stops reading fills
+// the channel's buffer, and a Send to it would block until then.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	return c.c.SetWriteDeadline(t)
 }
 
 // Close closes this end; the other end reads EOF.

@@ -3,8 +3,13 @@ package control_test
 import (
 	"errors"
 	"io"
+	"net"
+	"os"
+	"reflect"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/camelot/lancelot/shared/control"
 )
@@ -52,13 +57,17 @@ func receive(t *testing.T, c *control.Conn) (control.Message, error) {
 
 func TestSendReceiveRoundTrip(t *testing.T) {
 	sup, wrk := pair(t)
-	stats := control.Stats{Answered: 1 << 40, Unknown: 2, Accepted: 3, Active: -4}
+	stats := control.Stats{Answered: 1 << 40, Unknown: 2, Accepted: 3, Active: -4,
+		Closed: map[string]uint64{"unknown": 2}, ProxyErrors: map[string]uint64{"missing": 1}, LogDropped: 5}
 	for _, tc := range []struct {
 		from, to *control.Conn
 		m        control.Message
 	}{
 		{wrk, sup, control.Message{Type: control.TypeReady}},
 		{sup, wrk, control.Message{Type: control.TypeStatsRequest, Seq: 7}},
+		{sup, wrk, control.Message{Type: control.TypeAliveRequest, Seq: 8}},
+		{wrk, sup, control.Message{Type: control.TypeAlive, Seq: 8}},
+		{sup, wrk, control.Message{Type: control.TypeReclaim, Socket: 3}},
 		{wrk, sup, control.Message{Type: control.TypeStats, Seq: 7, Stats: &stats}},
 	} {
 		if err := tc.from.Send(tc.m); err != nil {
@@ -68,8 +77,7 @@ func TestSendReceiveRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Receive after Send(%+v): %v", tc.m, err)
 		}
-		if got.Type != tc.m.Type || got.Seq != tc.m.Seq || (got.Stats == nil) != (tc.m.Stats == nil) ||
-			(got.Stats != nil && *got.Stats != *tc.m.Stats) {
+		if got.Type != tc.m.Type || got.Seq != tc.m.Seq || got.Socket != tc.m.Socket || !reflect.DeepEqual(got.Stats, tc.m.Stats) {
 			t.Errorf("Receive() = %+v (stats %+v), want %+v (stats %+v)", got, got.Stats, tc.m, tc.m.Stats)
 		}
 	}
@@ -176,7 +184,81 @@ func TestSendAfterOtherEndClosed(t *testing.T) {
 func TestStatsAdd(t *testing.T) {
 	a := control.Stats{Answered: 1, Unknown: 2, Accepted: 3, Active: 4}
 	b := control.Stats{Answered: 10, Unknown: 20, Accepted: 30, Active: -1}
-	if got, want := a.Add(b), (control.Stats{Answered: 11, Unknown: 22, Accepted: 33, Active: 3}); got != want {
+	if got, want := a.Add(b), (control.Stats{Answered: 11, Unknown: 22, Accepted: 33, Active: 3}); !reflect.DeepEqual(got, want) {
 		t.Errorf("%+v.Add(%+v) = %+v, want %+v", a, b, got, want)
+	}
+	c := control.Stats{Closed: map[string]uint64{"unknown": 1, "shed": 2}, LogDropped: 1}
+	d := control.Stats{Closed: map[string]uint64{"unknown": 3}, ProxyErrors: map[string]uint64{"missing": 4}, LogDropped: 2}
+	want := control.Stats{Closed: map[string]uint64{"unknown": 4, "shed": 2}, ProxyErrors: map[string]uint64{"missing": 4}, LogDropped: 3}
+	if got := c.Add(d); !reflect.DeepEqual(got, want) {
+		t.Errorf("%+v.Add(%+v) = %+v, want %+v", c, d, got, want)
+	}
+	if c.Closed["unknown"] != 1 {
+		t.Errorf("Add changed its receiver's map: %v", c.Closed)
+	}
+}
+
+// TestLendPassesSocket checks a lend carries a working listening socket:
+// the receiver gets its own close-on-exec descriptor of the same socket.
+func TestLendPassesSocket(t *testing.T) {
+	sup, wrk := pair(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sup.Send(control.Message{Type: control.TypeLend, Socket: 2, File: f}); err != nil {
+		t.Fatalf("Send(lend): %v", err)
+	}
+	f.Close()
+	m, err := receive(t, wrk)
+	if err != nil || m.Type != control.TypeLend || m.Socket != 2 || m.File == nil {
+		t.Fatalf("Receive() = %+v, %v; want a lend of socket 2 with a file", m, err)
+	}
+	defer m.File.Close()
+	flags, err := unix.FcntlInt(m.File.Fd(), unix.F_GETFD, 0)
+	if err != nil || flags&unix.FD_CLOEXEC == 0 {
+		t.Errorf("received descriptor flags = %#x, %v; want FD_CLOEXEC", flags, err)
+	}
+	got, err := net.FileListener(m.File)
+	if err != nil {
+		t.Fatalf("received descriptor is not a listener: %v", err)
+	}
+	defer got.Close()
+	if got.Addr().String() != ln.Addr().String() {
+		t.Errorf("received listener on %s, want %s", got.Addr(), ln.Addr())
+	}
+}
+
+// TestStrayDescriptorClosed checks a descriptor attached to a message that
+// must not carry one is closed, not leaked, and a lend without one fails.
+func TestStrayDescriptorClosed(t *testing.T) {
+	sup, wrk := pair(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := sup.Send(control.Message{Type: control.TypeStatsRequest, Seq: 1, File: w}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if m, err := receive(t, wrk); err != nil || m.File != nil {
+		t.Fatalf("Receive() = %+v, %v; want a stats request and no file", m, err)
+	}
+	// Our copy of w is closed and so is the receiver's: the pipe reads EOF.
+	r.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := r.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+		t.Errorf("read from the pipe = %d, %v; want EOF (the stray descriptor closed)", n, err)
+	}
+	if err := sup.Send(control.Message{Type: control.TypeLend, Socket: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := receive(t, wrk); err == nil {
+		t.Errorf("Receive() of a lend without a descriptor = %+v, want an error", m)
 	}
 }

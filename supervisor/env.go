@@ -1,0 +1,72 @@
+package supervisor
+
+import (
+	"context"
+	"syscall"
+	"time"
+
+	"github.com/camelot/lancelot/shared/config"
+	"github.com/camelot/lancelot/shared/control"
+	"github.com/camelot/lancelot/shared/handoff"
+)
+
+// env is the loop's only way to the operating system: the clock, sockets
+// and processes. New fills it with the real thing (stdEnv); the model test
+// fills it with a fake clock, fake sockets and fake workers, and drives the
+// loop's steps itself, as cloudflare/tableflip's env does.
+type env struct {
+	now       func() time.Time
+	checkFree func(addr string) error
+	bind      func(addr string) (*socket, error)
+	// startWorker starts w's process; the process reports its events
+	// about w through the supervisor's send.
+	startWorker func(w *worker, spec workerSpec) (workerProc, error)
+	// startSuccessor starts a binary upgrade's new supervisor; it reports
+	// eventSuccessorReady or eventSuccessorFailed about the returned proc.
+	startSuccessor func(u handoff.Upgrade) (successorProc, error)
+}
+
+// workerSpec is what a new worker gets.
+type workerSpec struct {
+	slot    int
+	sockets []*socket
+	config  config.Config
+}
+
+// workerProc is a started worker process.
+type workerProc interface {
+	pid() int
+	signal(sig syscall.Signal)
+	// send delivers a message (with a socket for a lend) without blocking
+	// the loop for long: a worker that does not read is hung anyway.
+	send(m control.Message) error
+	// fetchStats asks the worker for its counters, for a metrics scrape;
+	// lastStats are the last ones it reported.
+	fetchStats(ctx context.Context) control.Stats
+	lastStats() control.Stats
+}
+
+// successorProc is a binary upgrade's new supervisor.
+type successorProc interface {
+	// pid is 0 until the launcher reported it.
+	pid() int
+	// kill ends the new supervisor, or the launcher still starting it.
+	kill()
+	// signal passes a request on to the new supervisor once it took over.
+	signal(sig syscall.Signal)
+}
+
+// stdEnv is the real operating system, for s.
+func stdEnv(s *Supervisor) env {
+	return env{
+		now:       time.Now,
+		checkFree: checkAddressFree,
+		bind:      bindSocket,
+		startWorker: func(w *worker, spec workerSpec) (workerProc, error) {
+			return startWorkerProcess(s, w, spec)
+		},
+		startSuccessor: func(u handoff.Upgrade) (successorProc, error) {
+			return startSuccessorProcess(s, u)
+		},
+	}
+}

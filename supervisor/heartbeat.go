@@ -1,0 +1,101 @@
+package supervisor
+
+import (
+	"time"
+
+	"github.com/camelot/lancelot/shared/control"
+)
+
+// workerHeartbeat is one worker's heartbeat state.
+type workerHeartbeat struct {
+	seq      uint64    // the last request sent
+	sent     time.Time // when it was sent
+	answered time.Time // the last answer, or when the worker became ready
+}
+
+// heartbeats is the supervisor's side of them all.
+type heartbeats struct {
+	// last is when the loop last checked them. A loop that did not run for
+	// a while (the supervisor stopped or starved) could not hear answers
+	// either, so it forgives the silence it caused.
+	last time.Time
+}
+
+// heartbeatInterval is how often a healthy worker is asked: four times per
+// --worker-timeout, at least once a second, so a worker is killed between
+// D and D + interval after its loops stopped.
+func (s *Supervisor) heartbeatInterval() time.Duration {
+	return min(s.cfg.WorkerTimeout/4, time.Second)
+}
+
+func (h *heartbeats) start(w *worker, now time.Time) {
+	w.hb = workerHeartbeat{answered: now}
+}
+
+// workerAlive records a heartbeat answer.
+func (s *Supervisor) workerAlive(w *worker, seq uint64) {
+	if seq == w.hb.seq {
+		w.hb.answered = s.env.now()
+	}
+}
+
+// checkHeartbeats asks the healthy workers that are due, and kills those
+// silent for --worker-timeout. Only a worker whose every serving loop
+// stopped going around stays silent (worker.EventLoop.Alive): a loop that
+// is merely busy still answers between two batches of events.
+func (s *Supervisor) checkHeartbeats(now time.Time) {
+	timeout := s.cfg.WorkerTimeout
+	if timeout <= 0 || s.stopping != 0 {
+		return
+	}
+	if !s.hb.last.IsZero() && now.Sub(s.hb.last) > timeout/2 {
+		s.log.Warn("supervisor loop was paused; restarting the workers' heartbeat clocks", "paused", now.Sub(s.hb.last).Round(time.Millisecond))
+		for w := range s.workers {
+			w.hb.answered = now
+		}
+	}
+	s.hb.last = now
+	for _, sl := range s.slots {
+		w := sl.cur
+		if !w.healthy() {
+			continue
+		}
+		if silent := now.Sub(w.hb.answered); silent >= timeout {
+			s.log.Error("worker missed its heartbeat; killing it (its sockets are lent meanwhile)",
+				"slot", w.slot, "pid", w.proc.pid(), "silent_for", silent.Round(time.Millisecond), "worker_timeout", timeout)
+			s.metrics.countTimeout()
+			s.kill(w)
+			continue
+		}
+		if now.Sub(w.hb.sent) >= s.heartbeatInterval() {
+			w.hb.seq++
+			w.hb.sent = now
+			if err := w.proc.send(control.Message{Type: control.TypeAliveRequest, Seq: w.hb.seq}); err != nil {
+				s.lost(w, err)
+			}
+		}
+	}
+}
+
+// heartbeatDeadline is when checkHeartbeats next has something to do.
+func (s *Supervisor) heartbeatDeadline() time.Time {
+	var next time.Time
+	if s.cfg.WorkerTimeout <= 0 || s.stopping != 0 {
+		return next
+	}
+	for _, sl := range s.slots {
+		if w := sl.cur; w.healthy() {
+			next = earliest(next, w.hb.sent.Add(s.heartbeatInterval()))
+			next = earliest(next, w.hb.answered.Add(s.cfg.WorkerTimeout))
+		}
+	}
+	return next
+}
+
+// earliest returns the earlier of a and b, ignoring zero times.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}

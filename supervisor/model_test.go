@@ -1,0 +1,634 @@
+package supervisor
+
+// The model test runs the supervisor's loop — the same handle,
+// handleRequest and settle steps Run takes — against fake workers, a fake
+// clock and real listening sockets (cheap, and what adoption and lending
+// check), with thousands of seeded random event sequences. After every
+// step it checks the invariants of doc.go.
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/camelot/lancelot/shared/config"
+	"github.com/camelot/lancelot/shared/control"
+	"github.com/camelot/lancelot/shared/handoff"
+)
+
+var (
+	modelSeed     = flag.Uint64("model.seed", 0, "run only this seed of the model test")
+	modelEpisodes = flag.Int("model.episodes", 2000, "random event sequences the model test runs")
+)
+
+// fakeWorker is a worker process as the model sees it, and the workerProc
+// the supervisor drives.
+type fakeWorker struct {
+	m      *model
+	w      *worker
+	pidv   int
+	ready  bool // it reported ready
+	hung   bool // its loops stopped: it answers nothing any more
+	hungAt time.Time
+	termed bool // it got TERM or QUIT: draining
+	dead   bool // it ended; its exit event is delivered or queued
+	killed bool // the supervisor killed it, so it knows it is gone
+	reaped bool // its exit event was delivered
+	// serving are the sockets it accepts on, by its own account: those it
+	// started with, plus lends, minus reclaims.
+	serving map[int]bool
+}
+
+func (f *fakeWorker) pid() int { return f.pidv }
+
+func (f *fakeWorker) signal(sig syscall.Signal) {
+	if f.dead { // the supervisor has not heard yet; it has written it off now
+		f.killed = f.killed || sig == syscall.SIGKILL
+		f.termed = f.termed || sig == syscall.SIGTERM || sig == syscall.SIGQUIT
+		return
+	}
+	switch sig {
+	case syscall.SIGTERM, syscall.SIGQUIT:
+		f.termed = true
+	case syscall.SIGKILL:
+		if f.ready && !f.hung && !f.termed && f.m.s.stopping == 0 {
+			f.m.fail("pid %d: a ready, responsive worker was killed", f.pidv)
+		}
+		f.killed = true
+		f.die()
+	}
+}
+
+// die ends the process; the kernel reports it a little later.
+func (f *fakeWorker) die() {
+	f.dead = true
+	f.m.pending = append(f.m.pending, event{kind: eventExited, worker: f.w, err: errors.New("killed")})
+}
+
+func (f *fakeWorker) send(msg control.Message) error {
+	if f.dead {
+		return syscall.EPIPE
+	}
+	switch msg.Type {
+	case control.TypeLend:
+		if msg.File == nil {
+			f.m.fail("lend of socket %d without a descriptor", msg.Socket)
+		}
+		f.serving[msg.Socket] = true
+	case control.TypeReclaim:
+		delete(f.serving, msg.Socket)
+	case control.TypeAliveRequest:
+		if !f.hung {
+			f.m.answers = append(f.m.answers, event{kind: eventAlive, worker: f.w, seq: msg.Seq})
+		}
+	}
+	return nil
+}
+
+func (f *fakeWorker) fetchStats(context.Context) control.Stats { return control.Stats{} }
+func (f *fakeWorker) lastStats() control.Stats                 { return control.Stats{} }
+
+// fakeSuccessor is a binary upgrade's new supervisor.
+type fakeSuccessor struct {
+	pidv    int
+	killed  bool
+	u       handoff.Upgrade // with its own copies of the sockets
+	signals []syscall.Signal
+}
+
+func (f *fakeSuccessor) pid() int                  { return f.pidv }
+func (f *fakeSuccessor) kill()                     { f.killed = true }
+func (f *fakeSuccessor) signal(sig syscall.Signal) { f.signals = append(f.signals, sig) }
+
+// model is one episode: a supervisor, its fakes, and what the signals
+// asked for.
+type model struct {
+	t   *testing.T
+	rng *rand.Rand
+	s   *Supervisor
+	now time.Time
+
+	fakes     []*fakeWorker
+	nextPID   int
+	pending   []event // exits the kernel has not reported yet
+	answers   []event // heartbeat answers on their way
+	failSpawn bool    // the next worker start fails
+	successor *fakeSuccessor
+	reloads   []reloadOutcome // what the next HUPs read
+	replies   []chan error
+	lastOK    bool // the last rollout request ended well
+	expected  int  // the running count the signals asked for
+	cfgWorkers int // the configured count the model's config file says
+	stopSent  bool
+	failed    bool
+	trace     *traceLog
+}
+
+// traceLog collects what happened in an episode: the model's steps and the
+// supervisor's log records, kept unformatted (formatting thousands of
+// episodes' logs would dominate the test) and printed when it fails.
+type traceLog struct {
+	entries []traceEntry
+}
+
+type traceEntry struct {
+	line   string      // a model step
+	record slog.Record // or a log record
+}
+
+func (l *traceLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *traceLog) Handle(_ context.Context, r slog.Record) error {
+	l.entries = append(l.entries, traceEntry{record: r.Clone()})
+	return nil
+}
+func (l *traceLog) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *traceLog) WithGroup(string) slog.Handler      { return l }
+
+func (l *traceLog) String() string {
+	var b strings.Builder
+	text := slog.NewTextHandler(&b, &slog.HandlerOptions{Level: slog.LevelDebug,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}})
+	for _, e := range l.entries {
+		if e.line != "" {
+			b.WriteString(e.line)
+			continue
+		}
+		text.Handle(context.Background(), e.record)
+	}
+	return b.String()
+}
+
+func (m *model) tracef(format string, args ...any) {
+	line := fmt.Sprintf("model +%v: "+format+"\n", append([]any{m.now.Sub(time.Unix(1_000_000, 0))}, args...)...)
+	m.trace.entries = append(m.trace.entries, traceEntry{line: line})
+}
+
+type reloadOutcome struct {
+	workers int
+	err     error
+}
+
+func (m *model) fail(format string, args ...any) {
+	if !m.failed {
+		m.failed = true
+		m.t.Errorf(format, args...)
+	}
+}
+
+func newModel(t *testing.T, seed uint64) *model {
+	m := &model{t: t, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), now: time.Unix(1_000_000, 0), nextPID: 100, lastOK: true,
+		trace: &traceLog{}}
+	cfg := config.Default()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Workers = 1 + m.rng.IntN(3)
+	cfg.WorkerTimeout = []time.Duration{0, time.Second, 10 * time.Second}[m.rng.IntN(3)]
+	cfg.DrainDelay = []time.Duration{0, 0, time.Second}[m.rng.IntN(3)]
+	m.cfgWorkers = cfg.Workers
+	m.expected = cfg.Workers
+	m.s = m.newSupervisor(cfg, nil)
+	return m
+}
+
+// newSupervisor builds a supervisor on the model's env, as New does on the
+// real one.
+func (m *model) newSupervisor(cfg config.Config, u *handoff.Upgrade) *Supervisor {
+	s := newSupervisor(Options{Config: cfg, Upgrade: u, Reload: m.reload, Logger: slog.New(m.trace)})
+	s.env = env{
+		now:       func() time.Time { return m.now },
+		checkFree: func(string) error { return nil },
+		bind:      bindSocket,
+		startWorker: func(w *worker, spec workerSpec) (workerProc, error) {
+			if m.failSpawn {
+				m.failSpawn = false
+				return nil, errors.New("injected: cannot start a worker")
+			}
+			m.nextPID++
+			f := &fakeWorker{m: m, w: w, pidv: m.nextPID, serving: map[int]bool{}}
+			for _, sock := range spec.sockets {
+				f.serving[sock.id] = true
+			}
+			m.fakes = append(m.fakes, f)
+			return f, nil
+		},
+		startSuccessor: func(u handoff.Upgrade) (successorProc, error) {
+			m.nextPID++
+			f := &fakeSuccessor{pidv: m.nextPID, u: u}
+			f.u.Sockets = nil
+			for _, file := range u.Sockets {
+				dup, err := dupFile(file)
+				if err != nil {
+					return nil, err
+				}
+				f.u.Sockets = append(f.u.Sockets, dup)
+			}
+			m.dropSuccessor()
+			m.successor = f
+			return f, nil
+		},
+	}
+	if err := s.openSockets(); err != nil {
+		m.t.Fatalf("open sockets: %v", err)
+	}
+	return s
+}
+
+// dropSuccessor closes the sockets of a successor that will never run.
+func (m *model) dropSuccessor() {
+	if m.successor != nil {
+		for _, f := range m.successor.u.Sockets {
+			f.Close()
+		}
+		m.successor = nil
+	}
+}
+
+func dupFile(f *os.File) (*os.File, error) {
+	fd, err := syscall.Dup(int(f.Fd()))
+	if err != nil {
+		return nil, err
+	}
+	syscall.CloseOnExec(fd)
+	return os.NewFile(uintptr(fd), f.Name()), nil
+}
+
+func (m *model) reload() (config.Config, error) {
+	cfg := m.s.cfg
+	if len(m.reloads) == 0 {
+		m.fail("reload read a configuration the model did not prepare")
+		return cfg, nil
+	}
+	r := m.reloads[0]
+	m.reloads = m.reloads[1:]
+	if r.err != nil {
+		return cfg, r.err
+	}
+	cfg.Workers = r.workers
+	return cfg, nil
+}
+
+// request sends a signal as Reload does, with a reply to watch, and folds
+// what it asks for into the expected running count.
+func (m *model) request(sig syscall.Signal) {
+	switch sig {
+	case syscall.SIGHUP:
+		r := reloadOutcome{workers: m.cfgWorkers}
+		switch m.rng.IntN(5) {
+		case 0:
+			r.err = errors.New("injected: bad config")
+		case 1:
+			r.workers = 1 + m.rng.IntN(4)
+		}
+		m.reloads = append(m.reloads, r)
+		if r.err == nil && r.workers != m.cfgWorkers {
+			m.cfgWorkers, m.expected = r.workers, r.workers
+		}
+	case syscall.SIGTTIN:
+		m.expected = min(m.expected+1, config.MaxWorkers)
+	case syscall.SIGTTOU:
+		m.expected = max(m.expected-1, 1)
+	}
+	m.tracef("%s (expect %d workers)", signalName(sig), m.expected)
+	reply := make(chan error, 1)
+	m.replies = append(m.replies, reply)
+	m.s.handleRequest(request{sig: sig, reply: reply})
+}
+
+// step makes one random thing happen, then lets the supervisor settle.
+func (m *model) step() {
+	s := m.s
+	switch p := m.rng.IntN(100); {
+	case p < 8:
+		m.request(syscall.SIGHUP)
+	case p < 16:
+		m.request(syscall.SIGTTIN)
+	case p < 24:
+		m.request(syscall.SIGTTOU)
+	case p < 27:
+		m.tracef("USR2")
+		s.handleRequest(request{sig: syscall.SIGUSR2})
+	case p < 45:
+		if f := m.pick(func(f *fakeWorker) bool { return !f.dead && !f.ready && !f.hung && !f.termed }); f != nil {
+			f.ready = true
+			m.tracef("pid %d ready", f.pidv)
+			s.handle(event{kind: eventReady, worker: f.w})
+		}
+	case p < 52:
+		if f := m.pick(func(f *fakeWorker) bool { return !f.dead }); f != nil {
+			m.tracef("pid %d crashes", f.pidv)
+			f.die() // a crash, before or after ready, or while draining
+		}
+	case p < 56:
+		if f := m.pick(func(f *fakeWorker) bool { return !f.dead && !f.hung }); f != nil {
+			m.tracef("pid %d hangs", f.pidv)
+			f.hung, f.hungAt = true, m.now
+		}
+	case p < 62:
+		if f := m.pick(func(f *fakeWorker) bool { return !f.dead && f.termed && !f.hung }); f != nil {
+			m.tracef("pid %d finishes draining", f.pidv)
+			f.die() // a drain that finished
+		}
+	case p < 75:
+		m.deliverPending()
+	case p < 90:
+		m.advance()
+	case p < 92:
+		m.tracef("next worker start will fail")
+		m.failSpawn = true
+	case p < 96:
+		m.settleSuccessor()
+	default:
+		m.deliverAnswers()
+	}
+	s.settle()
+	m.collectReplies()
+}
+
+// pick returns a random fake of the current supervisor satisfying ok.
+func (m *model) pick(ok func(*fakeWorker) bool) *fakeWorker {
+	var c []*fakeWorker
+	for _, f := range m.fakes {
+		if ok(f) {
+			c = append(c, f)
+		}
+	}
+	if len(c) == 0 {
+		return nil
+	}
+	return c[m.rng.IntN(len(c))]
+}
+
+// deliverPending reports the ended processes, in a random order.
+func (m *model) deliverPending() {
+	evs := m.pending
+	m.pending = nil
+	m.rng.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
+	for _, ev := range evs {
+		m.reap(ev)
+	}
+}
+
+func (m *model) reap(ev event) {
+	for _, f := range m.fakes {
+		if f.w == ev.worker {
+			f.reaped = true
+			m.tracef("pid %d reaped", f.pidv)
+		}
+	}
+	m.s.handle(ev)
+}
+
+// deliverAnswers delivers the heartbeat answers of responsive workers: a
+// busy worker answers late, but within --worker-timeout.
+func (m *model) deliverAnswers() {
+	evs := m.answers
+	m.answers = nil
+	for _, ev := range evs {
+		m.s.handle(ev)
+	}
+}
+
+// advance moves the clock to the supervisor's next deadline, or a little,
+// after every responsive worker's answers are in.
+func (m *model) advance() {
+	m.deliverAnswers()
+	if m.rng.IntN(3) == 0 {
+		m.now = m.now.Add(time.Duration(m.rng.IntN(200)) * time.Millisecond)
+		return
+	}
+	if next := m.s.nextDeadline(); next.After(m.now) {
+		m.now = next
+	}
+	m.tracef("clock")
+}
+
+// settleSuccessor makes an upgrade in flight succeed or fail.
+func (m *model) settleSuccessor() {
+	f := m.successor
+	if f == nil || m.s.upgrade == nil || m.s.upgrade.proc != f {
+		return
+	}
+	kind := eventSuccessorReady
+	if m.rng.IntN(3) == 0 {
+		kind = eventSuccessorFailed
+	}
+	m.tracef("successor %v", kind == eventSuccessorReady)
+	m.s.handle(event{kind: kind, successor: f, err: errors.New("injected")})
+}
+
+// collectReplies notes how the finished rollout requests ended.
+func (m *model) collectReplies() {
+	keep := m.replies[:0]
+	for _, r := range m.replies {
+		select {
+		case err := <-r:
+			m.lastOK = err == nil
+		default:
+			keep = append(keep, r)
+		}
+	}
+	m.replies = keep
+}
+
+// check asserts the invariants after a step.
+func (m *model) check() {
+	s := m.s
+	live := 0
+	for _, f := range m.fakes {
+		_, known := s.workers[f.w]
+		if known == f.reaped {
+			m.fail("pid %d: reaped=%v but known to the supervisor=%v", f.pidv, f.reaped, known)
+		}
+		if !f.reaped {
+			live++
+		}
+		if f.hung && !f.dead && !f.termed && s.stopping == 0 && s.cfg.WorkerTimeout > 0 && f.ready &&
+			m.now.Sub(f.hungAt) > s.cfg.WorkerTimeout+s.heartbeatInterval()+time.Second {
+			m.fail("pid %d hung for %v and is still alive (worker-timeout %v)", f.pidv, m.now.Sub(f.hungAt), s.cfg.WorkerTimeout)
+		}
+	}
+	if live != len(s.workers) {
+		m.fail("%d fake workers alive, supervisor knows %d", live, len(s.workers))
+	}
+	inFlight := 0
+	for _, sl := range s.slots {
+		if sl.next != nil && s.stopping == 0 {
+			inFlight++
+			if s.rollout == nil || s.rollout.inFlight != sl.next {
+				m.fail("slot %d has a new worker that no rollout waits for", sl.index)
+			}
+		}
+	}
+	if inFlight > 1 {
+		m.fail("%d rollout steps in flight", inFlight)
+	}
+	if s.stopping == 0 {
+		m.checkServed()
+	}
+	if !m.stopSent && s.stopping == 0 && s.upgrade == nil && s.rollout == nil && len(s.requests) == 0 {
+		if s.running != m.expected {
+			m.fail("running count %d, the signals asked for %d", s.running, m.expected)
+		}
+		if m.lastOK && len(s.slots) != s.running {
+			m.fail("%d slots after a successful rollout, running count %d", len(s.slots), s.running)
+		}
+	}
+}
+
+// checkServed: while any worker can accept, every socket is accepted on by
+// one that can, as far as the supervisor can know: a hung worker counts
+// until it is found out, a crashed one until the kernel reports its death.
+func (m *model) checkServed() {
+	var able []*fakeWorker
+	for _, f := range m.fakes {
+		if f.ready && !f.termed && !f.killed && !f.reaped {
+			able = append(able, f)
+		}
+	}
+	if len(able) == 0 {
+		return
+	}
+	for _, sock := range m.s.sockets {
+		if !slices.ContainsFunc(able, func(f *fakeWorker) bool { return f.serving[sock.id] }) {
+			m.fail("socket %d is served by no worker, though %d can accept", sock.id, len(able))
+			return
+		}
+	}
+}
+
+// stopPhase stops the supervisor and runs it until it finishes, which it
+// must within a bound: draining workers are killed at their deadline.
+func (m *model) stopPhase() {
+	s := m.s
+	if s.stopping == 0 {
+		m.stopSent = true
+		sig := syscall.SIGTERM
+		if m.rng.IntN(4) == 0 {
+			sig = syscall.SIGQUIT
+		}
+		s.handleRequest(request{sig: sig})
+		s.settle()
+	}
+	for i := 0; !s.finished(); i++ {
+		if i > 1000 {
+			m.fail("stop did not finish: %d workers left", len(s.workers))
+			return
+		}
+		switch m.rng.IntN(4) {
+		case 0:
+			if f := m.pick(func(f *fakeWorker) bool { return !f.dead && !f.hung }); f != nil {
+				f.die()
+			}
+		case 1:
+			m.deliverPending()
+		default:
+			m.advance()
+			m.deliverPending()
+		}
+		s.settle()
+		m.check()
+	}
+	s.closeSockets()
+	s.finish()
+}
+
+// takeOver continues the episode with the successor once the old
+// supervisor has handed over and stopped, as a binary upgrade does.
+func (m *model) takeOver() {
+	f := m.successor
+	u := f.u
+	m.successor = nil
+	old := m.s
+	m.stopPhase()
+	m.fakes, m.pending, m.answers, m.replies, m.failSpawn = nil, nil, nil, nil, false
+	cfg := old.cfg
+	cfg.Workers = m.cfgWorkers
+	m.s = m.newSupervisor(cfg, &u)
+	if err := m.s.start(); err != nil {
+		m.t.Fatalf("successor start: %v", err)
+	}
+	if m.s.running != old.running && len(f.signals) == 0 {
+		m.fail("successor runs %d workers, its predecessor ran %d", m.s.running, old.running)
+	}
+	m.stopSent = false
+	m.lastOK = true
+	for _, sig := range f.signals {
+		reply := make(chan error, 1)
+		m.replies = append(m.replies, reply)
+		m.tracef("%s passed on to the successor", signalName(sig))
+		m.s.handleRequest(request{sig: sig, reply: reply})
+		m.s.settle()
+	}
+}
+
+func openFDs(t *testing.T) int {
+	fds, err := filepath.Glob("/proc/self/fd/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(fds)
+}
+
+// TestModel runs random event sequences against the supervisor's loop and
+// checks its invariants after every step. A failure names its seed; rerun
+// it alone with -model.seed=N.
+func TestModel(t *testing.T) {
+	episodes, first := *modelEpisodes, uint64(1)
+	if *modelSeed != 0 {
+		episodes, first = 1, *modelSeed
+	}
+	if testing.Short() {
+		episodes = min(episodes, 200)
+	}
+	runEpisode(t, first, 1) // the runtime opens its poller on first use
+	fdsBefore := openFDs(t)
+	for seed := first; seed < first+uint64(episodes); seed++ {
+		if !runEpisode(t, seed, 150) {
+			t.Fatalf("model failed with seed %d: rerun with go test ./supervisor -run TestModel -model.seed=%d -v", seed, seed)
+		}
+	}
+	if after := openFDs(t); after != fdsBefore {
+		t.Errorf("%d descriptors open after the episodes, %d before: a socket or file leaked", after, fdsBefore)
+	}
+}
+
+// runEpisode runs one seeded episode and reports whether it held.
+func runEpisode(t *testing.T, seed uint64, steps int) bool {
+	m := newModel(t, seed)
+	if err := m.s.start(); err != nil {
+		t.Fatalf("seed %d: start: %v", seed, err)
+	}
+	m.check()
+	for i := 0; i < steps && !m.failed; i++ {
+		m.step()
+		m.check()
+		if m.s.handedOver && m.successor != nil && !m.failed {
+			m.takeOver()
+		}
+		if m.s.stopping != 0 {
+			break
+		}
+	}
+	if !m.failed {
+		m.stopPhase()
+	}
+	m.dropSuccessor()
+	if m.failed {
+		t.Logf("seed %d failed at time +%v; trace:\n%s", seed, m.now.Sub(time.Unix(1_000_000, 0)), m.trace)
+	}
+	return !m.failed
+}

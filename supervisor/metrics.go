@@ -21,6 +21,7 @@ type metricsState struct {
 	reloads  map[string]uint64 // by result: ok, failed
 	serving  int
 	agent    AgentState
+	status   Status
 }
 
 // AgentState is what the supervisor tells a load balancer about itself.
@@ -91,10 +92,12 @@ func (s *Supervisor) updateMetrics() {
 	case serving == 0:
 		agent = AgentDown
 	}
+	status := s.status()
 	s.metrics.mu.Lock()
 	defer s.metrics.mu.Unlock()
 	s.metrics.serving = serving
 	s.metrics.agent = agent
+	s.metrics.status = status
 }
 
 // Agent returns what the supervisor tells a load balancer now.

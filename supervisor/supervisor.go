@@ -272,6 +272,7 @@ func (s *Supervisor) Run() error {
 		s.waitWorkers()
 		return err
 	}
+	s.updateMetrics()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for !s.finished() {

@@ -32,6 +32,7 @@ func newApp(serve func(*cli.Context, serveSettings) error) *cli.App {
 		Commands: []*cli.Command{
 			serveCommand(serve),
 			reloadCommand(),
+			statusCommand(),
 			askCommand(),
 			benchCommand(),
 			workerCommand(),

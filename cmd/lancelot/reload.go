@@ -22,14 +22,12 @@ func reloadCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "reload",
 		Usage: "reload a running server (what HUP does) and wait until every worker has been replaced",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "pid-file", Usage: "the server's --pid-file `FILE`"},
-			&cli.IntFlag{Name: "pid", Usage: "the supervisor's `PID` (instead of --pid-file)"},
+		Flags: append(supervisorFlags(),
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "give up waiting after this long (the reload goes on)"},
-		},
+		),
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {
-			pid, err := supervisorPID(c.String("pid-file"), c.Int("pid"))
+			pid, err := supervisorPID(c)
 			if err != nil {
 				return err
 			}
@@ -40,23 +38,32 @@ func reloadCommand() *cli.Command {
 	}
 }
 
-// supervisorPID reads the pid to reload from --pid or --pid-file.
-func supervisorPID(pidFile string, pid int) (int, error) {
+// supervisorFlags are how reload and status find the supervisor.
+func supervisorFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "pid-file", Usage: "the server's --pid-file `FILE`"},
+		&cli.IntFlag{Name: "pid", Usage: "the supervisor's `PID` (instead of --pid-file)"},
+	}
+}
+
+// supervisorPID reads the pid from --pid or --pid-file.
+func supervisorPID(c *cli.Context) (int, error) {
+	pid, pidFile := c.Int("pid"), c.String("pid-file")
 	switch {
 	case pid > 0 && pidFile != "":
-		return 0, errors.New("reload: give --pid or --pid-file, not both")
+		return 0, fmt.Errorf("%s: give --pid or --pid-file, not both", c.Command.Name)
 	case pid > 0:
 		return pid, nil
 	case pidFile == "":
-		return 0, errors.New("reload: give --pid-file FILE (or --pid PID)")
+		return 0, fmt.Errorf("%s: give --pid-file FILE (or --pid PID)", c.Command.Name)
 	}
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
-		return 0, fmt.Errorf("reload: %w", err)
+		return 0, fmt.Errorf("%s: %w", c.Command.Name, err)
 	}
 	pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("reload: %s does not hold a pid", pidFile)
+		return 0, fmt.Errorf("%s: %s does not hold a pid", c.Command.Name, pidFile)
 	}
 	return pid, nil
 }
@@ -65,7 +72,7 @@ func supervisorPID(pidFile string, pid int) (int, error) {
 // for the outcome. A supervisor without one (a version from before it) gets
 // a plain HUP, which cannot be confirmed.
 func reload(ctx context.Context, pid int) error {
-	err := admin.Do(ctx, pid, admin.CommandReload)
+	_, err := admin.Do(ctx, pid, admin.CommandReload)
 	if !errors.Is(err, admin.ErrNoAdminSocket) {
 		if err != nil {
 			return fmt.Errorf("reload of pid %d failed: %w", pid, err)

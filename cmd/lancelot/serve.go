@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -140,11 +141,15 @@ func forwardSignals(ctx context.Context, sp *handoff.Spawner, sup *supervisor.Su
 
 // adminHandler carries out the admin socket's commands.
 func adminHandler(sup *supervisor.Supervisor) admin.Handler {
-	return func(ctx context.Context, command string) error {
-		if command != admin.CommandReload {
-			return fmt.Errorf("unknown command %q", command)
+	return func(ctx context.Context, command string) (string, error) {
+		switch command {
+		case admin.CommandReload:
+			return "", sup.Reload(ctx)
+		case admin.CommandStatus:
+			b, err := json.Marshal(sup.Status())
+			return string(b), err
 		}
-		return sup.Reload(ctx)
+		return "", fmt.Errorf("unknown command %q", command)
 	}
 }
 

@@ -5,8 +5,9 @@
 // binary upgrade has its own, and it leaves no file behind. Only the
 // supervisor's own user and root may use it (SO_PEERCRED).
 //
-// The protocol is one line each way: the client sends a command ("reload"),
-// the supervisor answers "ok" or "error: reason" when it is done.
+// The protocol is one line each way: the client sends a command ("reload",
+// "status"), the supervisor answers "ok", "ok <payload>" or "error: reason"
+// when it is done.
 //
 // Not a public API: this package serves the lancelot binary only.
 package admin
@@ -16,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -25,8 +27,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// CommandReload asks for a reload (what HUP does) and waits for it.
-const CommandReload = "reload"
+// Commands.
+const (
+	// CommandReload asks for a reload (what HUP does) and waits for it.
+	CommandReload = "reload"
+	// CommandStatus asks for the supervisor's state, as JSON.
+	CommandStatus = "status"
+)
 
 // Addr is the admin socket of the supervisor with the given pid.
 func Addr(pid int) string {
@@ -42,8 +49,9 @@ func Listen() (net.Listener, error) {
 	return ln, nil
 }
 
-// Handler carries out one command; its error is what the client is told.
-type Handler func(ctx context.Context, command string) error
+// Handler carries out one command; its result, or its error, is what the
+// client is told. The result must fit on one line.
+type Handler func(ctx context.Context, command string) (string, error)
 
 // Serve answers the clients of ln until ln is closed: one command per
 // connection, from this process's user or root only.
@@ -76,8 +84,9 @@ func serveConn(conn *net.UnixConn, handle Handler) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), maxWait)
 	defer cancel()
-	reply := "ok\n"
-	if err := handle(ctx, strings.TrimSpace(line)); err != nil {
+	result, err := handle(ctx, strings.TrimSpace(line))
+	reply := strings.TrimRight("ok "+strings.ReplaceAll(result, "\n", " "), " ") + "\n"
+	if err != nil {
 		reply = "error: " + strings.ReplaceAll(err.Error(), "\n", " ") + "\n"
 	}
 	conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -107,30 +116,37 @@ func checkPeer(conn *net.UnixConn) error {
 // running, or a version from before it had one.
 var ErrNoAdminSocket = errors.New("no admin socket")
 
-// Do sends command to the supervisor pid and waits for its answer.
-func Do(ctx context.Context, pid int, command string) error {
+// Do sends command to the supervisor pid and waits for its answer: the
+// result, or the error it reported.
+func Do(ctx context.Context, pid int, command string) (string, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", Addr(pid))
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrNoAdminSocket, err)
+		return "", fmt.Errorf("%w: %w", ErrNoAdminSocket, err)
 	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
 	if _, err := fmt.Fprintf(conn, "%s\n", command); err != nil {
-		return fmt.Errorf("send %s: %w", command, err)
+		return "", fmt.Errorf("send %s: %w", command, err)
 	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
+	line, err := bufio.NewReader(io.LimitReader(conn, maxReply)).ReadString('\n')
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("%s: no answer: %w", command, ctx.Err())
+			return "", fmt.Errorf("%s: no answer: %w", command, ctx.Err())
 		}
-		return fmt.Errorf("%s: no answer (supervisor gone?): %w", command, err)
+		return "", fmt.Errorf("%s: no answer (supervisor gone?): %w", command, err)
 	}
-	line = strings.TrimSpace(line)
+	line = strings.TrimSuffix(line, "\n")
 	if line == "ok" {
-		return nil
+		return "", nil
 	}
-	return errors.New(strings.TrimPrefix(line, "error: "))
+	if result, ok := strings.CutPrefix(line, "ok "); ok {
+		return result, nil
+	}
+	return "", errors.New(strings.TrimPrefix(line, "error: "))
 }
+
+// maxReply bounds an answer; a status of a thousand workers fits.
+const maxReply = 4 << 20

@@ -35,33 +35,39 @@ func serve(t *testing.T, h admin.Handler) {
 }
 
 func TestDoRoundTrip(t *testing.T) {
-	got := make(chan string, 2)
-	serve(t, func(_ context.Context, cmd string) error {
+	got := make(chan string, 3)
+	serve(t, func(_ context.Context, cmd string) (string, error) {
 		got <- cmd
-		if cmd == "fail" {
-			return errors.New("reload aborted: new worker exited")
+		switch cmd {
+		case "fail":
+			return "", errors.New("reload aborted: new worker exited")
+		case "status":
+			return `{"pid": 1}`, nil
 		}
-		return nil
+		return "", nil
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := admin.Do(ctx, os.Getpid(), admin.CommandReload); err != nil {
-		t.Errorf("Do(reload) = %v, want nil", err)
+	if res, err := admin.Do(ctx, os.Getpid(), admin.CommandReload); res != "" || err != nil {
+		t.Errorf("Do(reload) = %q, %v; want \"\", nil", res, err)
 	}
-	if err := admin.Do(ctx, os.Getpid(), "fail"); err == nil || err.Error() != "reload aborted: new worker exited" {
-		t.Errorf("Do(fail) = %v, want the handler's error", err)
+	if res, err := admin.Do(ctx, os.Getpid(), "fail"); err == nil || err.Error() != "reload aborted: new worker exited" {
+		t.Errorf("Do(fail) = %q, %v; want the handler's error", res, err)
 	}
-	if a, b := <-got, <-got; a != "reload" || b != "fail" {
-		t.Errorf("handler saw %q, %q", a, b)
+	if res, err := admin.Do(ctx, os.Getpid(), admin.CommandStatus); res != `{"pid": 1}` || err != nil {
+		t.Errorf("Do(status) = %q, %v; want the handler's result", res, err)
+	}
+	if a, b, c := <-got, <-got, <-got; a != "reload" || b != "fail" || c != "status" {
+		t.Errorf("handler saw %q, %q, %q", a, b, c)
 	}
 }
 
 func TestDoWaitsForTheHandler(t *testing.T) {
 	release := make(chan struct{})
-	serve(t, func(context.Context, string) error { <-release; return nil })
+	serve(t, func(context.Context, string) (string, error) { <-release; return "", nil })
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	err := admin.Do(ctx, os.Getpid(), admin.CommandReload)
+	_, err := admin.Do(ctx, os.Getpid(), admin.CommandReload)
 	close(release)
 	if err == nil || !strings.Contains(err.Error(), "no answer") {
 		t.Errorf("Do() with a handler that outlives ctx = %v, want a 'no answer' error", err)
@@ -70,7 +76,7 @@ func TestDoWaitsForTheHandler(t *testing.T) {
 
 func TestDoWithoutSupervisor(t *testing.T) {
 	// A pid with no admin socket: nothing listens on it.
-	err := admin.Do(context.Background(), 1<<30, admin.CommandReload)
+	_, err := admin.Do(context.Background(), 1<<30, admin.CommandReload)
 	if !errors.Is(err, admin.ErrNoAdminSocket) {
 		t.Errorf("Do() to no supervisor = %v, want ErrNoAdminSocket", err)
 	}

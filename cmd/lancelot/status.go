@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/camelot/lancelot/shared/admin"
+	"github.com/camelot/lancelot/supervisor"
+)
+
+// statusCommand is `lancelot status`: the supervisor's state, from its
+// admin socket.
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show a running server's workers, sockets and rollouts",
+		Flags: append(supervisorFlags(),
+			&cli.BoolFlag{Name: "json", Usage: "print the state as one JSON object"},
+		),
+		OnUsageError: usageError,
+		Action: func(c *cli.Context) error {
+			pid, err := supervisorPID(c)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			raw, err := admin.Do(ctx, pid, admin.CommandStatus)
+			if err != nil {
+				return fmt.Errorf("status of pid %d: %w", pid, err)
+			}
+			if c.Bool("json") {
+				fmt.Fprintln(c.App.Writer, raw)
+				return nil
+			}
+			var st supervisor.Status
+			if err := json.Unmarshal([]byte(raw), &st); err != nil {
+				return fmt.Errorf("status of pid %d: %w", pid, err)
+			}
+			printStatus(c.App.Writer, st)
+			return nil
+		},
+	}
+}
+
+func printStatus(w io.Writer, st supervisor.Status) {
+	fmt.Fprintf(w, "supervisor %d: %s, %d workers (configured %d)", st.PID, st.State, st.Running, st.Configured)
+	if st.Rollout != "" {
+		fmt.Fprintf(w, ", %s in progress", st.Rollout)
+	}
+	if st.Upgrade {
+		fmt.Fprint(w, ", binary upgrade in progress")
+	}
+	fmt.Fprintln(w)
+	for _, sl := range st.Slots {
+		state := "ready"
+		switch {
+		case sl.PID == 0:
+			state = "restarting"
+		case !sl.Ready:
+			state = "starting"
+		}
+		fmt.Fprintf(w, "  slot %d: pid %d %s, sockets %v", sl.Slot, sl.PID, state, sl.Serving)
+		if sl.Next != 0 {
+			fmt.Fprintf(w, ", replacement pid %d starting", sl.Next)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, sock := range st.Sockets {
+		fmt.Fprintf(w, "  socket %d %s: served by %s\n", sock.ID, sock.Addr, pidList(sock.ServedBy))
+	}
+	if len(st.Retiring) > 0 {
+		fmt.Fprintf(w, "  draining: %s\n", pidList(st.Retiring))
+	}
+}
+
+func pidList(pids []int) string {
+	if len(pids) == 0 {
+		return "nobody"
+	}
+	s := make([]string, len(pids))
+	for i, p := range pids {
+		s[i] = fmt.Sprint(p)
+	}
+	return strings.Join(s, ", ")
+}

@@ -11,9 +11,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
-	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -118,20 +118,20 @@ type model struct {
 	s   *Supervisor
 	now time.Time
 
-	fakes     []*fakeWorker
-	nextPID   int
-	pending   []event // exits the kernel has not reported yet
-	answers   []event // heartbeat answers on their way
-	failSpawn bool    // the next worker start fails
-	successor *fakeSuccessor
-	reloads   []reloadOutcome // what the next HUPs read
-	replies   []chan error
-	lastOK    bool // the last rollout request ended well
-	expected  int  // the running count the signals asked for
-	cfgWorkers int // the configured count the model's config file says
-	stopSent  bool
-	failed    bool
-	trace     *traceLog
+	fakes      []*fakeWorker
+	nextPID    int
+	pending    []event // exits the kernel has not reported yet
+	answers    []event // heartbeat answers on their way
+	failSpawn  bool    // the next worker start fails
+	successor  *fakeSuccessor
+	reloads    []reloadOutcome // what the next HUPs read
+	replies    []chan error
+	lastOK     bool // the last rollout request ended well
+	expected   int  // the running count the signals asked for
+	cfgWorkers int  // the configured count the model's config file says
+	stopSent   bool
+	failed     bool
+	trace      *traceLog
 }
 
 // traceLog collects what happened in an episode: the model's steps and the

@@ -47,12 +47,12 @@ func (w *worker) healthy() bool {
 type eventKind int
 
 const (
-	eventReady          eventKind = iota + 1 // a worker accepts on its sockets
-	eventAlive                               // a worker answered heartbeat seq
-	eventExited                              // a worker was reaped
-	eventControlError                        // a worker's control channel broke
-	eventSuccessorReady                      // the upgrade's new supervisor is ready
-	eventSuccessorFailed                     // the upgrade's new supervisor failed
+	eventReady           eventKind = iota + 1 // a worker accepts on its sockets
+	eventAlive                                // a worker answered heartbeat seq
+	eventExited                               // a worker was reaped
+	eventControlError                         // a worker's control channel broke
+	eventSuccessorReady                       // the upgrade's new supervisor is ready
+	eventSuccessorFailed                      // the upgrade's new supervisor failed
 )
 
 // event is what other goroutines tell the loop.

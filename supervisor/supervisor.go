@@ -129,11 +129,11 @@ func newSupervisor(opts Options) *Supervisor {
 	}
 	return &Supervisor{
 		opts: opts, log: opts.Logger, cfg: opts.Config,
-		workers: make(map[*worker]struct{}),
-		events:  make(chan event, 64),
+		workers:  make(map[*worker]struct{}),
+		events:   make(chan event, 64),
 		requestc: make(chan request, 16),
-		done:    make(chan struct{}),
-		metrics: metricsState{live: make(map[*worker]struct{})},
+		done:     make(chan struct{}),
+		metrics:  metricsState{live: make(map[*worker]struct{})},
 	}
 }
 

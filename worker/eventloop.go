@@ -39,11 +39,11 @@ type EventLoop struct {
 	state atomic.Int32
 
 	mu         sync.Mutex
-	loops      []*loop                // started by the first listener
-	live       int                    // loops not yet exited
-	listeners  map[int]*listenerRec   // by id, as Listen named them
-	nextAnonID int                    // Serve's listeners get ids below zero
-	done       chan struct{}          // closed once stopped with no loop left
+	loops      []*loop              // started by the first listener
+	live       int                  // loops not yet exited
+	listeners  map[int]*listenerRec // by id, as Listen named them
+	nextAnonID int                  // Serve's listeners get ids below zero
+	done       chan struct{}        // closed once stopped with no loop left
 	doneClosed bool
 	failed     chan error // the first fatal listener error, for Wait
 }

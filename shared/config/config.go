@@ -24,18 +24,18 @@ const MaxWorkers = 1024
 // Config is one server's settings. Its zero value is not valid: start from
 // Default.
 type Config struct {
-	Listen           string            `json:"listen"`
-	Workers          int               `json:"workers"`
-	PIDFile          string            `json:"pid_file,omitempty"`
-	Metrics          string            `json:"metrics,omitempty"`
-	MaxQuestionBytes int               `json:"max_question_bytes"`
-	IdleTimeout      time.Duration     `json:"idle_timeout"`
-	ReadTimeout      time.Duration     `json:"read_timeout"`
-	WriteTimeout     time.Duration     `json:"write_timeout"`
-	ShutdownTimeout  time.Duration     `json:"shutdown_timeout"`
-	LogFormat        string            `json:"log_format"`
-	LogLevel         string            `json:"log_level"`
-	CPUAffinity      bool              `json:"cpu_affinity,omitempty"`
+	Listen           string        `json:"listen"`
+	Workers          int           `json:"workers"`
+	PIDFile          string        `json:"pid_file,omitempty"`
+	Metrics          string        `json:"metrics,omitempty"`
+	MaxQuestionBytes int           `json:"max_question_bytes"`
+	IdleTimeout      time.Duration `json:"idle_timeout"`
+	ReadTimeout      time.Duration `json:"read_timeout"`
+	WriteTimeout     time.Duration `json:"write_timeout"`
+	ShutdownTimeout  time.Duration `json:"shutdown_timeout"`
+	LogFormat        string        `json:"log_format"`
+	LogLevel         string        `json:"log_level"`
+	CPUAffinity      bool          `json:"cpu_affinity,omitempty"`
 	// WorkerTimeout is how long a worker's serving loops may miss the
 	// supervisor's heartbeat before it is killed and replaced; 0 is off.
 	WorkerTimeout time.Duration `json:"worker_timeout"`

@@ -58,12 +58,18 @@ type successorProc interface {
 
 // stdEnv is the real operating system, for s.
 func stdEnv(s *Supervisor) env {
+	var reserve fdReserve
+	reserve.fill()
 	return env{
 		now:       time.Now,
 		checkFree: checkAddressFree,
 		bind:      bindSocket,
 		startWorker: func(w *worker, spec workerSpec) (workerProc, error) {
-			return startWorkerProcess(s, w, spec)
+			return reserve.withReserve(func() (workerProc, error) {
+				return startWorkerProcess(s, w, spec)
+			}, func() {
+				s.log.Warn("out of descriptors: using the reserve to start a worker", "slot", spec.slot)
+			})
 		},
 		startSuccessor: func(u handoff.Upgrade) (successorProc, error) {
 			return startSuccessorProcess(s, u)

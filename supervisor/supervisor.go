@@ -303,7 +303,8 @@ func (s *Supervisor) start() error {
 	n := s.runningAtStart()
 	s.running = n
 	s.log.Info("supervisor starting", "pid", os.Getpid(), "workers", n, "configured", s.cfg.Workers,
-		"sockets", len(s.sockets), "listen", uniq(s.Addrs()), "open_files_limit", openFilesLimit())
+		"sockets", len(s.sockets), "listen", uniq(s.Addrs()), "open_files_limit", config.OpenFilesLimit(),
+		"max_connections_per_worker", s.cfg.ConnectionLimit())
 	if len(s.sockets) < n && !s.sockets[0].joinable() {
 		s.log.Info("workers share the inherited sockets: more cannot join their port (no SO_REUSEPORT, or another owner)",
 			"sockets", len(s.sockets), "workers", n, "socket_uid", s.sockets[0].uid, "uid", os.Geteuid())
@@ -342,12 +343,4 @@ func (s *Supervisor) waitWorkers() {
 			return
 		}
 	}
-}
-
-func openFilesLimit() uint64 {
-	var rl syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) != nil {
-		return 0
-	}
-	return rl.Cur
 }

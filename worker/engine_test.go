@@ -177,6 +177,10 @@ func dial(t *testing.T, addr string) *client {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
 	t.Cleanup(func() { conn.Close() })
+	return newClient(t, conn)
+}
+
+func newClient(t *testing.T, conn net.Conn) *client {
 	return &client{t: t, conn: conn, r: bufio.NewReader(conn)}
 }
 
@@ -437,22 +441,39 @@ func TestStatsExact(t *testing.T) {
 	})
 }
 
+// TestFirstByteTimeout: a new connection must send its first byte within
+// the read timeout, not the (longer) idle timeout; once it has asked, it
+// may idle.
+func TestFirstByteTimeout(t *testing.T) {
+	t.Parallel()
+	const read = 300 * time.Millisecond
+	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+		s := startEngine(t, newEngine, worker.Options{ReadTimeout: read, IdleTimeout: long})
+		talker := dial(t, s.addr)
+		talker.send(qName)
+		talker.expect(aName)
+		silent := dial(t, s.addr)
+		start := time.Now()
+		silent.expectClosed(5 * time.Second)
+		if d := time.Since(start); d < read/2 {
+			t.Errorf("silent connection closed after %v, want about %v", d, read)
+		}
+		talker.expectOpen(read)
+		talker.send(qQuest)
+		talker.expect(aQuest)
+		s.waitStatsFunc("one read_timeout close", func(st control.Stats) bool { return st.Closed["read_timeout"] == 1 })
+	})
+}
+
 func TestIdleTimeout(t *testing.T) {
 	t.Parallel()
 	const idle = 300 * time.Millisecond
 	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 		s := startEngine(t, newEngine, worker.Options{IdleTimeout: idle})
-		// Never a byte: closed after the idle timeout.
-		silent := dial(t, s.addr)
-		start := time.Now()
-		silent.expectClosed(5 * time.Second)
-		if d := time.Since(start); d < idle/2 {
-			t.Errorf("silent connection closed after %v, want about %v", d, idle)
-		}
 		// Between questions: questions closer than the idle timeout keep
 		// the connection open longer than the timeout in total.
 		c := dial(t, s.addr)
-		start = time.Now()
+		start := time.Now()
 		for range 4 {
 			c.send(qName)
 			c.expect(aName)

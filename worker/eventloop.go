@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -33,6 +35,7 @@ import (
 type EventLoop struct {
 	opts   Options
 	nloops int
+	base   time.Time // the loops' clocks count from here, so they compare
 
 	// state only rises: engineRunning, then engineStopped, engineClosing,
 	// engineClosed. Loops read it after every wake-up.
@@ -43,9 +46,13 @@ type EventLoop struct {
 	live       int                  // loops not yet exited
 	listeners  map[int]*listenerRec // by id, as Listen named them
 	nextAnonID int                  // Serve's listeners get ids below zero
-	done       chan struct{}        // closed once stopped with no loop left
+	done       chan struct{}        // closed once stopped with no loop left and the last summary written
+	loopsDone  chan struct{}        // closed once stopped with no loop left
 	doneClosed bool
 	failed     chan error // the first fatal listener error, for Wait
+
+	open    atomic.Int64 // admitted connections, for MaxConnections
+	sources *sources     // nil unless MaxConnectionsPerSource is set
 }
 
 // Engine states; see EventLoop.state.
@@ -60,13 +67,19 @@ const (
 // zero fields take defaults. Its loops start with the first listener.
 func NewEventLoop(opts Options) *EventLoop {
 	opts.setDefaults()
-	return &EventLoop{
+	e := &EventLoop{
 		opts:      opts,
 		nloops:    max(1, runtime.GOMAXPROCS(0)),
+		base:      time.Now(),
 		listeners: make(map[int]*listenerRec),
 		done:      make(chan struct{}),
+		loopsDone: make(chan struct{}),
 		failed:    make(chan error, 1),
 	}
+	if opts.MaxConnectionsPerSource > 0 {
+		e.sources = &sources{limit: opts.MaxConnectionsPerSource, n: make(map[netip.Addr]int)}
+	}
+	return e
 }
 
 // Stats returns the engine's counters, summed over its loops.
@@ -220,9 +233,17 @@ func (e *EventLoop) raise(s int32) {
 	}
 }
 
+// closeDoneLocked ends the engine once stopped with no loop left: the
+// summary goroutine, when the loops started it, writes the last summary
+// and closes done (see runSummaries).
 func (e *EventLoop) closeDoneLocked() {
-	if !e.doneClosed {
-		e.doneClosed = true
+	if e.doneClosed {
+		return
+	}
+	e.doneClosed = true
+	if e.loops != nil {
+		close(e.loopsDone)
+	} else {
 		close(e.done)
 	}
 }
@@ -331,6 +352,7 @@ func (e *EventLoop) startLoopsLocked() error {
 	for _, l := range loops {
 		go l.run()
 	}
+	go e.runSummaries()
 	return nil
 }
 

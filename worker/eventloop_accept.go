@@ -137,24 +137,3 @@ func (l *loop) resumeListeners() {
 		}
 	}
 }
-
-// addConn starts serving an accepted connection.
-func (l *loop) addConn(fd int) {
-	// As the net package does for accepted TCP connections; fails
-	// harmlessly on a unix socket.
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN, tagConn); err != nil {
-		l.e.opts.Logger.Warn("connection dropped", "err", err)
-		unix.Close(fd)
-		return
-	}
-	if fd >= len(l.conns) {
-		l.conns = append(l.conns, make([]*elConn, fd+1-len(l.conns)+len(l.conns)/2)...)
-	}
-	c := &elConn{fd: int32(fd), rsince: l.now}
-	l.conns[fd] = c
-	l.nconns++
-	l.timers.push(c, l.now+l.idle)
-	l.stats.active.Add(1)
-	l.stats.accepted.Add(1)
-}

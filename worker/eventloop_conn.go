@@ -1,43 +1,84 @@
 package worker
 
 import (
-	"context"
 	"io"
-	"os"
 	"runtime/debug"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/camelot/lancelot/shared/protocol"
+	"github.com/camelot/lancelot/shared/proxyproto"
 )
 
 // elConn is one connection of an event loop. An idle one holds no buffer:
-// in is set only while a question is partly received (or, after a blocked
-// write, while input waits to be answered), out only while a write is
-// blocked.
+// in is set only while a question (or a PROXY header) is partly received,
+// or, after a blocked write, while input waits to be answered; out only
+// while a write is blocked.
 type elConn struct {
 	fd     int32
-	hidx   int32 // index in the loop's timer heap
+	hidx   int32 // index in the loop's timer heap; -1 when not in it
 	due    int64 // the heap's key: at or before the connection's deadline
-	rsince int64 // start of the idle period, or first byte of the question in `in`
+	rsince int64 // the accept, the start of the idle period, or the first byte of the question in `in`
 	wsince int64 // when the blocked write in `out` started
 	in     []byte
 	out    []byte
+	phase  connPhase
+	// fresh: it has not sent a byte yet; it is then in the loop's
+	// freshList, between fprev and fnext.
+	fresh        bool
+	fprev, fnext *elConn
+	info         *connInfo // nil unless PROXY or per-source limits need it
 }
 
 // idle reports a connection at a question boundary with nothing to write.
 func (c *elConn) idle() bool { return len(c.in) == 0 && c.out == nil }
 
-// deadline is Server's: the write timeout while a write is blocked, the
-// read timeout once a question has started, the idle timeout otherwise.
+// deadline is when c is closed unless it makes progress: the write
+// timeout while a write is blocked; from the accept until the first byte,
+// the read timeout (the idle timeout if shorter: a client that never spoke
+// gets no more than one that did); the read timeout for a PROXY header and
+// once a question has started; the idle timeout between questions. A
+// shutdown that ran out of time closes idle connections over CloseSpread
+// (see enter).
 func (l *loop) deadline(c *elConn) int64 {
+	var d int64
 	switch {
 	case c.out != nil:
 		return c.wsince + l.writeTO
-	case len(c.in) > 0:
-		return c.rsince + l.readTO
+	case c.fresh && c.phase != phaseHeader:
+		d = c.rsince + min(l.readTO, l.idle)
+	case c.fresh || c.phase == phaseHeader || len(c.in) > 0:
+		d = c.rsince + l.readTO
+	default:
+		d = c.rsince + l.idle
 	}
-	return c.rsince + l.idle
+	if l.seen >= engineClosing && c.idle() {
+		d = min(d, l.closingAt+l.spread(c))
+	}
+	return d
+}
+
+// spread is c's place in the window over which a shutdown closes idle
+// connections: a hash of its descriptor, so no state is needed for it.
+func (l *loop) spread(c *elConn) int64 {
+	return int64((uint64(uint32(c.fd)) * 0x9e3779b97f4a7c15 >> 32) % uint64(l.closeSpread))
+}
+
+// timeoutErr is why c is closed when its deadline passes.
+func (l *loop) timeoutErr(c *elConn) error {
+	switch {
+	case c.out != nil:
+		return errWriteTimeout
+	case l.seen >= engineClosing && c.idle() && l.now >= l.closingAt+l.spread(c):
+		return errClosing
+	case c.phase == phaseHeader:
+		return &proxyError{reason: proxyproto.ReasonTimeout}
+	case c.fresh && l.idle < l.readTO:
+		return errIdleTimeout
+	case c.fresh || len(c.in) > 0:
+		return errReadTimeout
+	}
+	return errIdleTimeout
 }
 
 // rearm moves c's timer earlier when its deadline did; a later deadline is
@@ -61,7 +102,7 @@ func (l *loop) expire() {
 			l.timers.fix(c, dl)
 			continue
 		}
-		l.closeConn(c, os.ErrDeadlineExceeded)
+		l.closeConn(c, l.timeoutErr(c))
 	}
 	if l.resumeAt != 0 && l.resumeAt <= l.now {
 		l.resumeListeners()
@@ -83,7 +124,16 @@ func (l *loop) onReadable(c *elConn) {
 		l.closeConn(c, io.EOF)
 		return
 	}
-	l.answer(c, l.rbuf[:kept+n], kept > 0)
+	l.freshRemove(c)
+	data := l.rbuf[:kept+n]
+	if c.phase != phaseQuestions {
+		var ok bool
+		if data, ok = l.preamble(c, data, kept > 0); !ok {
+			return
+		}
+		kept = 0 // what the preamble passes on starts a question
+	}
+	l.answer(c, data, kept > 0)
 }
 
 // answer frames every complete question in data, answers the known ones in
@@ -111,7 +161,7 @@ func (l *loop) answer(c *elConn, data []byte, kept bool) {
 		a, ok := l.table.Answer(q)
 		if !ok {
 			l.stats.unknown.Add(1)
-			ferr = &unknownError{question: append([]byte(nil), q[:min(len(q), 81)]...)}
+			ferr = &unknownError{question: escape(q, 80)}
 			break
 		}
 		w = append(w, a...)
@@ -127,7 +177,8 @@ func (l *loop) answer(c *elConn, data []byte, kept bool) {
 	if ferr == nil {
 		l.keep(c, data[off:], answered > 0 || !kept)
 	} else {
-		c.in = nil
+		// What the log shows of a refused question (see closeDetail).
+		c.in = append(c.in[:0], data[off:min(off+detailBytes, len(data))]...)
 	}
 	if answered > 0 {
 		// Counted before the write: a client holding its answer sees it
@@ -244,26 +295,21 @@ func (l *loop) onWritable(c *elConn) {
 	l.settle(c, nil)
 }
 
-// closeConn closes c for reason err and logs it as Server does.
-func (l *loop) closeConn(c *elConn, err error) {
-	fd := int(c.fd)
-	log, ctx, level := l.e.opts.Logger, context.Background(), closeLevel(err)
-	remote, logged := "", log.Enabled(ctx, level)
-	if logged {
-		remote = peerName(fd) // while fd is open
+// forget drops c from the loop's books: its timer, its slot, the fresh
+// list, its source count. It reports whether c was admitted at all.
+func (l *loop) forget(c *elConn) bool {
+	l.releaseSource(c)
+	if c.hidx < 0 {
+		return false
 	}
 	l.timers.remove(c)
-	l.conns[fd] = nil
+	l.conns[c.fd] = nil
 	l.nconns--
+	l.freshRemove(c)
 	if len(l.closeAfter) > 0 {
 		delete(l.closeAfter, c)
 	}
-	unix.Close(fd)
-	l.stats.active.Add(-1)
-	if logged {
-		msg, args := closeLog(err)
-		log.Log(ctx, level, msg, append([]any{"remote", remote}, args...)...)
-	}
+	return true
 }
 
 func stack() string { return string(debug.Stack()) }

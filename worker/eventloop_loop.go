@@ -1,7 +1,9 @@
 package worker
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"runtime"
 	"slices"
@@ -62,6 +64,16 @@ type loop struct {
 	lns        []*listenerFD
 	resumeAt   int64 // earliest time a paused listener resumes; 0 if none
 	closeAfter map[*elConn]error
+	fresh      freshList // connections that have not sent a byte, oldest first
+	// oldestFresh and shedRequests are shared with the other loops: when
+	// this loop's oldest fresh connection was accepted, and how many of
+	// them others asked it to shed (see shedOldestFresh).
+	oldestFresh  atomic.Int64
+	shedRequests atomic.Int32
+	lastShed     int64 // when shedIdle last looked
+	closingAt    int64 // when the engine began closing idle connections
+	closeSpread  int64
+	debug        bool // every close is logged
 
 	stats loopStats
 
@@ -79,15 +91,6 @@ type listenerFD struct {
 	backoff  time.Duration
 }
 
-// loopStats are one loop's counters; padded so that loops on different
-// CPUs do not share a cache line.
-type loopStats struct {
-	_                           [64]byte
-	answered, unknown, accepted atomic.Uint64
-	active                      atomic.Int64
-	_                           [64]byte
-}
-
 func newLoop(e *EventLoop) (*loop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
@@ -103,11 +106,13 @@ func newLoop(e *EventLoop) (*loop, error) {
 		e: e, epfd: epfd, wakefd: wakefd,
 		table: o.Table, maxQ: o.MaxQuestionBytes,
 		idle: int64(o.IdleTimeout), readTO: int64(o.ReadTimeout), writeTO: int64(o.WriteTimeout),
-		base:       time.Now(),
-		events:     make([]unix.EpollEvent, loopEvents),
-		rbuf:       make([]byte, o.MaxQuestionBytes+1+loopReadSize),
-		wbuf:       make([]byte, 0, maxPendingAnswers+1024),
-		closeAfter: make(map[*elConn]error),
+		base:        e.base,
+		events:      make([]unix.EpollEvent, loopEvents),
+		rbuf:        make([]byte, o.MaxQuestionBytes+1+loopReadSize),
+		wbuf:        make([]byte, 0, maxPendingAnswers+1024),
+		closeAfter:  make(map[*elConn]error),
+		closeSpread: int64(o.CloseSpread),
+		debug:       o.Logger.Enabled(context.Background(), slog.LevelDebug),
 	}
 	if err := l.ctl(unix.EPOLL_CTL_ADD, wakefd, unix.EPOLLIN, tagWake); err != nil {
 		l.closeFDs()
@@ -117,12 +122,29 @@ func newLoop(e *EventLoop) (*loop, error) {
 }
 
 func (s *loopStats) load() control.Stats {
-	return control.Stats{
+	st := control.Stats{
 		Answered: s.answered.Load(),
 		Unknown:  s.unknown.Load(),
 		Accepted: s.accepted.Load(),
 		Active:   s.active.Load(),
 	}
+	for r := reasonUnknown; r < numReasons; r++ {
+		if n := s.closed[r].Load(); n > 0 {
+			if st.Closed == nil {
+				st.Closed = make(map[string]uint64)
+			}
+			st.Closed[r.String()] = n
+		}
+	}
+	for i, reason := range proxyReasons() {
+		if n := s.proxy[i].Load(); n > 0 {
+			if st.ProxyErrors == nil {
+				st.ProxyErrors = make(map[string]uint64)
+			}
+			st.ProxyErrors[reason] = n
+		}
+	}
+	return st
 }
 
 func (l *loop) closeFDs() {
@@ -168,6 +190,7 @@ func (l *loop) run() {
 		}
 		l.dispatch(l.events[:max(n, 0)])
 		l.expire()
+		l.shedIdle()
 		if s := l.e.state.Load(); s != l.seen {
 			l.enter(s)
 		}
@@ -182,6 +205,12 @@ func (l *loop) waitMillis() int {
 	next := l.resumeAt
 	if t, ok := l.timers.next(); ok && (next == 0 || t < next) {
 		next = t
+	}
+	if l.e.overloaded() {
+		// shedIdle must look again, though no timer is due.
+		if t := l.lastShed + int64(overloadCheckEvery); next == 0 || t < next {
+			next = t
+		}
 	}
 	if next == 0 {
 		return -1
@@ -280,6 +309,7 @@ func (l *loop) sync() {
 	for _, p := range pings {
 		p.ack()
 	}
+	l.shedRequested()
 }
 
 // enter acts on a new engine state: stop accepting, then close connections
@@ -295,13 +325,22 @@ func (l *loop) enter(s int32) {
 	if s < engineClosing {
 		return
 	}
+	if s == engineClosed {
+		for _, c := range l.conns {
+			if c != nil {
+				l.closeConn(c, net.ErrClosed)
+			}
+		}
+		return
+	}
+	// Closing at a question boundary: idle connections close over
+	// CloseSpread from now (see deadline), so their clients do not all
+	// reconnect in the same instant; the others when their question is
+	// answered (see settle).
+	l.closingAt = l.now
 	for _, c := range l.conns {
-		switch {
-		case c == nil:
-		case s == engineClosed:
-			l.closeConn(c, net.ErrClosed)
-		case c.idle():
-			l.closeConn(c, errClosing)
+		if c != nil && c.idle() {
+			l.rearm(c)
 		}
 	}
 }

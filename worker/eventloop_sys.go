@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"net"
 	"syscall"
 	"unsafe"
 
@@ -38,22 +37,4 @@ func accept4(fd int) (int, error) {
 		return -1, e
 	}
 	return int(nfd), nil
-}
-
-// peerName is the connection's remote address as net.Conn.RemoteAddr
-// prints it, for log lines.
-func peerName(fd int) string {
-	sa, err := unix.Getpeername(fd)
-	if err != nil {
-		return "?"
-	}
-	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
-		return (&net.TCPAddr{IP: sa.Addr[:], Port: sa.Port}).String()
-	case *unix.SockaddrInet6:
-		return (&net.TCPAddr{IP: sa.Addr[:], Port: sa.Port}).String()
-	case *unix.SockaddrUnix:
-		return sa.Name
-	}
-	return "?"
 }

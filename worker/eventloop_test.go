@@ -4,16 +4,10 @@ package worker
 // tested with the other engines' (server_test.go, eventloop_behaviour_test.go).
 
 import (
-	"bytes"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
-	"regexp"
-	"slices"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -134,86 +128,6 @@ func BenchmarkExchange(b *testing.B) {
 	for b.Loop() {
 		exchange(b, l, c, peer, q, buf)
 	}
-}
-
-// TestLogLines: each way a connection ends has its log line, with the
-// client's address and the reason.
-func TestLogLines(t *testing.T) {
-	t.Parallel()
-	var buf syncBuffer
-	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	eng := NewEventLoop(Options{Logger: log, MaxQuestionBytes: 40, IdleTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- eng.Serve(ln) }()
-	for _, in := range []string{"What is your name?Who?", strings.Repeat("x", 41), "\xff", "What is your name?", ""} {
-		conn, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn.Write([]byte(in))
-		if in == "What is your name?" {
-			conn.Read(make([]byte, 64))
-			conn.Close() // EOF
-		}
-		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		for _, err := conn.Read(make([]byte, 64)); err == nil; _, err = conn.Read(make([]byte, 64)) {
-		}
-		conn.Close()
-	}
-	eng.Close()
-	<-served
-	got := normalizeLog(buf.String())
-	for _, want := range []string{
-		`level=INFO msg="closing connection: unknown question" remote=127.0.0.1:PORT question=Who?`,
-		`level=INFO msg="closing connection" remote=127.0.0.1:PORT reason="question too long"`,
-		`level=INFO msg="closing connection" remote=127.0.0.1:PORT reason="question is not ASCII"`,
-		`level=DEBUG msg="connection closed" remote=127.0.0.1:PORT err=...`,
-		`level=DEBUG msg="closing connection: timeout" remote=127.0.0.1:PORT`,
-	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("log lacks %q; log:\n%s", want, got)
-		}
-	}
-}
-
-var (
-	logTime   = regexp.MustCompile(`time=\S+ `)
-	logRemote = regexp.MustCompile(`remote=127\.0\.0\.1:\d+`)
-	logErr    = regexp.MustCompile(` err=.*`)
-)
-
-// normalizeLog keeps what a test can rely on: level, message, the presence
-// of a remote address and the reason; not the error's wording.
-func normalizeLog(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	for i, l := range lines {
-		l = logTime.ReplaceAllString(l, "")
-		l = logRemote.ReplaceAllString(l, "remote=127.0.0.1:PORT")
-		lines[i] = logErr.ReplaceAllString(l, " err=...")
-	}
-	slices.Sort(lines)
-	return strings.Join(lines, "\n")
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestAcceptOutOfDescriptors: when accept fails for want of descriptors

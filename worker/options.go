@@ -3,10 +3,10 @@ package worker
 import (
 	"errors"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/camelot/lancelot/shared/protocol"
+	"github.com/camelot/lancelot/shared/proxyproto"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -18,9 +18,30 @@ type Options struct {
 	Table            *protocol.Table
 	MaxQuestionBytes int
 	IdleTimeout      time.Duration
-	ReadTimeout      time.Duration
-	WriteTimeout     time.Duration
-	Logger           *slog.Logger
+	// ReadTimeout bounds a started question, and a new connection's wait
+	// for its first byte (the PROXY header's, when there is one).
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	// MaxConnections caps the engine's open connections; zero is no cap.
+	// At the cap a newcomer is admitted by closing the connection silent
+	// longest among those that never sent a byte, or is closed at once.
+	// Above nine tenths of it, idle timeouts shrink.
+	MaxConnections int
+	// MaxConnectionsPerSource caps connections from one client address
+	// (the PROXY header's, when there is one); zero is no cap.
+	MaxConnectionsPerSource int
+	// Proxy is the PROXY protocol mode (Off by default); ProxyAllow the
+	// peers trusted to send a header.
+	Proxy      proxyproto.Mode
+	ProxyAllow proxyproto.AllowList
+	// SummaryInterval is how often client errors are summarized in one log
+	// line (every close is logged at debug level instead).
+	SummaryInterval time.Duration
+	// CloseSpread is the window over which a shutdown that ran out of time
+	// closes idle connections, so their clients do not all reconnect in
+	// the same instant.
+	CloseSpread time.Duration
+	Logger      *slog.Logger
 }
 
 func (o *Options) setDefaults() {
@@ -39,6 +60,12 @@ func (o *Options) setDefaults() {
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 10 * time.Second
 	}
+	if o.SummaryInterval <= 0 {
+		o.SummaryInterval = 10 * time.Second
+	}
+	if o.CloseSpread <= 0 {
+		o.CloseSpread = time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -54,44 +81,4 @@ func nextBackoff(d time.Duration) time.Duration {
 		return 5 * time.Millisecond
 	}
 	return min(2*d, time.Second)
-}
-
-// errClosing ends a connection at a question boundary during shutdown.
-var errClosing = errors.New("server shutting down")
-
-// unknownError carries the question for the log line.
-type unknownError struct{ question []byte }
-
-func (e *unknownError) Error() string { return "unknown question" }
-
-// closeLevel is closeLog's level, cheap enough for every close.
-func closeLevel(err error) slog.Level {
-	if _, ok := err.(*unknownError); ok || err == protocol.ErrTooLong || err == protocol.ErrNotASCII {
-		return slog.LevelInfo
-	}
-	return slog.LevelDebug
-}
-
-// closeLog is the log line for a connection closed by err: its message and
-// attributes but the remote address, which the caller puts first.
-func closeLog(err error) (string, []any) {
-	var ue *unknownError
-	switch {
-	case errors.As(err, &ue):
-		return "closing connection: unknown question", []any{"question", truncate(ue.question, 80)}
-	case errors.Is(err, protocol.ErrTooLong), errors.Is(err, protocol.ErrNotASCII):
-		return "closing connection", []any{"reason", err}
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return "closing connection: timeout", nil
-	case errors.Is(err, errClosing):
-		return "closing connection at question boundary", nil
-	}
-	return "connection closed", []any{"err", err}
-}
-
-func truncate(b []byte, n int) string {
-	if len(b) > n {
-		return string(b[:n]) + "..."
-	}
-	return string(b)
 }

@@ -29,6 +29,18 @@ type Process struct {
 	// connections before it closes them at a question boundary.
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
+	// LogDropped counts the log lines dropped for a slow reader; nil is
+	// none.
+	LogDropped func() uint64
+}
+
+// stats are the engine's counters and the process's own.
+func (p Process) stats() control.Stats {
+	st := p.Engine.Stats()
+	if p.LogDropped != nil {
+		st.LogDropped = p.LogDropped()
+	}
+	return st
 }
 
 // errSupervisorGone stops a worker whose supervisor died: nobody owns the
@@ -71,7 +83,7 @@ func (p Process) Run(ctx context.Context) error {
 	}
 	p.Logger.Debug("worker accepting", "sockets", len(p.Sockets))
 	err := g.Run()
-	stats := p.Engine.Stats()
+	stats := p.stats()
 	if serr := p.Control.Send(control.Message{Type: control.TypeStats, Stats: &stats}); serr != nil && !errors.Is(err, errSupervisorGone) {
 		p.Logger.Warn("final stats not sent", "err", serr)
 	}
@@ -131,7 +143,7 @@ func (p Process) controlActor(heartbeats chan<- uint64) (func() error, func(erro
 func (p Process) handle(m control.Message, heartbeats chan<- uint64) error {
 	switch m.Type {
 	case control.TypeStatsRequest:
-		stats := p.Engine.Stats()
+		stats := p.stats()
 		return p.Control.Send(control.Message{Type: control.TypeStats, Seq: m.Seq, Stats: &stats})
 	case control.TypeAliveRequest:
 		select {

@@ -50,7 +50,8 @@ func runServe(c *cli.Context, s serveSettings) error {
 	signal.Ignore(syscall.SIGPIPE) // journald going away must not kill us
 	spawner := &handoff.Spawner{}
 	cfg := s.cfg
-	log := cfg.NewLogger(os.Stderr)
+	log, logs := cfg.NewLogger(os.Stderr)
+	defer logs.Close(time.Second)
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own binary: %w", err)
@@ -97,7 +98,7 @@ func runServe(c *cli.Context, s serveSettings) error {
 	}
 	// Metrics: Prometheus text on --metrics, and /healthz.
 	if cfg.Metrics != "" {
-		srv, ln, err := metricsServer(cfg.Metrics, sup)
+		srv, ln, err := metricsServer(cfg.Metrics, sup, logs.Dropped)
 		if err != nil {
 			return err
 		}
@@ -180,13 +181,13 @@ func listenReusePort(addr string) (net.Listener, error) {
 // metricsServer serves /metrics and /healthz on addr. Every limit is set:
 // the port must not be a way to exhaust the supervisor's memory or
 // descriptors (slow or huge headers, idle keep-alive connections).
-func metricsServer(addr string, sup *supervisor.Supervisor) (*http.Server, net.Listener, error) {
+func metricsServer(addr string, sup *supervisor.Supervisor, logDropped func() uint64) (*http.Server, net.Listener, error) {
 	ln, err := listenReusePort(addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--metrics %s: %w", addr, err)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(sup.Collector(nil),
+	reg.MustRegister(sup.Collector(logDropped),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector())
 	mux := http.NewServeMux()

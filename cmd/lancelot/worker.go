@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -48,8 +49,14 @@ func runWorker(slot int) error {
 		return err
 	}
 	cfg := h.Config
-	log := cfg.NewLogger(os.Stderr).With("slot", slot, "pid", os.Getpid())
+	log, logs := cfg.NewLogger(os.Stderr)
+	defer logs.Close(time.Second)
+	log = log.With("slot", slot, "pid", os.Getpid())
 	table, err := cfg.Table()
+	if err != nil {
+		return err
+	}
+	proxy, allow, err := cfg.Proxy()
 	if err != nil {
 		return err
 	}
@@ -62,20 +69,26 @@ func runWorker(slot int) error {
 		pinWorker(slot, log)
 	}
 	eng := worker.NewEventLoop(worker.Options{
-		Table:            table,
-		MaxQuestionBytes: cfg.MaxQuestionBytes,
-		IdleTimeout:      cfg.IdleTimeout,
-		ReadTimeout:      cfg.ReadTimeout,
-		WriteTimeout:     cfg.WriteTimeout,
-		Logger:           log,
+		Table:                   table,
+		MaxQuestionBytes:        cfg.MaxQuestionBytes,
+		IdleTimeout:             cfg.IdleTimeout,
+		ReadTimeout:             cfg.ReadTimeout,
+		WriteTimeout:            cfg.WriteTimeout,
+		MaxConnections:          cfg.ConnectionLimit(),
+		MaxConnectionsPerSource: cfg.MaxConnectionsPerSource,
+		Proxy:                   proxy,
+		ProxyAllow:              allow,
+		CloseSpread:             min(time.Second, cfg.ShutdownTimeout/4),
+		Logger:                  log,
 	})
-	log.Debug("worker starting", "gomaxprocs", runtime.GOMAXPROCS(0), "sockets", len(h.Sockets))
+	log.Debug("worker starting", "gomaxprocs", runtime.GOMAXPROCS(0), "sockets", len(h.Sockets), "max_connections", cfg.ConnectionLimit())
 	return worker.Process{
 		Engine:          eng,
 		Control:         ctrl,
 		Sockets:         h.Sockets,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          log,
+		LogDropped:      logs.Dropped,
 	}.Run(context.Background())
 }
 

@@ -53,9 +53,15 @@ func Listen() (net.Listener, error) {
 // client is told. The result must fit on one line.
 type Handler func(ctx context.Context, command string) (string, error)
 
-// Serve answers the clients of ln until ln is closed: one command per
-// connection, from this process's user or root only.
+// maxClients bounds the connections served at once: beyond it a client is
+// closed at once, so the socket cannot be used to eat the supervisor's
+// descriptors.
+const maxClients = 16
+
+// Serve answers the clients of ln (from Listen) until ln is closed: one
+// command per connection, from this process's user or root only.
 func Serve(ln net.Listener, handle Handler) error {
+	slots := make(chan struct{}, maxClients)
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -64,7 +70,15 @@ func Serve(ln net.Listener, handle Handler) error {
 			}
 			return fmt.Errorf("admin socket: %w", err)
 		}
-		go serveConn(conn.(*net.UnixConn), handle)
+		select {
+		case slots <- struct{}{}:
+			go func() {
+				defer func() { <-slots }()
+				serveConn(conn.(*net.UnixConn), handle)
+			}()
+		default:
+			conn.Close()
+		}
 	}
 }
 

@@ -39,6 +39,10 @@ func TestValidate(t *testing.T) {
 		{"one question byte", func(c *config.Config) { c.MaxQuestionBytes = 1 }, ""},
 		{"metrics", func(c *config.Config) { c.Metrics = "127.0.0.1:9100" }, ""},
 		{"custom answers", func(c *config.Config) { c.Answers = map[string]string{"Who are you?": "A knight."} }, ""},
+		{"worker timeout off", func(c *config.Config) { c.WorkerTimeout = 0 }, ""},
+		{"proxy v2", func(c *config.Config) { c.ProxyProtocol, c.ProxyAllowFrom = "v2", "10.0.0.0/8, 127.0.0.1" }, ""},
+		{"agent and drain delay", func(c *config.Config) { c.AgentListen, c.DrainDelay = "127.0.0.1:1061", time.Second }, ""},
+		{"connection caps", func(c *config.Config) { c.MaxConnections, c.MaxConnectionsPerSource = 100, 10 }, ""},
 
 		// Failure cases
 		{"listen without port", func(c *config.Config) { c.Listen = "127.0.0.1" }, "--listen"},
@@ -56,6 +60,14 @@ func TestValidate(t *testing.T) {
 		{"empty answers", func(c *config.Config) { c.Answers = map[string]string{} }, "answers"},
 		{"question without ?", func(c *config.Config) { c.Answers = map[string]string{"Who": "Me."} }, "answers"},
 		{"answer without .", func(c *config.Config) { c.Answers = map[string]string{"Who?": "Me"} }, "answers"},
+		{"negative worker timeout", func(c *config.Config) { c.WorkerTimeout = -time.Second }, "--worker-timeout"},
+		{"negative drain delay", func(c *config.Config) { c.DrainDelay = -time.Second }, "--drain-delay"},
+		{"negative max connections", func(c *config.Config) { c.MaxConnections = -1 }, "--max-connections"},
+		{"negative per source", func(c *config.Config) { c.MaxConnectionsPerSource = -1 }, "--max-connections-per-source"},
+		{"proxy mode", func(c *config.Config) { c.ProxyProtocol = "v3" }, "--proxy-protocol"},
+		{"proxy without allow list", func(c *config.Config) { c.ProxyProtocol = "auto" }, "--proxy-allow-from"},
+		{"bad allow list", func(c *config.Config) { c.ProxyProtocol, c.ProxyAllowFrom = "v1", "10.0.0.0/33" }, "--proxy-allow-from"},
+		{"agent without port", func(c *config.Config) { c.AgentListen = "localhost" }, "--agent-listen"},
 	} {
 		c := config.Default()
 		tc.change(&c)
@@ -145,13 +157,27 @@ func TestParseLevel(t *testing.T) {
 	}
 }
 
+// TestValidateIsDeterministic: a configuration with several problems is
+// always reported by the same one.
+func TestValidateIsDeterministic(t *testing.T) {
+	c := config.Default()
+	c.IdleTimeout, c.ReadTimeout, c.WriteTimeout, c.ShutdownTimeout = 0, 0, 0, 0
+	first := c.Validate()
+	for range 50 {
+		if err := c.Validate(); err == nil || err.Error() != first.Error() {
+			t.Fatalf("Validate() = %v, then %v", first, err)
+		}
+	}
+}
+
 func TestNewLogger(t *testing.T) {
 	var buf bytes.Buffer
 	c := config.Default()
 	c.LogFormat, c.LogLevel = "json", "warn"
-	log := c.NewLogger(&buf)
+	log, h := c.NewLogger(&buf)
 	log.Info("hidden")
 	log.Warn("shown", "k", "v")
+	h.Close(5 * time.Second) // writes what is queued
 	var m map[string]any
 	if err := json.Unmarshal(buf.Bytes(), &m); err != nil || m["msg"] != "shown" || m["k"] != "v" {
 		t.Errorf("json logger at warn wrote %q (%v), want one JSON line with msg=shown", buf.String(), err)

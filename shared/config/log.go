@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+
+	"github.com/camelot/lancelot/shared/asynclog"
 )
 
 // ParseLevel maps --log-level to a slog level.
@@ -21,16 +23,20 @@ func ParseLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("--log-level %q: must be debug, info, warn or error", s)
 }
 
-// NewLogger builds the logger the settings ask for, writing to w. Invalid
-// settings fall back to text at info: Validate reports them.
-func (c Config) NewLogger(w io.Writer) *slog.Logger {
+// NewLogger builds the logger the settings ask for, writing to w through
+// an asynclog.Handler, so that a slow reader of w never makes a caller
+// wait; close the handler before exiting. Invalid settings fall back to
+// text at info: Validate reports them.
+func (c Config) NewLogger(w io.Writer) (*slog.Logger, *asynclog.Handler) {
 	level, err := ParseLevel(c.LogLevel)
 	if err != nil {
 		level = slog.LevelInfo
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if c.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	async := asynclog.New(h, 0)
+	return slog.New(async), async
 }

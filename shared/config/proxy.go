@@ -1,19 +1,37 @@
 package config
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/camelot/lancelot/shared/proxyproto"
+)
 
 // validateProxy checks the PROXY protocol settings: a mode, and the peers
 // trusted to send a header whenever the protocol is on.
 func (c Config) validateProxy() error {
-	switch c.ProxyProtocol {
-	case "off":
-		return nil
-	case "v1", "v2", "auto":
-	default:
-		return fmt.Errorf("--proxy-protocol %q: must be off, v1, v2 or auto", c.ProxyProtocol)
+	mode, allow, err := c.Proxy()
+	if err != nil {
+		return err
 	}
-	if c.ProxyAllowFrom == "" {
-		return fmt.Errorf("--proxy-protocol %s needs --proxy-allow-from (the load balancers' addresses)", c.ProxyProtocol)
+	if mode != proxyproto.Off && allow.Empty() {
+		return fmt.Errorf("--proxy-protocol %s needs --proxy-allow-from (the load balancers' addresses)", mode)
 	}
 	return nil
+}
+
+// Proxy returns the PROXY protocol mode and the peers trusted to send a
+// header.
+func (c Config) Proxy() (proxyproto.Mode, proxyproto.AllowList, error) {
+	mode, err := proxyproto.ParseMode(c.ProxyProtocol)
+	if err != nil {
+		return mode, proxyproto.AllowList{}, fmt.Errorf("--proxy-protocol: %w", err)
+	}
+	if c.ProxyAllowFrom == "" {
+		return mode, proxyproto.AllowList{}, nil
+	}
+	allow, err := proxyproto.ParseAllowList(c.ProxyAllowFrom)
+	if err != nil {
+		return mode, allow, fmt.Errorf("--proxy-allow-from: %w", err)
+	}
+	return mode, allow, nil
 }

@@ -12,9 +12,11 @@ const DefaultMaxQuestionBytes = 1024
 // ErrTooLong reports more than the limit of question bytes without a '?'.
 var ErrTooLong = errors.New("question too long")
 
-// ErrNotASCII reports a byte above 0x7f in a question. No question of the
-// protocol can contain one, so the connection need not wait for the '?'.
-var ErrNotASCII = errors.New("question is not ASCII")
+// ErrNotASCII reports a byte no question can hold: above 0x7e, or a
+// control byte other than tab, CR and LF (a NUL, a PROXY v2 signature sent
+// to a server that expects none). The connection need not wait for the
+// '?', nor for the read timeout.
+var ErrNotASCII = errors.New("question is not printable ASCII")
 
 // Next finds the first complete question in buf.
 //
@@ -41,7 +43,7 @@ func Next(buf []byte, max int) (question []byte, consumed int, err error) {
 	if end < 0 && len(rest) > max || end > max {
 		return nil, start, ErrTooLong
 	}
-	if !isASCII(scan) {
+	if !isText(scan) {
 		return nil, start, ErrNotASCII
 	}
 	if end < 0 {
@@ -63,9 +65,11 @@ func skipSpace(buf []byte) int {
 	return i
 }
 
-func isASCII(b []byte) bool {
+// isText reports whether b holds only bytes a question may hold:
+// printable ASCII, tab, CR and LF.
+func isText(b []byte) bool {
 	for _, c := range b {
-		if c >= 0x80 {
+		if c > '~' || c < ' ' && !IsSpace(c) {
 			return false
 		}
 	}

@@ -31,6 +31,16 @@ func TestNext(t *testing.T) {
 		{in: "abcd?", max: 3, err: protocol.ErrTooLong},
 		{in: "  Wh\xc3\xa9?", consumed: 2, err: protocol.ErrNotASCII},
 		{in: "Wh\xff", err: protocol.ErrNotASCII},
+		// Control bytes no question holds are refused at once, without
+		// waiting for a '?': NUL, a PROXY v2 signature, DEL.
+		{in: "\x00", err: protocol.ErrNotASCII},
+		{in: "\x00\x00\x00\x00", err: protocol.ErrNotASCII},
+		{in: "\r\n\r\n\x00\r\nQUIT\n", consumed: 4, err: protocol.ErrNotASCII},
+		{in: "Who\x7f", err: protocol.ErrNotASCII},
+		{in: "Who\x1b[2J?", err: protocol.ErrNotASCII},
+		// Tab, CR and LF inside a question are text: an unknown question,
+		// decided at its '?'.
+		{in: "What is\tyour\r\nname?", question: "What is\tyour\r\nname?", consumed: 19},
 	} {
 		q, n, err := protocol.Next([]byte(tc.in), tc.max)
 		if string(q) != tc.question || n != tc.consumed || !errors.Is(err, tc.err) {
@@ -86,6 +96,8 @@ func TestNewTableRejects(t *testing.T) {
 		{"Who? Me?": "Me."},
 		{"Who?": "Me. You."},
 		{"Wh\xc3\xa9?": "Me."},
+		{"Who\x00?": "Me."},
+		{"Who?": "M\x07e."},
 	} {
 		if _, err := protocol.NewTable(m); err == nil {
 			t.Errorf("NewTable(%q) succeeded, want an error", m)
@@ -111,6 +123,9 @@ func FuzzNext(f *testing.F) {
 			}
 			if q != nil && (q[len(q)-1] != '?' || len(q) > max+1 || !bytes.Contains(buf[:n], q)) {
 				t.Fatalf("bad question %q (max %d)", q, max)
+			}
+			if q != nil && bytes.ContainsFunc(q, func(r rune) bool { return r == 0 || r > '~' }) {
+				t.Fatalf("question %q holds a byte no question may hold", q)
 			}
 			buf = buf[n:]
 			if err != nil || q == nil {

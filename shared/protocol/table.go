@@ -83,13 +83,13 @@ func checkPair(q, a string) error {
 		return fmt.Errorf("question must not be empty or start with whitespace")
 	case strings.IndexByte(q, '?') != len(q)-1:
 		return fmt.Errorf("question must contain one '?', at its end")
-	case !isASCII([]byte(q)):
-		return fmt.Errorf("question must be ASCII")
+	case !isText([]byte(q)):
+		return fmt.Errorf("question must be printable ASCII")
 	case strings.IndexByte(a, '.') != len(a)-1:
 		// Clients frame answers on '.', so one in the middle would split it.
 		return fmt.Errorf("answer must contain one '.', at its end")
-	case !isASCII([]byte(a)):
-		return fmt.Errorf("answer must be ASCII")
+	case !isText([]byte(a)):
+		return fmt.Errorf("answer must be printable ASCII")
 	}
 	return nil
 }

@@ -1,29 +1,34 @@
 // Package worker is one lancelot worker process: it serves the Launcelot
-// protocol on the listening sockets its supervisor passed it, reports to the
-// supervisor over the control channel, and stops when told to (TERM drains,
-// QUIT closes at once) or when the supervisor disappears (EOF on the control
-// channel).
+// protocol on the listening sockets its supervisor passes and lends it,
+// reports to the supervisor over the control channel, answers its
+// heartbeat, and stops when told to (TERM drains, QUIT closes at once) or
+// when the supervisor disappears (EOF on the control channel).
 //
-// A worker never binds: the supervisor owns every listening socket for its
-// whole life, so a worker that dies never takes a socket, and the clients
-// queued on it, down with it. A worker that stops accepting first accepts
-// whatever is already queued (sweepQueue), because its copy may be the
-// socket's last.
+// A worker never binds: the supervisor owns every listening socket, so a
+// worker that dies never takes a socket, and the clients queued on it,
+// down with it. A worker that stops accepting first accepts whatever is
+// already queued (sweep), because its copy may be the socket's last; a
+// socket taken back (Unlisten) is dropped without that, since the
+// supervisor keeps it and lends it on.
 //
-// Two engines implement Engine with the same behaviour, checked by the same
-// tests (engines_test.go):
-//   - EventLoop, the default: one epoll loop per GOMAXPROCS, an idle
-//     connection a small struct indexed by its descriptor, reads into a
-//     buffer shared by the loop, deadlines in a heap per loop. It is what
-//     makes a worker as cheap as the C reference (docs/benchmarks.md).
-//   - Server: a goroutine per connection on the net package, the simple
-//     reference (LANCELOT_ENGINE=goroutine selects it).
+// The engine is EventLoop: one epoll loop per GOMAXPROCS, an idle
+// connection a small struct indexed by its descriptor, reads into a buffer
+// shared by the loop, deadlines in a heap per loop. It is what makes a
+// worker as cheap as the C reference (docs/benchmarks.md). Every serving
+// loop acknowledges the heartbeat itself (Alive), so a stuck loop is found
+// out even while the rest of the process looks healthy.
 //
-// Both frame with protocol.Next and follow the contract's deadlines: the
-// idle timeout between questions, the read timeout from a question's first
-// byte to its '?', and the write timeout for a blocked answer. Shutdown stops
-// accepting, keeps serving open connections until the shutdown timeout,
-// then closes each at its next question boundary.
+// Protocol and limits: framing by protocol.Next; the idle timeout between
+// questions, the read timeout from a question's first byte to its '?' (and
+// from the accept to a connection's first byte), the write timeout for a
+// blocked answer; a cap on connections (the one silent longest is shed for
+// a newcomer, idle timeouts shrink above nine tenths of it), a cap per
+// client address, and the PROXY protocol for peers trusted to send it.
+// What it closes is counted by reason and summarized in the log once per
+// interval; every close is logged only at debug level, through a log that
+// never blocks (asynclog). Shutdown stops accepting, keeps serving open
+// connections until the shutdown timeout, then closes each at its next
+// question boundary, the idle ones spread over a short window.
 //
 // Not a public API: this package serves the lancelot binary only.
 package worker

@@ -40,6 +40,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build lancelot:", err)
 		os.Exit(1)
 	}
+	if other := os.Getenv("LANCELOT_TEST_BIN"); other != "" {
+		// Run the suite against another build, e.g. an older release, to
+		// show which tests it fails.
+		binPath = other
+	}
 	code := m.Run()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
@@ -91,6 +96,14 @@ func startServer(t testing.TB, args ...string) *server {
 // wait for readiness. env is added to the environment.
 func launchServer(t testing.TB, args []string, env []string) *server {
 	t.Helper()
+	return launchServerVia(t, nil, args, env)
+}
+
+// launchServerVia is launchServer through a wrapper command that execs the
+// binary in its own process (prlimit --nofile=N:N), so the server keeps
+// the wrapper's pid.
+func launchServerVia(t testing.TB, wrapper []string, args []string, env []string) *server {
+	t.Helper()
 	dir := t.TempDir()
 	port := freePort(t)
 	s := &server{t: t, port: port, addr: fmt.Sprintf("127.0.0.1:%d", port), dir: dir,
@@ -110,7 +123,8 @@ func launchServer(t testing.TB, args []string, env []string) *server {
 			args[i+1] = s.pidFile
 		}
 	}
-	s.cmd = exec.Command(binPath, args...)
+	argv := append(append(append([]string(nil), wrapper...), binPath), args...)
+	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.Stdout, s.cmd.Stderr = f, f
 	s.cmd.Env = append(os.Environ(), env...)
 	if err := s.cmd.Start(); err != nil {

@@ -58,25 +58,6 @@ func (t *Table) Answer(q []byte) ([]byte, bool) {
 	return a, ok
 }
 
-// Questions returns the known questions, sorted.
-func (t *Table) Questions() []string {
-	qs := make([]string, 0, len(t.answers))
-	for q := range t.answers {
-		qs = append(qs, q)
-	}
-	sort.Strings(qs)
-	return qs
-}
-
-// Map returns a copy of the table as question -> answer.
-func (t *Table) Map() map[string]string {
-	m := make(map[string]string, len(t.answers))
-	for q, a := range t.answers {
-		m[q] = string(a)
-	}
-	return m
-}
-
 func checkPair(q, a string) error {
 	switch {
 	case q == "" || IsSpace(q[0]):

@@ -150,7 +150,7 @@ func (l *loop) answer(c *elConn, data []byte, kept bool) {
 		off += n
 		if err != nil {
 			if err == protocol.ErrNotASCII {
-				l.stats.unknown.Add(1) // the contract counts it as an unknown question
+				l.stats.unknown.Add(1) // counted as an unknown question too (docs/protocol.md)
 			}
 			ferr = err
 			break

@@ -19,7 +19,7 @@ import (
 	"github.com/camelot/lancelot/shared/loadgen"
 )
 
-// benchCommand is the load generator (contract: "bench"); the load itself
+// benchCommand is the load generator (docs/reference.md, "bench"); the load itself
 // is shared/loadgen's, this is its command line and its report.
 func benchCommand() *cli.Command {
 	return &cli.Command{

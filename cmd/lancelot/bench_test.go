@@ -36,7 +36,7 @@ func runBench(t *testing.T, args ...string) benchRun {
 }
 
 // benchJSON checks that stdout is exactly one JSON object with the
-// contract's keys, and decodes it.
+// keys docs/reference.md documents, and decodes it.
 func benchJSON(t *testing.T, out string) loadgen.Result {
 	t.Helper()
 	dec := json.NewDecoder(strings.NewReader(out))

@@ -53,7 +53,7 @@ func usageError(_ *cli.Context, err error, _ bool) error {
 }
 
 // oneLine folds a multi-line error (some libraries' messages have newlines)
-// into the single line the contract promises.
+// into the single line docs/reference.md promises.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }

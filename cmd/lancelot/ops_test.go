@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Each transition of the contract's signal table runs under a continuous
+// Each transition of the signal table (docs/reference.md) runs under a continuous
 // load of book-style and long-lived clients and must not cost a single
 // connection or question.
 

@@ -1,6 +1,6 @@
 package main
 
-// The protocol as the contract states it, against the real binary.
+// The protocol as docs/protocol.md states it, against the real binary.
 
 import (
 	"errors"
@@ -21,7 +21,7 @@ type protoStep struct {
 	open time.Duration // then the connection must stay open and silent this long
 }
 
-// TestProtocol runs the contract's protocol cases, each on its own
+// TestProtocol runs docs/protocol.md's cases, each on its own
 // connection to one shared server.
 func TestProtocol(t *testing.T) {
 	t.Parallel()

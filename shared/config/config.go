@@ -60,7 +60,7 @@ type Config struct {
 	ConfigFile string `json:"config_file,omitempty"`
 }
 
-// Default returns the contract's defaults.
+// Default returns the defaults docs/reference.md lists.
 func Default() Config {
 	return Config{
 		Listen:           ":" + Port,

@@ -18,7 +18,7 @@ func TestDefaultIsValid(t *testing.T) {
 	if d.Listen != ":1060" || d.MaxQuestionBytes != 1024 || d.IdleTimeout != 5*time.Minute ||
 		d.ReadTimeout != 30*time.Second || d.WriteTimeout != 10*time.Second || d.ShutdownTimeout != 30*time.Second ||
 		d.LogFormat != "text" || d.LogLevel != "info" || d.Workers < 1 {
-		t.Errorf("Default() = %+v, want the contract's defaults", d)
+		t.Errorf("Default() = %+v, want the documented defaults", d)
 	}
 }
 

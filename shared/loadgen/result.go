@@ -20,7 +20,7 @@ func Kinds() []ErrorKind {
 	return []ErrorKind{Refused, Reset, EOF, WrongAnswer, Timeout, Other}
 }
 
-// Result is what a load measured. Its JSON form is the contract's
+// Result is what a load measured. Its JSON form is docs/reference.md's
 // `lancelot bench --json` object.
 type Result struct {
 	// Exchanges counts answers received and verified, setup included.

@@ -2,7 +2,9 @@ package worker
 
 import (
 	"errors"
+	"slices"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -71,23 +73,71 @@ func (l *loop) accept(lf *listenerFD) {
 	}
 }
 
-// sweep accepts every connection already queued on lf, then closes it, as
-// Server does (see sweepQueue): the loop's copy may be the socket's last,
-// and closing the last copy resets every client still queued. It leaves
-// the epoll set first, so that only the close follows the last accept.
-func (l *loop) sweep(lf *listenerFD) {
+// sweep accepts every connection already queued on lf, then closes it:
+// the loop's copy may be the socket's last, and closing the last copy
+// resets every client still queued. It leaves the epoll set first, so that
+// only the close follows the last accept. Out of descriptors, it keeps lf
+// and reports false: the loop sweeps again shortly (see retrySweeps),
+// once connections it serves have closed.
+func (l *loop) sweep(lf *listenerFD) bool {
 	if !lf.paused {
 		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, lf.fd, nil)
 		lf.paused = true
 	}
 	for {
 		fd, err := accept4(lf.fd)
-		if err != nil {
-			break // EAGAIN: the queue is empty
+		switch {
+		case err == nil:
+			l.addConn(fd)
+		case err == unix.EAGAIN: // the queue is empty
+			l.dropListener(lf, nil)
+			return true
+		case isResourceError(err):
+			return false
+		case isTransientAcceptError(err): // a client gave up while queued
+		default:
+			l.e.opts.Logger.Error("accept failed while stopping", "err", err)
+			l.dropListener(lf, nil)
+			return true
 		}
-		l.addConn(fd)
 	}
-	l.dropListener(lf, nil)
+}
+
+// Sweeps out of descriptors are retried this often, for this long.
+const (
+	sweepRetryEvery = 5 * time.Millisecond
+	sweepGiveUp     = time.Second
+)
+
+// sweepAll sweeps every listener as the engine stops, keeping those that
+// ran out of descriptors for retrySweeps.
+func (l *loop) sweepAll() {
+	for _, lf := range slices.Clone(l.lns) {
+		if !l.sweep(lf) && l.sweepUntil == 0 {
+			l.sweepUntil = l.now + int64(sweepGiveUp)
+		}
+	}
+	l.sweepAt = l.now + int64(sweepRetryEvery)
+}
+
+// retrySweeps sweeps again the listeners left by sweepAll; past
+// sweepGiveUp it closes them, resetting what is still queued.
+func (l *loop) retrySweeps() {
+	if l.sweepUntil == 0 || l.now < l.sweepAt {
+		return
+	}
+	if l.now >= l.sweepUntil {
+		l.e.opts.Logger.Error("out of descriptors while stopping: closing listeners with clients still queued", "listeners", len(l.lns))
+		for len(l.lns) > 0 {
+			l.dropListener(l.lns[0], nil)
+		}
+		l.sweepUntil = 0
+		return
+	}
+	l.sweepAll()
+	if len(l.lns) == 0 {
+		l.sweepUntil = 0
+	}
 }
 
 // isResourceError reports the accept errors that retrying at once cannot

@@ -72,8 +72,11 @@ type loop struct {
 	shedRequests atomic.Int32
 	lastShed     int64 // when shedIdle last looked
 	closingAt    int64 // when the engine began closing idle connections
-	closeSpread  int64
-	debug        bool // every close is logged
+	// sweepAt and sweepUntil pace the sweeps that ran out of descriptors
+	// (see retrySweeps); sweepUntil is 0 when none is pending.
+	sweepAt, sweepUntil int64
+	closeSpread         int64
+	debug               bool // every close is logged
 
 	stats loopStats
 
@@ -191,10 +194,11 @@ func (l *loop) run() {
 		l.dispatch(l.events[:max(n, 0)])
 		l.expire()
 		l.shedIdle()
+		l.retrySweeps()
 		if s := l.e.state.Load(); s != l.seen {
 			l.enter(s)
 		}
-		if l.seen >= engineStopped && l.nconns == 0 {
+		if l.seen >= engineStopped && l.nconns == 0 && len(l.lns) == 0 {
 			return
 		}
 	}
@@ -205,6 +209,9 @@ func (l *loop) waitMillis() int {
 	next := l.resumeAt
 	if t, ok := l.timers.next(); ok && (next == 0 || t < next) {
 		next = t
+	}
+	if l.sweepUntil != 0 && (next == 0 || l.sweepAt < next) {
+		next = l.sweepAt
 	}
 	if l.e.overloaded() {
 		// shedIdle must look again, though no timer is due.
@@ -316,11 +323,9 @@ func (l *loop) sync() {
 // at a question boundary, or all of them.
 func (l *loop) enter(s int32) {
 	l.seen = s
-	if s >= engineStopped {
+	if s >= engineStopped && l.sweepUntil == 0 {
 		l.sync() // listeners handed over before the stop are closed too
-		for len(l.lns) > 0 {
-			l.sweep(l.lns[0])
-		}
+		l.sweepAll()
 	}
 	if s < engineClosing {
 		return

@@ -4,6 +4,7 @@ package worker
 // tested with the other engines' (server_test.go, eventloop_behaviour_test.go).
 
 import (
+	"context"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -135,12 +136,25 @@ func BenchmarkExchange(b *testing.B) {
 // descriptors are free again. It lowers the open-files limit, so it runs
 // in a child process.
 func TestAcceptOutOfDescriptors(t *testing.T) {
+	outOfDescriptors(t, "^TestAcceptOutOfDescriptors$", false)
+}
+
+// TestSweepOutOfDescriptors: a stop that finds the queue it must sweep
+// but no descriptor to accept with keeps the listener and sweeps again
+// once descriptors are free: the queued clients are served, not reset.
+func TestSweepOutOfDescriptors(t *testing.T) {
+	outOfDescriptors(t, "^TestSweepOutOfDescriptors$", true)
+}
+
+// outOfDescriptors runs acceptOutOfDescriptors in a child process, since
+// it lowers the open-files limit.
+func outOfDescriptors(t *testing.T, run string, stop bool) {
 	if os.Getenv("EVENTLOOP_EMFILE_CHILD") == "1" {
-		acceptOutOfDescriptors(t)
+		acceptOutOfDescriptors(t, stop)
 		return
 	}
 	t.Parallel()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestAcceptOutOfDescriptors$", "-test.v")
+	cmd := exec.Command(os.Args[0], "-test.run="+run, "-test.v")
 	cmd.Env = append(os.Environ(), "EVENTLOOP_EMFILE_CHILD=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -148,7 +162,7 @@ func TestAcceptOutOfDescriptors(t *testing.T) {
 	}
 }
 
-func acceptOutOfDescriptors(t *testing.T) {
+func acceptOutOfDescriptors(t *testing.T, stop bool) {
 	e := NewEventLoopN(Options{}, 1)
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
@@ -211,6 +225,11 @@ func acceptOutOfDescriptors(t *testing.T) {
 	}
 	if st := e.Stats(); st.Accepted != 1+4 {
 		t.Errorf("accepted %d of 10 clients with room for 4", st.Accepted-1)
+	}
+	if stop {
+		// A stop now must sweep the 6 queued, and cannot yet.
+		go e.Shutdown(context.Background())
+		time.Sleep(50 * time.Millisecond)
 	}
 	for _, fd := range filler {
 		unix.Close(fd)

@@ -158,6 +158,7 @@ func TestFleetReload(t *testing.T) {
 func TestFleetProxyV2(t *testing.T) {
 	opts, feats := fleetSetup(t)
 	requireFeature(t, feats.proxy, "--proxy-protocol and --proxy-allow-from")
+	opts.debugLog = true // a line per connection, the unknown question's included
 	f := newFleet(t, opts)
 	const q = "What is the air-speed velocity of an unladen swallow?"
 	r := f.underLoad("proxy-v2", 5*time.Second, func() {

@@ -62,6 +62,9 @@ type fleetOptions struct {
 	// proxy keeps the file's send-proxy-v2 check-send-proxy and runs
 	// lancelot with --proxy-protocol v2; without it both are dropped.
 	proxy bool
+	// debugLog runs lancelot with --log-level debug, which logs every
+	// connection (the default level only summarizes client errors).
+	debugLog bool
 	// edits replaces lines of the file (a control case's handicap): line
 	// as written (blanks collapsed) -> replacement, "" to leave it out.
 	edits map[string]string
@@ -547,6 +550,9 @@ func (h *fleetHost) serveArgs() []string {
 	}
 	if o.proxy {
 		args = append(args, "--proxy-protocol", "v2", "--proxy-allow-from", fleetLB+"/32")
+	}
+	if o.debugLog {
+		args = append(args, "--log-level", "debug")
 	}
 	return args
 }

@@ -83,8 +83,7 @@ func (p *workerProcess) signal(sig syscall.Signal) {
 }
 
 func (p *workerProcess) send(m control.Message) error {
-	p.ctrl.SetWriteDeadline(time.Now().Add(sendTimeout))
-	return p.ctrl.Send(m)
+	return p.ctrl.SendWithin(m, sendTimeout)
 }
 
 // readControl turns the worker's messages into events until EOF.
@@ -141,7 +140,7 @@ func (p *workerProcess) fetchStats(ctx context.Context) control.Stats {
 	c := make(chan control.Stats, 1)
 	p.waiters[seq] = c
 	p.mu.Unlock()
-	if err := p.ctrl.Send(control.Message{Type: control.TypeStatsRequest, Seq: seq}); err == nil {
+	if err := p.ctrl.SendWithin(control.Message{Type: control.TypeStatsRequest, Seq: seq}, sendTimeout); err == nil {
 		select {
 		case st := <-c:
 			return st

@@ -283,3 +283,23 @@ func TestMetricsHugeHeaderRefused(t *testing.T) {
 		t.Errorf("a 64 KiB header got %q, want 431 or a close", status)
 	}
 }
+
+// TestMetricsExactOverTime: every scrape counts exactly the questions
+// answered before it, however long after the supervisor last wrote to the
+// workers (a write deadline left behind on the control channel once made
+// scrapes between heartbeats return stale counters).
+func TestMetricsExactOverTime(t *testing.T) {
+	t.Parallel()
+	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s := startServer(t, "--workers", "2", "--metrics", metrics)
+	c := dial(t, s.addr)
+	deadline := time.Now().Add(2500 * time.Millisecond) // spans several heartbeats
+	for n := 1; time.Now().Before(deadline); n++ {
+		c.send(qName)
+		c.expect(aName)
+		if got := metricValue(t, metrics, "lancelot_questions_answered_total"); got != float64(n) {
+			t.Fatalf("scrape after %d answers says %v", n, got)
+		}
+		time.Sleep(50 * time.Millisecond) // the scrapes must land between heartbeats too
+	}
+}

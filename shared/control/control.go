@@ -107,6 +107,13 @@ func FromFile(f *os.File) (*Conn, error) {
 
 // Send writes one message, with m.File attached when it is set.
 func (c *Conn) Send(m Message) error {
+	return c.SendWithin(m, 0)
+}
+
+// SendWithin is Send that gives up after d (0: never): the channel's
+// buffer holds hundreds of messages, so one that stays full means the
+// other end stopped reading. The bound applies to this message only.
+func (c *Conn) SendWithin(m Message, d time.Duration) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode %s message: %w", m.Type, err)
@@ -117,6 +124,11 @@ func (c *Conn) Send(m Message) error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	var deadline time.Time
+	if d > 0 {
+		deadline = time.Now().Add(d)
+	}
+	c.c.SetWriteDeadline(deadline)
 	if _, _, err := c.c.WriteMsgUnix(b, oob, nil); err != nil {
 		return fmt.Errorf("send %s message: %w", m.Type, err)
 	}
@@ -186,12 +198,6 @@ func closeFile(f *os.File) {
 	if f != nil {
 		f.Close()
 	}
-}
-
-// SetWriteDeadline bounds the next Sends: a peer that stops reading fills
-// the channel's buffer, and a Send to it would block until then.
-func (c *Conn) SetWriteDeadline(t time.Time) error {
-	return c.c.SetWriteDeadline(t)
 }
 
 // Close closes this end; the other end reads EOF.

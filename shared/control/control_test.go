@@ -262,3 +262,29 @@ func TestStrayDescriptorClosed(t *testing.T) {
 		t.Errorf("Receive() of a lend without a descriptor = %+v, want an error", m)
 	}
 }
+
+// TestSendWithin: a bounded send to a peer that stopped reading gives up,
+// and leaves no deadline behind for later sends.
+func TestSendWithin(t *testing.T) {
+	sup, wrk := pair(t)
+	m := control.Message{Type: control.TypeAliveRequest, Seq: 1}
+	var err error
+	for i := 0; i < 1_000_000 && err == nil; i++ { // fill the buffer: nobody reads
+		err = sup.SendWithin(m, 50*time.Millisecond)
+	}
+	if err == nil {
+		t.Fatal("SendWithin never failed on a channel nobody reads")
+	}
+	for range 1000 { // make room
+		if _, err := receive(t, wrk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // past the last bound
+	if err := sup.SendWithin(m, time.Second); err != nil {
+		t.Errorf("SendWithin after the reader caught up: %v", err)
+	}
+	if err := sup.Send(m); err != nil {
+		t.Errorf("Send after a bounded send expired: %v", err)
+	}
+}

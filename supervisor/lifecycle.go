@@ -102,7 +102,7 @@ func (s *Supervisor) stop(how syscall.Signal) {
 		return
 	}
 	s.stopping = how
-	s.lameDuckUntil = time.Time{}
+	s.lameDuckUntil, s.convergeAt = time.Time{}, time.Time{}
 	s.requests = s.failRequests(s.requests, "supervisor stopping")
 	if s.rollout != nil {
 		s.rollout.reply(errStopping)
@@ -178,6 +178,7 @@ func (s *Supervisor) nextDeadline() time.Time {
 	}
 	earlier(s.wdNext)
 	earlier(s.lameDuckUntil)
+	earlier(s.convergeAt)
 	earlier(s.heartbeatDeadline())
 	return next
 }
@@ -202,6 +203,9 @@ func (s *Supervisor) fireDeadlines(now time.Time) {
 	}
 	if s.upgrade != nil && !now.Before(s.upgrade.deadline) {
 		s.upgradeTimedOut()
+	}
+	if !s.convergeAt.IsZero() && !now.Before(s.convergeAt) {
+		s.converge()
 	}
 	if !s.lameDuckUntil.IsZero() && !now.Before(s.lameDuckUntil) {
 		s.log.Info("drain delay over")

@@ -64,7 +64,7 @@ func startWorkerProcess(s *Supervisor, w *worker, spec workerSpec) (*workerProce
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = s.opts.Stdout, s.opts.Stderr
-	if err := s.opts.Spawner.Start(cmd); err != nil {
+	if err := handoff.Start(cmd); err != nil {
 		ctrl.Close()
 		return nil, fmt.Errorf("start worker for slot %d: %w", spec.slot, err)
 	}
@@ -157,6 +157,17 @@ func (p *workerProcess) lastStats() control.Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.stats
+}
+
+// killedBy is the signal that ended a process, or 0.
+func killedBy(err error) syscall.Signal {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return ws.Signal()
+		}
+	}
+	return 0
 }
 
 // exitStatus describes how a process ended, for the log.

@@ -44,9 +44,14 @@ const (
 type step struct {
 	kind stepKind
 	slot int
+	// restarted: its new worker died of a HUP and was started again.
+	restarted bool
 }
 
 func (s *Supervisor) handleRequest(req request) {
+	if req.sig == nil {
+		return // only converge makes these, queued directly
+	}
 	if req.reply == nil {
 		s.log.Info("signal received", "signal", signalName(req.sig), "pid", os.Getpid())
 	} else {
@@ -119,8 +124,42 @@ func (s *Supervisor) plan(sig os.Signal) (*rollout, error) {
 		}
 		s.running--
 		return s.planShape("scale down", false), nil
+	case nil: // see converge
+		return s.planShape("converge", false), nil
 	}
 	return nil, nil
+}
+
+// Retries of a running count a rollout could not reach back off from
+// convergeFirst to convergeMax.
+const (
+	convergeFirst = time.Second
+	convergeMax   = 30 * time.Second
+)
+
+// scheduleConverge arranges, after a rollout that left fewer or more slots
+// than the running count asks for, for another try later: the count is
+// what the operator asked for, and a worker that could not start a moment
+// ago (out of memory, descriptors) may start now. TTOU or a HUP that sets
+// the count meanwhile make the try moot.
+func (s *Supervisor) scheduleConverge() {
+	if len(s.slots) == s.running || s.leaving() {
+		s.convergeBackoff = 0
+		return
+	}
+	s.convergeBackoff = min(max(2*s.convergeBackoff, convergeFirst), convergeMax)
+	s.convergeAt = s.env.now().Add(s.convergeBackoff)
+	s.log.Warn("fewer or more workers than asked for; trying again later",
+		"workers", len(s.slots), "running", s.running, "in", s.convergeBackoff)
+}
+
+// converge queues the try scheduleConverge arranged.
+func (s *Supervisor) converge() {
+	s.convergeAt = time.Time{}
+	if len(s.slots) != s.running && !s.leaving() {
+		s.requests = append(s.requests, request{})
+		s.nextRollout()
+	}
 }
 
 // reloadConfig re-reads the configuration for HUP. The running count
@@ -224,6 +263,26 @@ func (s *Supervisor) runStep(st step) error {
 	return nil
 }
 
+// restartStep starts a step's new worker again, once, when it died of a
+// HUP before it was ready: a HUP sent to every process of the service (as
+// `systemctl kill -s HUP` does) can reach a worker in the first
+// milliseconds of its start, before it can ignore it (see handoff.Start).
+// It reports whether the step goes on.
+func (s *Supervisor) restartStep(sl *slot, err error) bool {
+	r := s.rollout
+	if r == nil || r.current.restarted || killedBy(err) != syscall.SIGHUP {
+		return false
+	}
+	w, serr := s.spawn(sl)
+	if serr != nil {
+		return false
+	}
+	r.current.restarted = true
+	sl.next, r.inFlight = w, w
+	s.log.Warn("new worker died of a HUP meant for the supervisor; starting it again", "slot", sl.index, "pid", w.proc.pid())
+	return true
+}
+
 // stepDone is called when a step's new worker is ready.
 func (s *Supervisor) stepDone() {
 	if s.rollout == nil {
@@ -241,6 +300,7 @@ func (s *Supervisor) finishRollout() {
 		s.metrics.countReload(true)
 	}
 	r.reply(nil)
+	s.scheduleConverge()
 	s.announceServing(r.name == "reload")
 	s.nextRollout()
 }
@@ -279,6 +339,7 @@ func (s *Supervisor) abortRollout(why string) {
 		s.metrics.countReload(false)
 	}
 	r.reply(fmt.Errorf("%s aborted: %s", r.name, why))
+	s.scheduleConverge()
 	s.announceServing(r.name == "reload")
 	s.nextRollout()
 }

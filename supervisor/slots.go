@@ -166,6 +166,9 @@ func (s *Supervisor) workerExited(w *worker, err error) {
 	s.log.Warn("worker exited unexpectedly", "slot", w.slot, "pid", w.proc.pid(), "status", status, "uptime", uptime)
 	if sl.next == w {
 		sl.next = nil
+		if s.restartStep(sl, err) {
+			return
+		}
 		s.abortRollout(fmt.Sprintf("new worker for slot %d exited before it was ready (%s)", sl.index, status))
 		return
 	}

@@ -38,8 +38,6 @@ type Options struct {
 	// it takes the old supervisor's sockets and worker counts, and tells it
 	// once ready. New takes ownership of its files.
 	Upgrade *handoff.Upgrade
-	// Spawner starts every child process; nil is a Spawner of its own.
-	Spawner *handoff.Spawner
 	// Notify sends a systemd notification (sd_notify); nil sends none.
 	Notify func(state string)
 	// Watchdog is the interval systemd expects WATCHDOG=1 within; zero is off.
@@ -85,6 +83,10 @@ type Supervisor struct {
 	// lameDuckUntil is when a stop with a drain delay begins; zero unless
 	// TERM arrived with --drain-delay set.
 	lameDuckUntil time.Time
+	// convergeAt is when the slots try again to reach the running count,
+	// after a rollout that could not (see abortRollout); zero if not due.
+	convergeAt      time.Time
+	convergeBackoff time.Duration
 	// handedOver: a binary upgrade took over; leave the pid file and
 	// systemd to the successor.
 	handedOver bool
@@ -117,9 +119,6 @@ func newSupervisor(opts Options) *Supervisor {
 	}
 	if opts.Notify == nil {
 		opts.Notify = func(string) {}
-	}
-	if opts.Spawner == nil {
-		opts.Spawner = &handoff.Spawner{}
 	}
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout
@@ -176,11 +175,14 @@ func (s *Supervisor) addSocket(sock *socket) {
 	s.sockets = append(s.sockets, sock)
 }
 
-// runningAtStart is the worker count to start with. A successor keeps its
-// predecessor's running count (TTIN/TTOU included) unless its own
-// configuration asks for a different count than the predecessor's did.
+// runningAtStart is the worker count to start with: a successor keeps its
+// predecessor's (TTIN/TTOU included). A USR2 changes the binary, a HUP the
+// configuration: a successor also keeps the configured count its
+// predecessor had (see start), so a `workers` setting edited since is
+// applied by the next HUP, in order with the other requests — those passed
+// on at the handover included.
 func (s *Supervisor) runningAtStart() int {
-	if u := s.opts.Upgrade; u != nil && u.Running >= 1 && u.Configured == s.cfg.Workers {
+	if u := s.opts.Upgrade; u != nil && u.Running >= 1 {
 		return min(u.Running, config.MaxWorkers)
 	}
 	return s.cfg.Workers
@@ -302,6 +304,10 @@ func (s *Supervisor) settle() {
 func (s *Supervisor) start() error {
 	n := s.runningAtStart()
 	s.running = n
+	if u := s.opts.Upgrade; u != nil && u.Configured >= 1 && u.Configured != s.cfg.Workers {
+		s.log.Info("keeping the predecessor's configured worker count until a reload", "configured", u.Configured, "file", s.cfg.Workers)
+		s.cfg.Workers = u.Configured
+	}
 	s.log.Info("supervisor starting", "pid", os.Getpid(), "workers", n, "configured", s.cfg.Workers,
 		"sockets", len(s.sockets), "listen", uniq(s.Addrs()), "open_files_limit", config.OpenFilesLimit(),
 		"max_connections_per_worker", s.cfg.ConnectionLimit())

@@ -79,7 +79,11 @@ func (s *Supervisor) successorEvent(ev event) {
 // successor: this supervisor cannot tell how that one's reload went.
 func (s *Supervisor) forwardRequests(to successorProc) {
 	for _, req := range s.requests {
-		to.signal(req.sig.(syscall.Signal))
+		sig, ok := req.sig.(syscall.Signal)
+		if !ok {
+			continue // a converge: the successor converges on its own
+		}
+		to.signal(sig)
 		s.log.Info("request passed on to the new supervisor", "signal", signalName(req.sig), "new_pid", to.pid())
 		if req.reply != nil {
 			req.reply <- fmt.Errorf("a binary upgrade took over (new supervisor pid %d): reload that one", to.pid())
@@ -132,7 +136,7 @@ func startSuccessorProcess(s *Supervisor, u handoff.Upgrade) (*successorProcess,
 	cmd := u.Command("/proc/self/exe", args, s.opts.Env)
 	cmd.Args[0] = s.opts.Executable
 	cmd.Stdout, cmd.Stderr = s.opts.Stdout, s.opts.Stderr
-	err = s.opts.Spawner.Start(cmd)
+	err = handoff.Start(cmd)
 	w.Close()
 	if err != nil {
 		r.Close()

@@ -38,10 +38,10 @@ func launchSuccessor(binary string, args []string) error {
 	if u == nil {
 		return errors.New("upgrade-launch: not started by serve")
 	}
+	u.Launcher = os.Getpid() // the successor waits for us to be gone
 	cmd := u.Command(binary, args, os.Environ())
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	var sp handoff.Spawner
-	if err := sp.Start(cmd); err != nil {
+	if err := handoff.Start(cmd); err != nil {
 		return err // the old supervisor reads EOF: the upgrade failed
 	}
 	err = handoff.ReportPID(u.Ready, cmd.Process.Pid)

@@ -48,7 +48,6 @@ func runServe(c *cli.Context, s serveSettings) error {
 	// forwardSignals below subscribes to them again.
 	handoff.IgnoreOperatorSignals()
 	signal.Ignore(syscall.SIGPIPE) // journald going away must not kill us
-	spawner := &handoff.Spawner{}
 	cfg := s.cfg
 	log, logs := cfg.NewLogger(os.Stderr)
 	defer logs.Close(time.Second)
@@ -73,7 +72,6 @@ func runServe(c *cli.Context, s serveSettings) error {
 		Env:        os.Environ(),
 		Activated:  activated,
 		Upgrade:    upgrade,
-		Spawner:    spawner,
 		Notify:     notifier(log),
 		Watchdog:   wd,
 		Logger:     log,
@@ -88,7 +86,7 @@ func runServe(c *cli.Context, s serveSettings) error {
 	// Signals: forwarded to the supervisor for as long as it runs.
 	{
 		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return forwardSignals(ctx, spawner, sup) }, func(error) { cancel() })
+		g.Add(func() error { return forwardSignals(ctx, sup) }, func(error) { cancel() })
 	}
 	// Admin socket: `lancelot reload` asks for a reload and waits for it.
 	if ln, err := admin.Listen(); err != nil {
@@ -125,11 +123,11 @@ func runServe(c *cli.Context, s serveSettings) error {
 
 // forwardSignals hands every signal the supervisor handles to it; unlike
 // run.SignalHandler it keeps going after HUP, TTIN and the like.
-func forwardSignals(ctx context.Context, sp *handoff.Spawner, sup *supervisor.Supervisor) error {
+func forwardSignals(ctx context.Context, sup *supervisor.Supervisor) error {
 	sigc := make(chan os.Signal, 16)
-	sp.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP,
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP,
 		syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU)
-	defer sp.Stop(sigc)
+	defer signal.Stop(sigc)
 	for {
 		select {
 		case sig := <-sigc:

@@ -41,7 +41,7 @@ func runWorker(slot int) error {
 	setProcessName(workerName)
 	// Signals meant for the supervisor may reach every process (systemctl
 	// kill, a terminal's hangup): a worker ignores them, and drops those
-	// that arrived while it started (see handoff.Spawner).
+	// that arrived while it started (see handoff.Start).
 	handoff.IgnoreOperatorSignals()
 	signal.Ignore(syscall.SIGPIPE)
 	h, err := handoff.ReadWorker()

@@ -5,12 +5,12 @@
 // handshake's encoder and decoder live side by side here, so the
 // descriptor order, the environment and the counts are written down once.
 //
-// Children are started with the operator's signals (HUP, USR2, TTIN, TTOU)
-// blocked, and discard them first thing (IgnoreOperatorSignals): a signal
-// meant for the supervisor that reaches a child before the child's Go
-// runtime could handle it — `systemctl kill` signals every process of the
-// unit, a terminal signals its process group — must not kill it (USR2,
-// HUP) or stop it (TTIN, TTOU).
+// Children are started with the operator's signals (USR1, USR2, TTIN,
+// TTOU) blocked, and discard them first thing (IgnoreOperatorSignals): a
+// signal meant for the supervisor that reaches a child before the child's
+// Go runtime could handle it — `systemctl kill` signals every process of
+// the unit, a terminal signals its process group — must not kill it (USR2)
+// or stop it (TTIN, TTOU). HUP cannot be blocked that way (see Start).
 //
 // Not a public API: this package serves the lancelot binary only.
 package handoff

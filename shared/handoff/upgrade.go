@@ -22,6 +22,7 @@ const (
 	envUpgradeSockets    = "LANCELOT_UPGRADE_SOCKETS"
 	envUpgradeRunning    = "LANCELOT_UPGRADE_RUNNING"
 	envUpgradeConfigured = "LANCELOT_UPGRADE_CONFIGURED"
+	envUpgradeLauncher   = "LANCELOT_UPGRADE_LAUNCHER"
 )
 
 // Upgrade is what a supervisor hands its successor.
@@ -36,8 +37,8 @@ type Upgrade struct {
 	// The successor runs Running workers unless its own configuration
 	// asks for a different count than Configured, i.e. it was changed.
 	Running, Configured int
-	// Launcher is the successor's parent when it started: the launcher,
-	// which exits at once (see WaitReparented).
+	// Launcher is the pid of the process that started the successor and
+	// exits at once (see WaitReparented); 0 when it was started directly.
 	Launcher int
 }
 
@@ -51,6 +52,9 @@ func (u Upgrade) Command(exe string, args, env []string) *exec.Cmd {
 		envUpgradeRunning+"="+strconv.Itoa(u.Running),
 		envUpgradeConfigured+"="+strconv.Itoa(u.Configured),
 	)
+	if u.Launcher > 0 {
+		cmd.Env = append(cmd.Env, envUpgradeLauncher+"="+strconv.Itoa(u.Launcher))
+	}
 	return cmd
 }
 
@@ -86,10 +90,10 @@ func ReadUpgrade() (*Upgrade, error) {
 	readyFD := upgradeFirstFD + n
 	unix.CloseOnExec(readyFD)
 	u.Ready = os.NewFile(uintptr(readyFD), "upgrade-ready")
-	u.Launcher = os.Getppid()
+	u.Launcher, _ = strconv.Atoi(os.Getenv(envUpgradeLauncher))
 	u.Running, _ = strconv.Atoi(os.Getenv(envUpgradeRunning))
 	u.Configured, _ = strconv.Atoi(os.Getenv(envUpgradeConfigured))
-	for _, k := range []string{envUpgradeSockets, envUpgradeRunning, envUpgradeConfigured} {
+	for _, k := range []string{envUpgradeSockets, envUpgradeRunning, envUpgradeConfigured, envUpgradeLauncher} {
 		os.Unsetenv(k)
 	}
 	return u, nil
@@ -102,7 +106,7 @@ func ReadUpgrade() (*Upgrade, error) {
 // the launcher is gone.
 func (u *Upgrade) WaitReparented(timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
-	for os.Getppid() == u.Launcher {
+	for u.Launcher > 0 && os.Getppid() == u.Launcher {
 		if time.Now().After(deadline) {
 			return false
 		}

@@ -1,0 +1,830 @@
+package main
+
+// Resilience: every listening socket stays served (supervisor/doc.go).
+// Each test reproduces one way the service used to lose a socket, a worker
+// or a count, and failed against 6aa9f0d, the version before sockets were
+// lent. LANCELOT_BIN runs them against another build (see
+// useBinaryUnderTest); a build without `lancelot status` falls back to
+// /proc where a test can, so its clients' figures are still measured.
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/camelot/lancelot/supervisor"
+)
+
+// TestResilienceAbortedScaleUp: a TTIN whose new worker dies before it is
+// ready leaves the new slot's socket served by a running worker, so no
+// fresh connection hangs on it. (6aa9f0d: about a third of them hung.)
+func TestResilienceAbortedScaleUp(t *testing.T) {
+	useBinaryUnderTest(t)
+	s := startServer(t, "--workers", "2")
+	sup := s.cmd.Process.Pid
+	before := s.workerPIDs()
+	s.signal(syscall.SIGTTIN)
+	var victim int
+	deadline := time.Now().Add(5 * time.Second)
+	for victim == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no new worker within 5 s of TTIN (children %v)", childPIDs(sup))
+		}
+		for _, pid := range childPIDs(sup) {
+			if !slices.Contains(before, pid) {
+				victim = pid
+				syscall.Kill(pid, syscall.SIGKILL) // at once: before it can be ready
+				break
+			}
+		}
+	}
+	s.waitFor(5*time.Second, "the killed worker reaped", func() bool { return !procExists(victim) })
+	probes := probeBurst(s.addr, 60, 2*time.Second)
+	if failed := failedProbes(probes); len(failed) > 0 {
+		t.Errorf("%d of 60 fresh connections unanswered within 2 s after an aborted TTIN; first: %v", len(failed), failed[0])
+	}
+	t.Logf("aborted scale-up: %d of 60 fresh connections unanswered", len(failedProbes(probes)))
+	st := waitStatus(t, s.pidFile, 5*time.Second, "the rollout aborted", func(st supervisor.Status) bool { return st.Rollout == "" })
+	requireEverySocketServed(t, st)
+	if len(st.Sockets) != 3 {
+		t.Errorf("sockets = %d, want 3 (the aborted slot's socket stays open)", len(st.Sockets))
+	}
+}
+
+// TestResilienceHungWorker: a worker that stops (SIGSTOP) misses its
+// heartbeat and is killed and replaced within --worker-timeout plus a
+// second; meanwhile its socket is lent, so fresh clients, and those queued
+// on its socket, are answered. (6aa9f0d: no timeout, about half hung.)
+func TestResilienceHungWorker(t *testing.T) {
+	useBinaryUnderTest(t)
+	const timeout = time.Second
+	maddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	args := []string{"--workers", "2", "--metrics", maddr}
+	if serveHasFlag(t, "--worker-timeout") {
+		args = append(args, "--worker-timeout", timeout.String())
+	} else {
+		t.Logf("%s has no --worker-timeout; started without it", binPath)
+	}
+	s := startServer(t, args...)
+	hung := slotWorkers(t, s)[0].pid
+	t.Cleanup(func() { killIfOurs(hung) })
+	stopped := time.Now()
+	if err := syscall.Kill(hung, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// A group stop takes each thread in turn: one still running may accept
+	// a client after kill returned, and that client would die with it.
+	waitFor(t, 5*time.Second, "every thread of the hung worker stopped", func() bool { return allThreadsStopped(hung) })
+	pr := startProbing(t, s.addr, 25*time.Millisecond, 2*time.Second)
+	queued := probeBurst(s.addr, 20, 2*time.Second) // about half wait on the hung worker's socket
+	// Not waitFor: without a replacement the clients' figures still count.
+	replaced := time.Duration(-1)
+	poll(timeout+3*time.Second, func() bool {
+		if w := slotWorkers(t, s)[0]; w.pid != 0 && w.pid != hung && w.ready {
+			replaced = time.Since(stopped)
+			return true
+		}
+		return false
+	})
+	fresh := pr.stop()
+	all := append(queued, fresh...)
+	slow := 0
+	for _, p := range all {
+		if p.err == nil && p.latency() > 300*time.Millisecond {
+			slow++
+		}
+	}
+	took := fmt.Sprintf("after %v", replaced.Round(time.Millisecond))
+	if replaced < 0 {
+		took = fmt.Sprintf("not within %v", timeout+3*time.Second)
+	}
+	t.Logf("hung worker: replaced %s; %d of %d clients unanswered within 2 s, %d answered after waiting > 300 ms (queued on its socket)",
+		took, len(failedProbes(all)), len(all), slow)
+	if failed := failedProbes(all); len(failed) > 0 {
+		t.Errorf("%d of %d clients unanswered within 2 s while a worker hung; first: %v", len(failed), len(all), failed[:min(5, len(failed))])
+	}
+	if slow == 0 {
+		t.Errorf("no client waited on the hung worker's socket: the test did not exercise it")
+	}
+	if replaced < 0 || replaced > timeout+time.Second {
+		t.Errorf("hung worker replaced %s, want within --worker-timeout + 1 s = %v", took, timeout+time.Second)
+	}
+	if n := scrape(t, maddr)["lancelot_worker_timeouts_total"]; n != 1 {
+		t.Errorf("lancelot_worker_timeouts_total = %v, want 1", n)
+	}
+}
+
+// TestResilienceCrashLoop: workers SIGKILLed every 0.3 s, alternating
+// slots, cost fresh clients nothing: a crashed worker's socket is lent at
+// once, whatever its backoff. Only a connection the killed worker had
+// accepted may fail. LANCELOT_CRASHLOOP_DURATION sets the length (4s).
+// (6aa9f0d: p99 about 1 s, clients waited out the backoff.)
+func TestResilienceCrashLoop(t *testing.T) {
+	useBinaryUnderTest(t)
+	duration := envDuration(t, "LANCELOT_CRASHLOOP_DURATION", 4*time.Second)
+	s := startServer(t, "--workers", "2")
+	pr := startProbing(t, s.addr, 20*time.Millisecond, 3*time.Second)
+	var kills []time.Time
+	tick := time.NewTicker(300 * time.Millisecond)
+	defer tick.Stop()
+	end := time.Now().Add(duration)
+	for i := 0; time.Now().Before(end); i++ {
+		<-tick.C
+		// Kill a slot's worker only while the other slot serves: with
+		// both down nobody could answer, which is no test of lending.
+		ws := slotWorkers(t, s)
+		victim, other := ws[i%2], ws[1-i%2]
+		if victim.pid == 0 || !other.ready {
+			continue
+		}
+		kills = append(kills, time.Now())
+		syscall.Kill(victim.pid, syscall.SIGKILL)
+	}
+	probes := pr.stop()
+	var lat []time.Duration
+	var onKilled, other []probe
+	for _, p := range probes {
+		switch {
+		case p.err == nil:
+			lat = append(lat, p.latency())
+		case p.openAcross(kills) && (failureKind(p.err) == "reset" || failureKind(p.err) == "eof"):
+			onKilled = append(onKilled, p)
+		default:
+			other = append(other, p)
+		}
+	}
+	q := quantiles(lat, 0.5, 0.99, 1)
+	t.Logf("crash loop: %d kills in %v; %d fresh clients: p50 %v p99 %v max %v; failed: %d open across a kill (reset/EOF), %d other",
+		len(kills), duration, len(probes), q[0], q[1], q[2], len(onKilled), len(other))
+	// Once the backoff reaches its 1 s cap a slot can be killed about
+	// once a second, the other slot's kills waiting for it.
+	if len(kills) < int(duration/(1200*time.Millisecond)) {
+		t.Errorf("only %d kills in %v", len(kills), duration)
+	}
+	if q[1] > 100*time.Millisecond {
+		var slow []probe
+		for _, p := range probes {
+			if p.err == nil && p.latency() > 100*time.Millisecond {
+				slow = append(slow, p)
+			}
+		}
+		t.Errorf("fresh-client p99 = %v during the crash loop, want <= 100ms; slow clients %v; kills at %s", q[1], slow[:min(5, len(slow))], clockTimes(kills))
+	}
+	if len(other) > 0 {
+		t.Errorf("%d fresh clients failed that no kill explains; first: %v", len(other), other[0])
+	}
+	if len(onKilled) > len(kills) {
+		t.Errorf("%d clients failed across %d kills: more than the killed workers' own connections", len(onKilled), len(kills))
+	}
+}
+
+// TestResilienceUpgradeThenReloadKeepsScale: a binary upgrade hands over
+// the running count as well as the configured one, so a HUP to the new
+// supervisor keeps the TTIN. (6aa9f0d: back to 2 workers.)
+func TestResilienceUpgradeThenReloadKeepsScale(t *testing.T) {
+	useBinaryUnderTest(t)
+	s := startServer(t, "--workers", "2")
+	t.Cleanup(func() { killUpgraded(s) })
+	s.signal(syscall.SIGTTIN)
+	waitStatus(t, s.pidFile, 10*time.Second, "3 workers, quiet", func(st supervisor.Status) bool { return st.Running == 3 && st.Quiet() })
+	s.signal(syscall.SIGUSR2)
+	next := s.waitNewSupervisor()
+	waitQuiet(t, s.pidFile, 10*time.Second)
+	if r := runCLI(t, 30*time.Second, "reload", "--pid-file", s.pidFile); r.code != 0 {
+		t.Fatalf("lancelot reload: exit %d, stderr %q", r.code, r.stderr)
+	}
+	st := waitQuiet(t, s.pidFile, 10*time.Second)
+	if st.PID != next || st.Running != 3 || st.Configured != 2 || len(st.Slots) != 3 {
+		t.Errorf("after TTIN, USR2, HUP: supervisor %d running %d configured %d slots %d; want %d, 3, 2, 3",
+			st.PID, st.Running, st.Configured, len(st.Slots), next)
+	}
+	if n := len(workerChildren(next)); n != 3 {
+		t.Errorf("new supervisor has %d workers, want 3", n)
+	}
+}
+
+// TestResilienceSecondInstanceRefused: `serve` on an address another
+// socket listens on exits at once with one line naming it, and the running
+// server is untouched; a socket-activated start, whose passed socket is
+// that address, is not refused. (6aa9f0d: the second one started and took
+// half the connections.)
+func TestResilienceSecondInstanceRefused(t *testing.T) {
+	useBinaryUnderTest(t)
+	s := startServer(t, "--workers", "2")
+	before := s.workerPIDs()
+	slices.Sort(before)
+	inodes := listeningInodes(t, s.port)
+	r := runCLI(t, 5*time.Second, "serve", "--listen", s.addr, "--workers", "1")
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	if r.code == 0 || len(lines) != 1 || !strings.Contains(lines[0], s.addr) {
+		t.Errorf("second serve on %s: exit %d, stderr %q; want non-zero and one line naming the address", s.addr, r.code, r.stderr)
+	}
+	after := s.workerPIDs()
+	slices.Sort(after)
+	if !slices.Equal(before, after) {
+		t.Errorf("workers changed: %v -> %v", before, after)
+	}
+	if now := listeningInodes(t, s.port); countCommon(now, inodes) != len(inodes) || len(now) != len(inodes) {
+		t.Errorf("listening sockets on %d changed: %v -> %v", s.port, inodes, now)
+	}
+	if got, err := askOnce(s.addr, qName, 5*time.Second); err != nil || got != aName {
+		t.Errorf("running server after the refused one: %q, %v", got, err)
+	}
+
+	activate := requireTool(t, "systemd-socket-activate")
+	port := freePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	pidFile := filepath.Join(t.TempDir(), "activated.pid")
+	var stderr bytes.Buffer
+	cmd := exec.Command(activate, "-l", addr, binPath, "serve", "--listen", addr, "--workers", "2", "--pid-file", pidFile)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer stopActivated(t, cmd, done, &stderr)
+	waitFor(t, 5*time.Second, "systemd-socket-activate listening", func() bool { return len(listeningInodes(t, port)) == 1 })
+	// The first connection starts lancelot, which serves the passed socket.
+	if got, err := askOnce(addr, qName, 10*time.Second); err != nil || got != aName {
+		t.Errorf("socket-activated start: %q, %v", got, err)
+	}
+	waitFor(t, 5*time.Second, "socket-activated pid file", func() bool { _, err := os.Stat(pidFile); return err == nil })
+	select {
+	case err := <-done:
+		done <- err
+		t.Errorf("socket-activated serve exited: %v", err)
+	default:
+	}
+}
+
+// stopActivated TERMs a systemd-socket-activate'd lancelot (the same pid:
+// the tool execs it) and waits for it.
+func stopActivated(t *testing.T, cmd *exec.Cmd, done chan error, stderr *bytes.Buffer) {
+	workers := childPIDs(cmd.Process.Pid)
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+	for _, pid := range workers {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if t.Failed() {
+		t.Logf("socket-activated lancelot stderr:\n%s", stderr.String())
+	}
+}
+
+// TestResiliencePortZero: --listen HOST:0 with two workers puts both
+// sockets on the one port the first got. (6aa9f0d: one port each.)
+func TestResiliencePortZero(t *testing.T) {
+	useBinaryUnderTest(t)
+	s := launchServer(t, []string{"serve", "--listen", "127.0.0.1:0", "--workers", "2", "--pid-file", ""}, nil)
+	s.waitReady()
+	ports := listeningPorts(t, s.cmd.Process.Pid)
+	if len(ports) != 1 {
+		t.Fatalf("the supervisor's listening sockets are on ports %v (port: sockets), want one port", ports)
+	}
+	var addr string
+	for port, n := range ports {
+		addr = "127.0.0.1:" + strconv.Itoa(port)
+		if n != 2 || len(listeningInodes(t, port)) != 2 {
+			t.Errorf("port %d: %d sockets of the supervisor's, %d in all; want 2 and 2", port, n, len(listeningInodes(t, port)))
+		}
+	}
+	st := waitQuiet(t, s.pidFile, 5*time.Second)
+	if len(st.Sockets) != 2 || st.Sockets[0].Addr != addr || st.Sockets[1].Addr != addr {
+		t.Errorf("status sockets %+v, want two on %s", st.Sockets, addr)
+	}
+	if got, err := askOnce(addr, qName, 5*time.Second); err != nil || got != aName {
+		t.Errorf("ask %s: %q, %v", addr, got, err)
+	}
+}
+
+// listeningPorts counts pid's listening TCP sockets by port. Like
+// listeningInodes it asks the kernel over sock_diag for listening sockets
+// only, but on every port.
+func listeningPorts(t testing.TB, pid int) map[int]int {
+	t.Helper()
+	mine := socketInodes(pid)
+	out := map[int]int{}
+	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		ports, err := diagListeningPorts(family)
+		if err != nil {
+			t.Fatalf("list listening sockets: %v", err)
+		}
+		for inode, port := range ports {
+			if mine[inode] {
+				out[port]++
+			}
+		}
+	}
+	return out
+}
+
+// diagListeningPorts returns the port of each of family's listening TCP
+// sockets, by inode (see diagListening for the layout).
+func diagListeningPorts(family uint8) (map[string]int, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_INET_DIAG)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	req := make([]byte, unix.NLMSG_HDRLEN+56)
+	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
+	binary.NativeEndian.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
+	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	body := req[unix.NLMSG_HDRLEN:]
+	body[0], body[1] = family, unix.IPPROTO_TCP
+	binary.NativeEndian.PutUint32(body[4:], 1<<10) // TCP_LISTEN
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	buf := make([]byte, 1<<16)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			return nil, err
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range msgs {
+			switch {
+			case m.Header.Type == unix.NLMSG_DONE:
+				return out, nil
+			case m.Header.Type == unix.NLMSG_ERROR:
+				return nil, errors.New("sock_diag: netlink error")
+			case len(m.Data) >= 72:
+				inode := strconv.FormatUint(uint64(binary.NativeEndian.Uint32(m.Data[68:])), 10)
+				out[inode] = int(binary.BigEndian.Uint16(m.Data[4:]))
+			}
+		}
+	}
+}
+
+// TestResilienceWorkerNames: ps and top show workers as lancelot-worker,
+// with the command line `BINARY worker --slot N`. (6aa9f0d: "exe".)
+func TestResilienceWorkerNames(t *testing.T) {
+	useBinaryUnderTest(t)
+	s := startServer(t, "--workers", "2")
+	bin, err := filepath.EvalSymlinks(binPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots := map[string]bool{}
+	for _, pid := range s.workerPIDs() {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		args := procCmdline(pid)
+		if got := strings.TrimSpace(string(comm)); got != "lancelot-worker" {
+			t.Errorf("worker %d: comm %q, want lancelot-worker", pid, got)
+		}
+		if len(args) != 4 || args[0] != bin || args[1] != "worker" || args[2] != "--slot" {
+			t.Errorf("worker %d: command line %q, want [%s worker --slot N]", pid, args, bin)
+			continue
+		}
+		slots[args[3]] = true
+	}
+	if !slots["0"] || !slots["1"] {
+		t.Errorf("worker slots %v, want 0 and 1", slots)
+	}
+}
+
+// TestResilienceScaleDownKeepsSurvivors: TTOU retires the last slot's
+// worker only; the survivors keep their pids and one of them serves the
+// removed slot's socket. The same after a binary upgrade. (6aa9f0d: a TTOU
+// after an upgrade replaced every worker.)
+func TestResilienceScaleDownKeepsSurvivors(t *testing.T) {
+	useBinaryUnderTest(t)
+	s := startServer(t, "--workers", "3")
+	t.Cleanup(func() { killUpgraded(s) })
+	scaleDown := func(when string) {
+		t.Helper()
+		before := waitQuiet(t, s.pidFile, 10*time.Second)
+		if err := syscall.Kill(before.PID, syscall.SIGTTOU); err != nil {
+			t.Fatal(err)
+		}
+		want := len(before.Slots) - 1
+		after := waitStatus(t, s.pidFile, 10*time.Second, fmt.Sprintf("%d workers, quiet", want),
+			func(st supervisor.Status) bool { return st.Running == want && st.Quiet() })
+		if survivors := slotPIDs(before)[:want]; !slices.Equal(slotPIDs(after), survivors) {
+			t.Errorf("TTOU %s: workers %v -> %v; want the survivors %v unchanged", when, slotPIDs(before), slotPIDs(after), survivors)
+		}
+		requireEverySocketServed(t, after)
+		if len(after.Sockets) != 3 {
+			t.Errorf("TTOU %s: %d sockets, want 3", when, len(after.Sockets))
+		}
+	}
+	scaleDown("from 3")
+	s.signal(syscall.SIGUSR2)
+	s.waitNewSupervisor()
+	scaleDown("after a binary upgrade")
+}
+
+// TestResilienceBackoffSocketServed: while a crashing slot waits out its
+// backoff (no worker at all) its socket is served by the other slot's
+// worker. (6aa9f0d: its clients waited for the restart.)
+func TestResilienceBackoffSocketServed(t *testing.T) {
+	useBinaryUnderTest(t)
+	s := startServer(t, "--workers", "2")
+	// Six quick crashes: backoffs 0, 50, 100, 200, 400, then 800 ms.
+	var killed []int
+	for range 6 {
+		var pid int
+		waitFor(t, 5*time.Second, "a new worker in slot 0", func() bool {
+			pid = slotWorkers(t, s)[0].pid
+			return pid != 0 && !slices.Contains(killed, pid)
+		})
+		syscall.Kill(pid, syscall.SIGKILL)
+		killed = append(killed, pid)
+	}
+	waitFor(t, 5*time.Second, "slot 0 restarting", func() bool { return slotWorkers(t, s)[0].pid == 0 })
+	probes := probeBurst(s.addr, 20, 300*time.Millisecond)
+	backingOff := slotWorkers(t, s)[0].pid == 0
+	t.Logf("backoff: %d of 20 fresh clients unanswered within 300 ms; slot 0 still backing off after them: %v", len(failedProbes(probes)), backingOff)
+	if failed := failedProbes(probes); len(failed) > 0 {
+		t.Errorf("%d of 20 clients unanswered within 300 ms during slot 0's backoff; first: %v", len(failed), failed[0])
+	}
+	if !backingOff {
+		t.Errorf("slot 0 restarted before the clients were done: the test did not exercise the backoff")
+	}
+	st := mustStatus(t, s.pidFile)
+	if st.Slots[0].PID != 0 {
+		t.Logf("slot 0 restarted (pid %d) before the status below was read", st.Slots[0].PID)
+	}
+	requireEverySocketServed(t, st)
+}
+
+// useBinaryUnderTest runs the test against LANCELOT_BIN, when it is set,
+// instead of the binary TestMain built: that is how these tests measure an
+// older build. It swaps binPath for the test's duration, which is safe
+// only because no test here is parallel (parallel tests run after all the
+// others).
+func useBinaryUnderTest(t *testing.T) {
+	bin := os.Getenv("LANCELOT_BIN")
+	if bin == "" {
+		return
+	}
+	saved := binPath
+	binPath = bin
+	t.Cleanup(func() { binPath = saved })
+}
+
+// serveHasFlag reports whether the binary's serve takes flag.
+func serveHasFlag(t *testing.T, flag string) bool {
+	t.Helper()
+	out, _ := exec.Command(binPath, "serve", "--help").CombinedOutput()
+	return strings.Contains(string(out), flag)
+}
+
+// hasStatusCommand reports whether the binary has `lancelot status`.
+func hasStatusCommand() bool {
+	out, _ := exec.Command(binPath, "--help").CombinedOutput()
+	return regexp.MustCompile(`(?m)^\s+status\b`).Match(out)
+}
+
+// statusOf runs `lancelot status --json` for the supervisor in pidFile.
+func statusOf(pidFile string) (supervisor.Status, error) {
+	var st supervisor.Status
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, binPath, "status", "--pid-file", pidFile, "--json")
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return st, fmt.Errorf("lancelot status: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return st, fmt.Errorf("lancelot status: %w in %q", err, out)
+	}
+	return st, nil
+}
+
+func mustStatus(t testing.TB, pidFile string) supervisor.Status {
+	t.Helper()
+	st, err := statusOf(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// waitStatus polls `lancelot status` until cond holds, and returns that
+// status; it fails the test with the last one seen after timeout.
+func waitStatus(t testing.TB, pidFile string, timeout time.Duration, what string, cond func(supervisor.Status) bool) supervisor.Status {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		st, err := statusOf(pidFile)
+		if err == nil && cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for: %s; last status %+v, err %v", timeout, what, st, err)
+		}
+		time.Sleep(delay)
+	}
+}
+
+func waitQuiet(t testing.TB, pidFile string, timeout time.Duration) supervisor.Status {
+	t.Helper()
+	return waitStatus(t, pidFile, timeout, "quiet (every slot ready, nothing in flight)", supervisor.Status.Quiet)
+}
+
+// slotPIDs are the slots' worker pids, in slot order.
+func slotPIDs(st supervisor.Status) []int {
+	pids := make([]int, len(st.Slots))
+	for i, sl := range st.Slots {
+		pids[i] = sl.PID
+	}
+	return pids
+}
+
+func requireEverySocketServed(t testing.TB, st supervisor.Status) {
+	t.Helper()
+	live := map[int]bool{}
+	for _, sl := range st.Slots {
+		if sl.Ready {
+			live[sl.PID] = true
+		}
+	}
+	for _, sock := range st.Sockets {
+		if len(sock.ServedBy) == 0 {
+			t.Errorf("socket %d (%s) served by nobody; status %+v", sock.ID, sock.Addr, st)
+		}
+		for _, pid := range sock.ServedBy {
+			if !live[pid] {
+				t.Errorf("socket %d served by %d, not a ready slot's worker; status %+v", sock.ID, pid, st)
+			}
+		}
+	}
+}
+
+// slotWorker is one slot's worker: pid 0 while the slot restarts.
+type slotWorker struct {
+	pid   int
+	ready bool
+}
+
+// slotWorkers returns the worker of each slot from `lancelot status`. A
+// binary without that command (an older build under LANCELOT_BIN) is read
+// from /proc: the slot from the worker's command line or environment, and
+// alive counting as ready.
+func slotWorkers(t testing.TB, s *server) map[int]slotWorker {
+	t.Helper()
+	out := map[int]slotWorker{}
+	if st, err := statusOf(s.pidFile); err == nil {
+		for _, sl := range st.Slots {
+			// alive too: a worker killed a moment ago is still ready in
+			// the status until the supervisor has reaped it.
+			out[sl.Slot] = slotWorker{pid: sl.PID, ready: sl.Ready && alive(sl.PID)}
+		}
+		return out
+	} else if hasStatusCommand() {
+		t.Fatal(err)
+	}
+	for _, pid := range workerChildren(s.cmd.Process.Pid) {
+		if slot := procSlot(pid); slot >= 0 && alive(pid) {
+			out[slot] = slotWorker{pid: pid, ready: true}
+		}
+	}
+	return out
+}
+
+// workerChildren are sup's children that run `lancelot worker` (not an
+// upgrade's launcher).
+func workerChildren(sup int) []int {
+	var out []int
+	for _, pid := range childPIDs(sup) {
+		if args := procCmdline(pid); len(args) > 1 && args[1] == "worker" {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+func procCmdline(pid int) []string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+}
+
+// procSlot is a worker's slot: --slot N, or LANCELOT_SLOT=N in older
+// builds; -1 if neither.
+func procSlot(pid int) int {
+	args := procCmdline(pid)
+	if i := slices.Index(args, "--slot"); i >= 0 && i+1 < len(args) {
+		n, _ := strconv.Atoi(args[i+1])
+		return n
+	}
+	env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	for _, kv := range strings.Split(string(env), "\x00") {
+		if v, ok := strings.CutPrefix(kv, "LANCELOT_SLOT="); ok {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	return -1
+}
+
+// killIfOurs SIGKILLs pid if it still runs the binary under test: a pid
+// seen earlier in a test may have been reused since.
+func killIfOurs(pid int) {
+	if args := procCmdline(pid); alive(pid) && args[0] == binPath {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// allThreadsStopped reports whether every thread of pid is stopped (T).
+func allThreadsStopped(pid int) bool {
+	stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	for _, f := range stats {
+		b, _ := os.ReadFile(f)
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i < 0 || i+2 >= len(s) || s[i+2] != 'T' {
+			return false
+		}
+	}
+	return len(stats) > 0
+}
+
+// procExists reports whether pid is still in /proc, zombie included: once
+// it is gone its parent has reaped it.
+func procExists(pid int) bool {
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return err == nil
+}
+
+// poll checks cond until it holds or timeout passes, and reports which.
+func poll(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for delay := time.Millisecond; !cond(); delay = min(2*delay, 50*time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(delay)
+	}
+	return true
+}
+
+// probe is one fresh client: connect, ask, read the answer, close.
+type probe struct {
+	start, end time.Time
+	err        error
+}
+
+func (p probe) latency() time.Duration { return p.end.Sub(p.start) }
+
+// String says when p started (to match the server's log), how long it
+// took and how it failed.
+func (p probe) String() string {
+	return fmt.Sprintf("client at %s, %v: %v", p.start.UTC().Format("15:04:05.000"), p.latency().Round(time.Millisecond), p.err)
+}
+
+// openAcross reports whether a kill happened while p's connection was
+// open (the kill is timed just before the signal is sent).
+func (p probe) openAcross(kills []time.Time) bool {
+	for _, k := range kills {
+		if !k.Before(p.start.Add(-5*time.Millisecond)) && !k.After(p.end) {
+			return true
+		}
+	}
+	return false
+}
+
+// clockTimes formats ts as the server's log does, to match its lines.
+func clockTimes(ts []time.Time) string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = t.UTC().Format("15:04:05.000")
+	}
+	return strings.Join(out, " ")
+}
+
+func runProbe(addr string, timeout time.Duration) probe {
+	p := probe{start: time.Now()}
+	got, err := askOnce(addr, qName, timeout)
+	if err == nil && got != aName {
+		err = fmt.Errorf("%w: %q", errWrongAnswer, got)
+	}
+	p.end, p.err = time.Now(), err
+	return p
+}
+
+// probeBurst runs n probes at once.
+func probeBurst(addr string, n int, timeout time.Duration) []probe {
+	out := make([]probe, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { out[i] = runProbe(addr, timeout) })
+	}
+	wg.Wait()
+	return out
+}
+
+// prober starts a probe every interval, each in its own goroutine, so a
+// slow answer delays no later probe.
+type prober struct {
+	quit chan struct{}
+	done chan []probe
+	once sync.Once
+	all  []probe
+}
+
+// startProbing probes addr until stop, which the test's end calls too.
+func startProbing(t testing.TB, addr string, every, timeout time.Duration) *prober {
+	pr := &prober{quit: make(chan struct{}), done: make(chan []probe, 1)}
+	go func() {
+		var mu sync.Mutex
+		var out []probe
+		var wg sync.WaitGroup
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+	loop:
+		for {
+			select {
+			case <-tick.C:
+				wg.Go(func() {
+					p := runProbe(addr, timeout)
+					mu.Lock()
+					out = append(out, p)
+					mu.Unlock()
+				})
+			case <-pr.quit:
+				break loop
+			}
+		}
+		wg.Wait()
+		pr.done <- out
+	}()
+	t.Cleanup(func() { pr.stop() })
+	return pr
+}
+
+// stop ends the probing and returns every probe, once all have finished.
+func (pr *prober) stop() []probe {
+	pr.once.Do(func() {
+		close(pr.quit)
+		pr.all = <-pr.done
+	})
+	return pr.all
+}
+
+func failedProbes(ps []probe) []probe {
+	var out []probe
+	for _, p := range ps {
+		if p.err != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// quantiles returns the q-quantiles of ds (nearest rank); zero if empty.
+func quantiles(ds []time.Duration, qs ...float64) []time.Duration {
+	out := make([]time.Duration, len(qs))
+	if len(ds) == 0 {
+		return out
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	for i, q := range qs {
+		k := int(q*float64(len(s))+0.999999) - 1
+		out[i] = s[min(max(k, 0), len(s)-1)].Round(100 * time.Microsecond)
+	}
+	return out
+}
+
+// envDuration reads a duration from the environment, def when unset.
+func envDuration(t testing.TB, name string, def time.Duration) time.Duration {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		t.Fatalf("%s=%q: want a positive duration", name, v)
+	}
+	return d
+}

@@ -95,6 +95,7 @@ func (s *Supervisor) updateMetrics() {
 	status := s.status()
 	s.metrics.mu.Lock()
 	defer s.metrics.mu.Unlock()
+	status.Restarts = s.metrics.restarts
 	s.metrics.serving = serving
 	s.metrics.agent = agent
 	s.metrics.status = status

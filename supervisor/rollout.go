@@ -53,8 +53,10 @@ func (s *Supervisor) handleRequest(req request) {
 		return // only converge makes these, queued directly
 	}
 	if req.reply == nil {
+		s.received[signalName(req.sig)]++
 		s.log.Info("signal received", "signal", signalName(req.sig), "pid", os.Getpid())
 	} else {
+		s.received["reload"]++
 		s.log.Info("reload requested", "pid", os.Getpid())
 	}
 	switch req.sig {

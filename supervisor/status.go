@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"maps"
 	"os"
 	"slices"
 )
@@ -22,6 +23,11 @@ type Status struct {
 	Sockets    []SocketStatus `json:"sockets"`
 	// Retiring are the pids of workers draining or being killed.
 	Retiring []int `json:"retiring"`
+	// Signals counts the signals received, by name (HUP, TTIN, ...), and
+	// reloads asked for over the admin socket as "reload".
+	Signals map[string]uint64 `json:"signals"`
+	// Restarts counts workers restarted after an unexpected exit.
+	Restarts uint64 `json:"restarts"`
 }
 
 // SlotStatus is one slot.
@@ -66,7 +72,7 @@ func (s *Supervisor) Status() Status {
 // status computes the Status; the loop publishes it after every event.
 func (s *Supervisor) status() Status {
 	st := Status{PID: os.Getpid(), State: s.stateName(), Running: s.running, Configured: s.cfg.Workers,
-		Queued: len(s.requests), Upgrade: s.upgrade != nil, Retiring: []int{}}
+		Queued: len(s.requests), Upgrade: s.upgrade != nil, Retiring: []int{}, Signals: maps.Clone(s.received)}
 	if s.rollout != nil {
 		st.Rollout = s.rollout.name
 	}

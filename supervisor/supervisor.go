@@ -93,6 +93,7 @@ type Supervisor struct {
 	ready      bool // every slot served once: the service was announced ready
 	wdNext     time.Time
 	hb         heartbeats
+	received   map[string]uint64 // signals (and Reload calls) by name, for Status
 
 	events   chan event
 	requestc chan request
@@ -129,6 +130,7 @@ func newSupervisor(opts Options) *Supervisor {
 	return &Supervisor{
 		opts: opts, log: opts.Logger, cfg: opts.Config,
 		workers:  make(map[*worker]struct{}),
+		received: make(map[string]uint64),
 		events:   make(chan event, 64),
 		requestc: make(chan request, 16),
 		done:     make(chan struct{}),

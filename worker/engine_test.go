@@ -6,12 +6,10 @@ package worker_test
 // listener, so the paths of several loops run on any machine.
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
 	"net"
-	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -20,17 +18,9 @@ import (
 	"time"
 
 	"github.com/camelot/lancelot/shared/control"
+	"github.com/camelot/lancelot/shared/lancelottest"
 	"github.com/camelot/lancelot/shared/protocol"
 	"github.com/camelot/lancelot/worker"
-)
-
-const (
-	qName  = "What is your name?"
-	qQuest = "What is your quest?"
-	qColor = "What is your favorite color?"
-	aName  = "My name is Sir Lancelot of Camelot."
-	aQuest = "To seek the Holy Grail."
-	aColor = "Blue."
 )
 
 // long is a timeout no test waits for: set where a test is not about it.
@@ -164,73 +154,14 @@ func waitErr(t *testing.T, c <-chan error, within time.Duration, what string) er
 	}
 }
 
-type client struct {
-	t    *testing.T
-	conn net.Conn
-	r    *bufio.Reader
-}
-
-func dial(t *testing.T, addr string) *client {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return newClient(t, conn)
-}
-
-func newClient(t *testing.T, conn net.Conn) *client {
-	return &client{t: t, conn: conn, r: bufio.NewReader(conn)}
-}
-
-func (c *client) send(s string) {
-	c.t.Helper()
-	if _, err := c.conn.Write([]byte(s)); err != nil {
-		c.t.Fatalf("write %q: %v", s, err)
-	}
-}
-
-// expect reads exactly len(want) bytes within 5 s and compares them.
-func (c *client) expect(want string) {
-	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	got := make([]byte, len(want))
-	n, err := io.ReadFull(c.r, got)
-	if err != nil || string(got) != want {
-		c.t.Fatalf("read %q, %v; want %q", got[:n], err, want)
-	}
-}
-
-// expectClosed checks the server closes the connection within the bound
-// without sending anything more.
-func (c *client) expectClosed(within time.Duration) {
-	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(within))
-	b, err := io.ReadAll(c.r)
-	if len(b) > 0 || (err != nil && !errors.Is(err, syscall.ECONNRESET)) {
-		c.t.Fatalf("read %q, %v; want EOF within %v", b, err, within)
-	}
-}
-
-// expectOpen checks nothing arrives and the connection stays open for d.
-func (c *client) expectOpen(d time.Duration) {
-	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(d))
-	b, err := c.r.ReadByte()
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		c.t.Fatalf("read %q, %v; want the connection open and silent for %v", b, err, d)
-	}
-}
-
 func TestAnswers(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 		s := startEngine(t, newEngine, worker.Options{})
-		c := dial(t, s.addr)
-		for _, qa := range [][2]string{{qName, aName}, {qQuest, aQuest}, {qColor, aColor}, {qName, aName}} {
-			c.send(qa[0])
-			c.expect(qa[1])
+		c := lancelottest.Dial(t, s.addr)
+		for _, qa := range [][2]string{{lancelottest.QName, lancelottest.AName}, {lancelottest.QQuest, lancelottest.AQuest}, {lancelottest.QColor, lancelottest.AColor}, {lancelottest.QName, lancelottest.AName}} {
+			c.Send(qa[0])
+			c.ExpectAll(qa[1])
 		}
 	})
 }
@@ -243,11 +174,11 @@ func TestCustomTable(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := startEngine(t, newEngine, worker.Options{Table: table})
-		c := dial(t, s.addr)
-		c.send("Who are you?Why?")
-		c.expect("A knight.Because.")
-		c.send(qName) // not in the custom table
-		c.expectClosed(5 * time.Second)
+		c := lancelottest.Dial(t, s.addr)
+		c.Send("Who are you?Why?")
+		c.ExpectAll("A knight.Because.")
+		c.Send(lancelottest.QName) // not in the custom table
+		c.ExpectClosed(5 * time.Second)
 	})
 }
 
@@ -255,17 +186,17 @@ func TestPipelined(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 		s := startEngine(t, newEngine, worker.Options{})
-		c := dial(t, s.addr)
+		c := lancelottest.Dial(t, s.addr)
 		var qs, as strings.Builder
-		table := [][2]string{{qName, aName}, {qQuest, aQuest}, {qColor, aColor}}
+		table := lancelottest.Exchanges()
 		for i := range 500 {
 			qs.WriteString(table[i%3][0])
 			as.WriteString(table[i%3][1])
 		}
 		// One write, read while writing would block neither side: 500
 		// answers are far below the socket buffers.
-		c.send(qs.String())
-		c.expect(as.String())
+		c.Send(qs.String())
+		c.ExpectAll(as.String())
 		s.waitStats(control.Stats{Answered: 500, Accepted: 1, Active: 1})
 	})
 }
@@ -276,18 +207,18 @@ func TestSplitReads(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 		s := startEngine(t, newEngine, worker.Options{})
-		c := dial(t, s.addr)
-		for _, b := range []byte(qName + qColor) {
-			c.send(string(b))
+		c := lancelottest.Dial(t, s.addr)
+		for _, b := range []byte(lancelottest.QName + lancelottest.QColor) {
+			c.Send(string(b))
 			time.Sleep(time.Millisecond) // nothing to wait for: spread the bytes out
 		}
-		c.expect(aName + aColor)
+		c.ExpectAll(lancelottest.AName + lancelottest.AColor)
 		// A question split across two writes in the middle of another
 		// answer's batch.
-		c.send(qQuest + "What is")
-		c.expect(aQuest)
-		c.send(" your name?")
-		c.expect(aName)
+		c.Send(lancelottest.QQuest + "What is")
+		c.ExpectAll(lancelottest.AQuest)
+		c.Send(" your name?")
+		c.ExpectAll(lancelottest.AName)
 	})
 }
 
@@ -295,20 +226,20 @@ func TestWhitespace(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 		s := startEngine(t, newEngine, worker.Options{})
-		c := dial(t, s.addr)
-		c.send(" \t\r\n" + qName + "\r\n")
-		c.expect(aName)
-		c.send("\n\n" + qQuest + "  \t" + qColor + "\r\n")
-		c.expect(aQuest + aColor)
+		c := lancelottest.Dial(t, s.addr)
+		c.Send(" \t\r\n" + lancelottest.QName + "\r\n")
+		c.ExpectAll(lancelottest.AName)
+		c.Send("\n\n" + lancelottest.QQuest + "  \t" + lancelottest.QColor + "\r\n")
+		c.ExpectAll(lancelottest.AQuest + lancelottest.AColor)
 		// Whitespace alone, in many reads, is not a question.
 		for range 3 {
-			c.send(" \r\n\t")
+			c.Send(" \r\n\t")
 		}
-		c.send(qName)
-		c.expect(aName)
+		c.Send(lancelottest.QName)
+		c.ExpectAll(lancelottest.AName)
 		// Whitespace inside a question is part of it: this one is unknown.
-		c.send("What  is your name?")
-		c.expectClosed(5 * time.Second)
+		c.Send("What  is your name?")
+		c.ExpectClosed(5 * time.Second)
 	})
 }
 
@@ -316,15 +247,15 @@ func TestUnknownQuestion(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 		s := startEngine(t, newEngine, worker.Options{})
-		other := dial(t, s.addr)
-		c := dial(t, s.addr)
+		other := lancelottest.Dial(t, s.addr)
+		c := lancelottest.Dial(t, s.addr)
 		// Earlier questions are answered; the unknown one and everything
 		// after it are not.
-		c.send(qName + qQuest + "What is the capital of Assyria?" + qColor)
-		c.expect(aName + aQuest)
-		c.expectClosed(5 * time.Second)
-		other.send(qColor)
-		other.expect(aColor)
+		c.Send(lancelottest.QName + lancelottest.QQuest + "What is the capital of Assyria?" + lancelottest.QColor)
+		c.ExpectAll(lancelottest.AName + lancelottest.AQuest)
+		c.ExpectClosed(5 * time.Second)
+		other.Send(lancelottest.QColor)
+		other.ExpectAll(lancelottest.AColor)
 		s.waitStats(control.Stats{Answered: 3, Unknown: 1, Accepted: 2, Active: 1})
 	})
 }
@@ -336,19 +267,19 @@ func TestNotASCII(t *testing.T) {
 	}{
 		{"UTF-8 in a question", "What is your n\xc3\xa6me?", ""},
 		{"lone byte without ?", "\xff", ""},
-		{"after an answer", qName + "Qu\xe9", aName},
+		{"after an answer", lancelottest.QName + "Qu\xe9", lancelottest.AName},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 				s := startEngine(t, newEngine, worker.Options{})
-				c := dial(t, s.addr)
-				c.send(tc.in)
-				c.expect(tc.answer)
+				c := lancelottest.Dial(t, s.addr)
+				c.Send(tc.in)
+				c.ExpectAll(tc.answer)
 				// Closed without waiting for a '?' or the read timeout.
-				c.expectClosed(5 * time.Second)
+				c.ExpectClosed(5 * time.Second)
 				s.waitStatsFunc("one connection accepted, none active", func(st control.Stats) bool {
-					return st.Accepted == 1 && st.Active == 0 && st.Answered == uint64(len(tc.answer)/len(aName))
+					return st.Accepted == 1 && st.Active == 0 && st.Answered == uint64(len(tc.answer)/len(lancelottest.AName))
 				})
 			})
 		})
@@ -382,16 +313,16 @@ func TestTooLong(t *testing.T) {
 			t.Parallel()
 			forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 				s := startEngine(t, newEngine, worker.Options{Table: table, MaxQuestionBytes: 8})
-				c := dial(t, s.addr)
-				c.send(tc.in)
-				c.expect(tc.answer)
+				c := lancelottest.Dial(t, s.addr)
+				c.Send(tc.in)
+				c.ExpectAll(tc.answer)
 				if tc.closed {
 					// Well before the read timeout (long).
-					c.expectClosed(5 * time.Second)
+					c.ExpectClosed(5 * time.Second)
 					return
 				}
-				c.send("Ab?")
-				c.expect("No.")
+				c.Send("Ab?")
+				c.ExpectAll("No.")
 			})
 		})
 	}
@@ -401,12 +332,12 @@ func TestDefaultMaxQuestionBytes(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 		s := startEngine(t, newEngine, worker.Options{})
-		ok := dial(t, s.addr)
-		ok.send(strings.Repeat(" ", 5000) + qName) // whitespace does not count
-		ok.expect(aName)
-		c := dial(t, s.addr)
-		c.send(strings.Repeat("x", protocol.DefaultMaxQuestionBytes+1))
-		c.expectClosed(5 * time.Second)
+		ok := lancelottest.Dial(t, s.addr)
+		ok.Send(strings.Repeat(" ", 5000) + lancelottest.QName) // whitespace does not count
+		ok.ExpectAll(lancelottest.AName)
+		c := lancelottest.Dial(t, s.addr)
+		c.Send(strings.Repeat("x", protocol.DefaultMaxQuestionBytes+1))
+		c.ExpectClosed(5 * time.Second)
 	})
 }
 
@@ -417,26 +348,26 @@ func TestStatsExact(t *testing.T) {
 		if got := s.eng.Stats(); !reflect.DeepEqual(got, control.Stats{}) {
 			t.Fatalf("Stats() of a new engine = %+v, want zero", got)
 		}
-		a := dial(t, s.addr)
-		a.send(qName + qQuest + qColor)
-		a.expect(aName + aQuest + aColor)
+		a := lancelottest.Dial(t, s.addr)
+		a.Send(lancelottest.QName + lancelottest.QQuest + lancelottest.QColor)
+		a.ExpectAll(lancelottest.AName + lancelottest.AQuest + lancelottest.AColor)
 		s.waitStats(control.Stats{Answered: 3, Accepted: 1, Active: 1})
 
-		b := dial(t, s.addr)
-		b.send(qName + "Huh?")
-		b.expect(aName)
-		b.expectClosed(5 * time.Second)
+		b := lancelottest.Dial(t, s.addr)
+		b.Send(lancelottest.QName + "Huh?")
+		b.ExpectAll(lancelottest.AName)
+		b.ExpectClosed(5 * time.Second)
 		s.waitStats(control.Stats{Answered: 4, Unknown: 1, Accepted: 2, Active: 1})
 
-		c := dial(t, s.addr)
-		c.send("What is") // mid-question: counted as active, not answered
+		c := lancelottest.Dial(t, s.addr)
+		c.Send("What is") // mid-question: counted as active, not answered
 		s.waitStats(control.Stats{Answered: 4, Unknown: 1, Accepted: 3, Active: 2})
 
-		a.conn.Close()
+		a.Conn.Close()
 		s.waitStats(control.Stats{Answered: 4, Unknown: 1, Accepted: 3, Active: 1})
-		c.send(" your quest?")
-		c.expect(aQuest)
-		c.conn.Close()
+		c.Send(" your quest?")
+		c.ExpectAll(lancelottest.AQuest)
+		c.Conn.Close()
 		s.waitStats(control.Stats{Answered: 5, Unknown: 1, Accepted: 3, Active: 0})
 	})
 }
@@ -449,18 +380,18 @@ func TestFirstByteTimeout(t *testing.T) {
 	const read = 300 * time.Millisecond
 	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 		s := startEngine(t, newEngine, worker.Options{ReadTimeout: read, IdleTimeout: long})
-		talker := dial(t, s.addr)
-		talker.send(qName)
-		talker.expect(aName)
-		silent := dial(t, s.addr)
+		talker := lancelottest.Dial(t, s.addr)
+		talker.Send(lancelottest.QName)
+		talker.ExpectAll(lancelottest.AName)
+		silent := lancelottest.Dial(t, s.addr)
 		start := time.Now()
-		silent.expectClosed(5 * time.Second)
+		silent.ExpectClosed(5 * time.Second)
 		if d := time.Since(start); d < read/2 {
 			t.Errorf("silent connection closed after %v, want about %v", d, read)
 		}
-		talker.expectOpen(read)
-		talker.send(qQuest)
-		talker.expect(aQuest)
+		talker.ExpectOpen(read)
+		talker.Send(lancelottest.QQuest)
+		talker.ExpectAll(lancelottest.AQuest)
 		s.waitStatsFunc("one read_timeout close", func(st control.Stats) bool { return st.Closed["read_timeout"] == 1 })
 	})
 }
@@ -472,20 +403,20 @@ func TestIdleTimeout(t *testing.T) {
 		s := startEngine(t, newEngine, worker.Options{IdleTimeout: idle})
 		// Between questions: questions closer than the idle timeout keep
 		// the connection open longer than the timeout in total.
-		c := dial(t, s.addr)
+		c := lancelottest.Dial(t, s.addr)
 		start := time.Now()
 		for range 4 {
-			c.send(qName)
-			c.expect(aName)
+			c.Send(lancelottest.QName)
+			c.ExpectAll(lancelottest.AName)
 			time.Sleep(idle / 3) // the client's think time under test
 		}
 		if time.Since(start) < idle {
 			t.Fatalf("test too fast to mean anything")
 		}
-		c.send(qQuest)
-		c.expect(aQuest)
+		c.Send(lancelottest.QQuest)
+		c.ExpectAll(lancelottest.AQuest)
 		start = time.Now()
-		c.expectClosed(5 * time.Second)
+		c.ExpectClosed(5 * time.Second)
 		if d := time.Since(start); d < idle/2 {
 			t.Errorf("connection closed %v after its last answer, want about %v", d, idle)
 		}
@@ -499,27 +430,27 @@ func TestReadTimeout(t *testing.T) {
 	const readTimeout = 300 * time.Millisecond
 	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 		s := startEngine(t, newEngine, worker.Options{ReadTimeout: readTimeout})
-		stalled := dial(t, s.addr)
-		stalled.send(qName)
-		stalled.expect(aName)
+		stalled := lancelottest.Dial(t, s.addr)
+		stalled.Send(lancelottest.QName)
+		stalled.ExpectAll(lancelottest.AName)
 		start := time.Now()
-		stalled.send("What is")
-		stalled.expectClosed(5 * time.Second)
+		stalled.Send("What is")
+		stalled.ExpectClosed(5 * time.Second)
 		if d := time.Since(start); d < readTimeout/2 {
 			t.Errorf("stalled question closed after %v, want about %v", d, readTimeout)
 		}
 
 		// One byte every 50ms: the question would take 900ms.
-		trickle := dial(t, s.addr)
+		trickle := lancelottest.Dial(t, s.addr)
 		start = time.Now()
 		var werr error
-		for _, b := range []byte(qName) {
-			if _, werr = trickle.conn.Write([]byte{b}); werr != nil {
+		for _, b := range []byte(lancelottest.QName) {
+			if _, werr = trickle.Conn.Write([]byte{b}); werr != nil {
 				break
 			}
 			time.Sleep(50 * time.Millisecond) // the slow client under test
 		}
-		trickle.expectClosed(5 * time.Second)
+		trickle.ExpectClosed(5 * time.Second)
 		if d := time.Since(start); d > 3*readTimeout && werr == nil {
 			t.Errorf("trickling client kept for %v; want it cut after about %v", d, readTimeout)
 		}
@@ -547,9 +478,9 @@ func TestWriteTimeout(t *testing.T) {
 		go func() { errc <- floodWithoutReading(conn, 20*time.Second) }()
 
 		// Meanwhile another client is served.
-		other := dial(t, s.addr)
-		other.send(qColor)
-		other.expect(aColor)
+		other := lancelottest.Dial(t, s.addr)
+		other.Send(lancelottest.QColor)
+		other.ExpectAll(lancelottest.AColor)
 
 		select {
 		case err := <-errc:
@@ -561,8 +492,8 @@ func TestWriteTimeout(t *testing.T) {
 			<-errc
 			t.Fatalf("client that never reads still connected after 15s (write timeout %v)", writeTimeout)
 		}
-		other.send(qName)
-		other.expect(aName)
+		other.Send(lancelottest.QName)
+		other.ExpectAll(lancelottest.AName)
 		s.waitStatsFunc("the flooding client gone, the other active", func(st control.Stats) bool {
 			return st.Accepted == 2 && st.Active == 1 && st.Unknown == 0
 		})
@@ -572,7 +503,7 @@ func TestWriteTimeout(t *testing.T) {
 // floodWithoutReading writes pipelined questions to conn until a write
 // fails, and never reads; it returns the error.
 func floodWithoutReading(conn net.Conn, limit time.Duration) error {
-	chunk := []byte(strings.Repeat(qName, 1000))
+	chunk := []byte(strings.Repeat(lancelottest.QName, 1000))
 	conn.SetWriteDeadline(time.Now().Add(limit))
 	for {
 		if _, err := conn.Write(chunk); err != nil {
@@ -608,21 +539,21 @@ func TestShutdownIdleAndMidQuestion(t *testing.T) {
 	const timeout = time.Second
 	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 		s := startEngine(t, newEngine, worker.Options{})
-		idle := dial(t, s.addr)
-		idle.send(qName)
-		idle.expect(aName)
-		mid := dial(t, s.addr)
-		mid.send(qQuest)
-		mid.expect(aQuest)
-		mid.send("What is your")
+		idle := lancelottest.Dial(t, s.addr)
+		idle.Send(lancelottest.QName)
+		idle.ExpectAll(lancelottest.AName)
+		mid := lancelottest.Dial(t, s.addr)
+		mid.Send(lancelottest.QQuest)
+		mid.ExpectAll(lancelottest.AQuest)
+		mid.Send("What is your")
 		s.waitStats(control.Stats{Answered: 2, Accepted: 2, Active: 2})
 
 		start := time.Now()
 		done := s.shutdown(timeout)
 		s.waitServed(2 * time.Second)
 		// Before the deadline: still served.
-		idle.send(qColor)
-		idle.expect(aColor)
+		idle.Send(lancelottest.QColor)
+		idle.ExpectAll(lancelottest.AColor)
 		if time.Since(start) >= timeout {
 			t.Fatalf("test too slow: the shutdown deadline passed before it could check")
 		}
@@ -632,14 +563,14 @@ func TestShutdownIdleAndMidQuestion(t *testing.T) {
 		default:
 		}
 		// At the deadline: the idle one is closed.
-		idle.expectClosed(5 * time.Second)
+		idle.ExpectClosed(5 * time.Second)
 		if d := time.Since(start); d < timeout-50*time.Millisecond {
 			t.Errorf("idle connection closed %v into Shutdown, want at its %v deadline", d, timeout)
 		}
 		// The mid-question one is still open and gets its answer.
-		mid.send(" favorite color?")
-		mid.expect(aColor)
-		mid.expectClosed(5 * time.Second)
+		mid.Send(" favorite color?")
+		mid.ExpectAll(lancelottest.AColor)
+		mid.ExpectClosed(5 * time.Second)
 		if err := waitErr(t, done, 5*time.Second, "Shutdown"); !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Shutdown() = %v, want context.DeadlineExceeded", err)
 		}
@@ -655,20 +586,20 @@ func TestShutdownWaitsForClients(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 		s := startEngine(t, newEngine, worker.Options{})
-		c := dial(t, s.addr)
-		c.send(qName)
-		c.expect(aName)
+		c := lancelottest.Dial(t, s.addr)
+		c.Send(lancelottest.QName)
+		c.ExpectAll(lancelottest.AName)
 		done := s.shutdown(long)
 		s.waitServed(2 * time.Second)
-		c.send(qQuest)
-		c.expect(aQuest)
+		c.Send(lancelottest.QQuest)
+		c.ExpectAll(lancelottest.AQuest)
 		select {
 		case err := <-done:
 			t.Fatalf("Shutdown returned %v while a connection was open", err)
 		default:
 		}
 		start := time.Now()
-		c.conn.Close()
+		c.Conn.Close()
 		if err := waitErr(t, done, 5*time.Second, "Shutdown"); err != nil || time.Since(start) > 2*time.Second {
 			t.Errorf("Shutdown() = %v, %v after the last client left; want nil at once", err, time.Since(start))
 		}
@@ -679,11 +610,11 @@ func TestClose(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 		s := startEngine(t, newEngine, worker.Options{})
-		idle := dial(t, s.addr)
-		idle.send(qName)
-		idle.expect(aName)
-		mid := dial(t, s.addr)
-		mid.send("What is your")
+		idle := lancelottest.Dial(t, s.addr)
+		idle.Send(lancelottest.QName)
+		idle.ExpectAll(lancelottest.AName)
+		mid := lancelottest.Dial(t, s.addr)
+		mid.Send("What is your")
 		s.waitStats(control.Stats{Answered: 1, Accepted: 2, Active: 2})
 		closed := make(chan error, 1)
 		go func() { closed <- s.eng.Close() }()
@@ -693,8 +624,8 @@ func TestClose(t *testing.T) {
 		if got := s.eng.Stats(); got.Active != 0 {
 			t.Errorf("Stats() after Close = %+v, want no active connection", got)
 		}
-		idle.expectClosed(2 * time.Second)
-		mid.expectClosed(2 * time.Second)
+		idle.ExpectClosed(2 * time.Second)
+		mid.ExpectClosed(2 * time.Second)
 		s.waitServed(2 * time.Second)
 		if conn, err := net.DialTimeout("tcp", s.addr, time.Second); err == nil {
 			conn.Close()
@@ -745,10 +676,10 @@ func TestManyListeners(t *testing.T) {
 		s := startEngine(t, newEngine, worker.Options{})
 		second := s.serve()
 		for _, addr := range []string{s.addr, second} {
-			c := dial(t, addr)
-			c.send(qName)
-			c.expect(aName)
-			c.conn.Close()
+			c := lancelottest.Dial(t, addr)
+			c.Send(lancelottest.QName)
+			c.ExpectAll(lancelottest.AName)
+			c.Conn.Close()
 		}
 		s.waitStats(control.Stats{Answered: 2, Accepted: 2, Active: 0})
 		if err := waitErr(t, s.shutdown(long), 5*time.Second, "Shutdown"); err != nil {
@@ -765,29 +696,29 @@ func TestManyClients(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 		s := startEngine(t, newEngine, worker.Options{})
-		holders := make([]*client, 200)
+		holders := make([]*lancelottest.Client, 200)
 		for i := range holders {
-			holders[i] = dial(t, s.addr)
-			holders[i].send("What is your")
+			holders[i] = lancelottest.Dial(t, s.addr)
+			holders[i].Send("What is your")
 		}
 		s.waitStats(control.Stats{Accepted: 200, Active: 200})
 		start := time.Now()
-		c := dial(t, s.addr)
-		c.send(qName)
-		c.expect(aName)
+		c := lancelottest.Dial(t, s.addr)
+		c.Send(lancelottest.QName)
+		c.ExpectAll(lancelottest.AName)
 		if d := time.Since(start); d > time.Second {
 			t.Errorf("new client answered after %v with 200 clients holding questions", d)
 		}
 		var wg sync.WaitGroup
 		for _, h := range holders {
 			wg.Go(func() {
-				if _, err := h.conn.Write([]byte(" quest?")); err != nil {
+				if _, err := h.Conn.Write([]byte(" quest?")); err != nil {
 					t.Errorf("finish held question: %v", err)
 					return
 				}
-				h.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-				got := make([]byte, len(aQuest))
-				if _, err := io.ReadFull(h.r, got); err != nil || string(got) != aQuest {
+				h.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				got := make([]byte, len(lancelottest.AQuest))
+				if _, err := io.ReadFull(h.Reader, got); err != nil || string(got) != lancelottest.AQuest {
 					t.Errorf("held question answered %q, %v", got, err)
 				}
 			})
@@ -804,13 +735,13 @@ func TestHalfClose(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 		s := startEngine(t, newEngine, worker.Options{})
-		c := dial(t, s.addr)
-		c.send(qName + "\n" + qQuest + "\n")
-		if err := c.conn.(*net.TCPConn).CloseWrite(); err != nil {
+		c := lancelottest.Dial(t, s.addr)
+		c.Send(lancelottest.QName + "\n" + lancelottest.QQuest + "\n")
+		if err := c.Conn.(*net.TCPConn).CloseWrite(); err != nil {
 			t.Fatal(err)
 		}
-		c.expect(aName + aQuest)
-		c.expectClosed(5 * time.Second)
+		c.ExpectAll(lancelottest.AName + lancelottest.AQuest)
+		c.ExpectClosed(5 * time.Second)
 		s.waitStats(control.Stats{Answered: 2, Accepted: 1, Active: 0})
 	})
 }
@@ -822,8 +753,8 @@ func TestLongPipeline(t *testing.T) {
 	const n = 60000 // about 1.4 MB of answers
 	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 		s := startEngine(t, newEngine, worker.Options{})
-		c := dial(t, s.addr)
-		table := [][2]string{{qName, aName}, {qQuest, aQuest}, {qColor, aColor}}
+		c := lancelottest.Dial(t, s.addr)
+		table := lancelottest.Exchanges()
 		var qs, as strings.Builder
 		for i := range n {
 			qs.WriteString(table[i%3][0])
@@ -831,13 +762,13 @@ func TestLongPipeline(t *testing.T) {
 		}
 		errc := make(chan error, 1)
 		go func() {
-			c.conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
-			_, err := c.conn.Write([]byte(qs.String()))
+			c.Conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
+			_, err := c.Conn.Write([]byte(qs.String()))
 			errc <- err
 		}()
-		c.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		c.Conn.SetReadDeadline(time.Now().Add(20 * time.Second))
 		got := make([]byte, as.Len())
-		_, rerr := io.ReadFull(c.r, got)
+		_, rerr := io.ReadFull(c.Reader, got)
 		if err := <-errc; err != nil {
 			t.Fatalf("write %d pipelined questions: %v", n, err)
 		}
@@ -860,18 +791,18 @@ func TestTimeoutsApart(t *testing.T) {
 	const short = 200 * time.Millisecond
 	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 		idleShort := startEngine(t, newEngine, worker.Options{IdleTimeout: short})
-		c := dial(t, idleShort.addr)
-		c.send("What is your")
-		c.expectOpen(3 * short)
-		c.send(" name?")
-		c.expect(aName)
+		c := lancelottest.Dial(t, idleShort.addr)
+		c.Send("What is your")
+		c.ExpectOpen(3 * short)
+		c.Send(" name?")
+		c.ExpectAll(lancelottest.AName)
 
 		readShort := startEngine(t, newEngine, worker.Options{ReadTimeout: short})
-		c = dial(t, readShort.addr)
-		c.send(qName)
-		c.expect(aName)
-		c.expectOpen(3 * short)
-		c.send(qQuest)
-		c.expect(aQuest)
+		c = lancelottest.Dial(t, readShort.addr)
+		c.Send(lancelottest.QName)
+		c.ExpectAll(lancelottest.AName)
+		c.ExpectOpen(3 * short)
+		c.Send(lancelottest.QQuest)
+		c.ExpectAll(lancelottest.AQuest)
 	})
 }

@@ -5,7 +5,6 @@ package worker_test
 // every engine, so they stay equal.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/camelot/lancelot/shared/control"
+	"github.com/camelot/lancelot/shared/lancelottest"
 	"github.com/camelot/lancelot/shared/protocol"
 	"github.com/camelot/lancelot/worker"
 )
@@ -153,9 +153,9 @@ func TestUnixListener(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		c := &client{t: t, conn: conn, r: bufio.NewReader(conn)}
-		c.send(qName)
-		c.expect(aName)
+		c := lancelottest.NewClient(t, conn)
+		c.Send(lancelottest.QName)
+		c.ExpectAll(lancelottest.AName)
 		eng.Close()
 		if err := waitErr(t, served, 5*time.Second, "Serve"); !errors.Is(err, worker.ErrServerClosed) {
 			t.Errorf("Serve() = %v, want ErrServerClosed", err)

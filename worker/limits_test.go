@@ -20,37 +20,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/camelot/lancelot/shared/control"
+	"github.com/camelot/lancelot/shared/lancelottest"
 	"github.com/camelot/lancelot/worker"
 )
-
-// dialFrom dials addr from the local address src (127.0.0.x), so tests can
-// play several client hosts.
-func dialFrom(t *testing.T, addr, src string) *client {
-	t.Helper()
-	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	conn, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("dial %s from %s: %v", addr, src, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return newClient(t, conn)
-}
-
-// listenerFile is a listening socket on 127.0.0.1 as the supervisor passes
-// it: a file, which Listen takes over.
-func listenerFile(t *testing.T) (*os.File, string) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f, ln.Addr().String()
-}
 
 // startBare starts an engine with no listener; it is closed when the test
 // ends.
@@ -72,13 +44,13 @@ func startBare(t *testing.T, o worker.Options) *worker.EventLoop {
 func TestListenUnlisten(t *testing.T) {
 	t.Parallel()
 	e := startBare(t, worker.Options{})
-	f0, addr0 := listenerFile(t)
+	f0, addr0 := lancelottest.ListenerFile(t)
 	keep, err := os.Open(os.DevNull) // stands for the supervisor's copy
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer keep.Close()
-	f1, addr1 := listenerFile(t)
+	f1, addr1 := lancelottest.ListenerFile(t)
 	dup1, err := dupFile(f1)
 	if err != nil {
 		t.Fatal(err)
@@ -90,24 +62,24 @@ func TestListenUnlisten(t *testing.T) {
 	if err := e.Listen(1, f1); err != nil {
 		t.Fatal(err)
 	}
-	a, b := dial(t, addr0), dial(t, addr1)
-	a.send(qName)
-	a.expect(aName)
-	b.send(qName)
-	b.expect(aName)
+	a, b := lancelottest.Dial(t, addr0), lancelottest.Dial(t, addr1)
+	a.Send(lancelottest.QName)
+	a.ExpectAll(lancelottest.AName)
+	b.Send(lancelottest.QName)
+	b.ExpectAll(lancelottest.AName)
 
 	e.Unlisten(1)
-	queued := dial(t, addr1) // the kernel completes the handshake; nobody accepts
-	queued.send(qQuest)
-	queued.expectOpen(200 * time.Millisecond)
-	b.send(qColor) // accepted before: still served
-	b.expect(aColor)
+	queued := lancelottest.Dial(t, addr1) // the kernel completes the handshake; nobody accepts
+	queued.Send(lancelottest.QQuest)
+	queued.ExpectOpen(200 * time.Millisecond)
+	b.Send(lancelottest.QColor) // accepted before: still served
+	b.ExpectAll(lancelottest.AColor)
 
 	other := startBare(t, worker.Options{})
 	if err := other.Listen(1, dup1); err != nil {
 		t.Fatal(err)
 	}
-	queued.expect(aQuest) // the next holder serves the queue
+	queued.ExpectAll(lancelottest.AQuest) // the next holder serves the queue
 }
 
 func dupFile(f *os.File) (*os.File, error) {
@@ -152,7 +124,7 @@ func TestAliveVouchesForLoops(t *testing.T) {
 	gate := h.gate
 	e := worker.NewEventLoopN(worker.Options{Logger: slog.New(h), IdleTimeout: long, ReadTimeout: long, WriteTimeout: long}, 1)
 	defer func() { close(gate); e.Close() }()
-	f, addr := listenerFile(t)
+	f, addr := lancelottest.ListenerFile(t)
 	if err := e.Listen(0, f); err != nil {
 		t.Fatal(err)
 	}
@@ -161,8 +133,8 @@ func TestAliveVouchesForLoops(t *testing.T) {
 	if err := e.Alive(ctx); err != nil {
 		t.Fatalf("Alive() of a running loop = %v", err)
 	}
-	c := dial(t, addr)
-	c.send("Who?") // the loop logs the close at debug level, and blocks there
+	c := lancelottest.Dial(t, addr)
+	c.Send("Who?") // the loop logs the close at debug level, and blocks there
 	select {
 	case <-h.entered:
 	case <-time.After(5 * time.Second):
@@ -182,26 +154,26 @@ func TestCapShedsSilentForNewcomer(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 		s := startEngine(t, newEngine, worker.Options{MaxConnections: 3})
-		talker := dial(t, s.addr)
-		talker.send(qName)
-		talker.expect(aName)
-		oldest := dial(t, s.addr)
+		talker := lancelottest.Dial(t, s.addr)
+		talker.Send(lancelottest.QName)
+		talker.ExpectAll(lancelottest.AName)
+		oldest := lancelottest.Dial(t, s.addr)
 		s.waitStatsFunc("2 open", func(st control.Stats) bool { return st.Active == 2 })
-		younger := dial(t, s.addr)
+		younger := lancelottest.Dial(t, s.addr)
 		s.waitStatsFunc("3 open", func(st control.Stats) bool { return st.Active == 3 })
 
-		newcomer := dial(t, s.addr)
-		newcomer.send(qQuest)
-		newcomer.expect(aQuest)
-		oldest.expectClosed(5 * time.Second)
-		younger.send(qColor)
-		younger.expect(aColor)
-		talker.send(qName)
-		talker.expect(aName)
+		newcomer := lancelottest.Dial(t, s.addr)
+		newcomer.Send(lancelottest.QQuest)
+		newcomer.ExpectAll(lancelottest.AQuest)
+		oldest.ExpectClosed(5 * time.Second)
+		younger.Send(lancelottest.QColor)
+		younger.ExpectAll(lancelottest.AColor)
+		talker.Send(lancelottest.QName)
+		talker.ExpectAll(lancelottest.AName)
 
 		// Now every connection has spoken: the next newcomer is refused.
-		refused := dial(t, s.addr)
-		refused.expectClosed(5 * time.Second)
+		refused := lancelottest.Dial(t, s.addr)
+		refused.ExpectClosed(5 * time.Second)
 		s.waitStatsFunc("one shed, one limit", func(st control.Stats) bool {
 			return st.Closed["shed"] == 1 && st.Closed["limit"] == 1 && st.Active == 3
 		})
@@ -214,21 +186,21 @@ func TestPerSourceCap(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 		s := startEngine(t, newEngine, worker.Options{MaxConnectionsPerSource: 2})
-		a, b := dialFrom(t, s.addr, "127.0.0.2"), dialFrom(t, s.addr, "127.0.0.2")
-		for _, c := range []*client{a, b} { // admitted before the third comes
-			c.send(qName)
-			c.expect(aName)
+		a, b := lancelottest.DialFrom(t, s.addr, "127.0.0.2"), lancelottest.DialFrom(t, s.addr, "127.0.0.2")
+		for _, c := range []*lancelottest.Client{a, b} { // admitted before the third comes
+			c.Send(lancelottest.QName)
+			c.ExpectAll(lancelottest.AName)
 		}
-		third := dialFrom(t, s.addr, "127.0.0.2")
-		third.expectClosed(5 * time.Second)
-		other := dialFrom(t, s.addr, "127.0.0.3")
-		other.send(qName)
-		other.expect(aName)
-		a.conn.Close()
+		third := lancelottest.DialFrom(t, s.addr, "127.0.0.2")
+		third.ExpectClosed(5 * time.Second)
+		other := lancelottest.DialFrom(t, s.addr, "127.0.0.3")
+		other.Send(lancelottest.QName)
+		other.ExpectAll(lancelottest.AName)
+		a.Conn.Close()
 		s.waitStatsFunc("a's slot free", func(st control.Stats) bool { return st.Active == 2 })
-		again := dialFrom(t, s.addr, "127.0.0.2")
-		again.send(qQuest)
-		again.expect(aQuest)
+		again := lancelottest.DialFrom(t, s.addr, "127.0.0.2")
+		again.Send(lancelottest.QQuest)
+		again.ExpectAll(lancelottest.AQuest)
 		s.waitStatsFunc("one limit", func(st control.Stats) bool { return st.Closed["limit"] == 1 })
 	})
 }
@@ -240,9 +212,9 @@ func TestOverloadShrinksIdleTimeout(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 		s := startEngine(t, newEngine, worker.Options{MaxConnections: 10})
 		for range 10 {
-			c := dial(t, s.addr)
-			c.send(qName)
-			c.expect(aName)
+			c := lancelottest.Dial(t, s.addr)
+			c.Send(lancelottest.QName)
+			c.ExpectAll(lancelottest.AName)
 		}
 		start := time.Now()
 		s.waitStatsFunc("idle connections shed to below nine tenths of the cap", func(st control.Stats) bool {
@@ -260,11 +232,11 @@ func TestShutdownSpreadsCloses(t *testing.T) {
 	t.Parallel()
 	const spread = 600 * time.Millisecond
 	s := startEngine(t, worker.NewEventLoop, worker.Options{CloseSpread: spread})
-	var clients []*client
+	var clients []*lancelottest.Client
 	for range 30 {
-		c := dial(t, s.addr)
-		c.send(qName)
-		c.expect(aName)
+		c := lancelottest.Dial(t, s.addr)
+		c.Send(lancelottest.QName)
+		c.ExpectAll(lancelottest.AName)
 		clients = append(clients, c)
 	}
 	done := s.shutdown(10 * time.Millisecond)
@@ -274,8 +246,8 @@ func TestShutdownSpreadsCloses(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, c := range clients {
 		wg.Go(func() {
-			c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-			c.conn.Read(make([]byte, 1))
+			c.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			c.Conn.Read(make([]byte, 1))
 			mu.Lock()
 			times = append(times, time.Since(start))
 			mu.Unlock()

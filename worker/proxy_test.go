@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/camelot/lancelot/shared/control"
+	"github.com/camelot/lancelot/shared/lancelottest"
 	"github.com/camelot/lancelot/shared/proxyproto"
 	"github.com/camelot/lancelot/worker"
 )
@@ -77,18 +78,18 @@ func TestProxyHeaderAccepted(t *testing.T) {
 			t.Parallel()
 			forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
 				s := startProxyEngine(t, newEngine, tc.mode, worker.Options{})
-				whole := dialFrom(t, s.addr, trusted)
-				whole.send(tc.header + qName)
-				whole.expect(aName)
-				split := dialFrom(t, s.addr, trusted)
+				whole := lancelottest.DialFrom(t, s.addr, trusted)
+				whole.Send(tc.header + lancelottest.QName)
+				whole.ExpectAll(lancelottest.AName)
+				split := lancelottest.DialFrom(t, s.addr, trusted)
 				for i := range len(tc.header) {
-					split.send(tc.header[i : i+1])
+					split.Send(tc.header[i : i+1])
 					time.Sleep(time.Millisecond) // separate reads, to exercise the partial paths
 				}
-				split.send(qQuest)
-				split.expect(aQuest)
-				split.send(qColor)
-				split.expect(aColor)
+				split.Send(lancelottest.QQuest)
+				split.ExpectAll(lancelottest.AQuest)
+				split.Send(lancelottest.QColor)
+				split.ExpectAll(lancelottest.AColor)
 			})
 		})
 	}
@@ -105,21 +106,21 @@ func TestProxyHeaderRefused(t *testing.T) {
 		input  string
 		reason string
 	}{
-		{"trusted without header", proxyproto.V1, trusted, qName, proxyproto.ReasonMissing},
+		{"trusted without header", proxyproto.V1, trusted, lancelottest.QName, proxyproto.ReasonMissing},
 		{"garbage", proxyproto.Auto, trusted, "\x01\x02\x03", proxyproto.ReasonMissing},
 		{"bad address", proxyproto.V1, trusted, "PROXY TCP4 999.0.2.1 198.51.100.1 1 2\r\n", proxyproto.ReasonMalformed},
 		{"overlong v1", proxyproto.V1, trusted, "PROXY UNKNOWN " + strings.Repeat("x", 100), proxyproto.ReasonTooLong},
 		{"v2 over the length cap", proxyproto.V2, trusted, "\r\n\r\n\x00\r\nQUIT\n\x21\x11\x08\x01", proxyproto.ReasonTooLong},
 		{"v2 to a v1 server", proxyproto.V1, trusted, string(v2Header(netip.MustParseAddrPort("192.0.2.1:1"), 0)), proxyproto.ReasonVersion},
-		{"v1 from an untrusted peer", proxyproto.Auto, untrusted, v1Header + qName, proxyproto.ReasonUntrusted},
+		{"v1 from an untrusted peer", proxyproto.Auto, untrusted, v1Header + lancelottest.QName, proxyproto.ReasonUntrusted},
 		{"v2 from an untrusted peer", proxyproto.Auto, untrusted, string(v2Header(netip.MustParseAddrPort("192.0.2.1:1"), 0)), proxyproto.ReasonUntrusted},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s := startProxyEngine(t, worker.NewEventLoop, tc.mode, worker.Options{})
-			c := dialFrom(t, s.addr, tc.from)
-			c.send(tc.input)
-			c.expectClosed(5 * time.Second)
+			c := lancelottest.DialFrom(t, s.addr, tc.from)
+			c.Send(tc.input)
+			c.ExpectClosed(5 * time.Second)
 			s.waitStatsFunc(tc.reason, func(st control.Stats) bool {
 				return st.ProxyErrors[tc.reason] == 1 && st.Closed["proxy"] == 1
 			})
@@ -132,14 +133,14 @@ func TestProxyHeaderRefused(t *testing.T) {
 func TestProxyUntrustedServedPlainly(t *testing.T) {
 	t.Parallel()
 	s := startProxyEngine(t, worker.NewEventLoop, proxyproto.Auto, worker.Options{})
-	c := dialFrom(t, s.addr, untrusted)
-	c.send("\r\n")
+	c := lancelottest.DialFrom(t, s.addr, untrusted)
+	c.Send("\r\n")
 	time.Sleep(10 * time.Millisecond) // a read of its own: a prefix of the v2 signature
-	c.send(qName + "\n" + qQuest)
-	c.expect(aName + aQuest)
-	p := dialFrom(t, s.addr, untrusted)
-	p.send("PROXY?") // not a signature
-	p.expectClosed(5 * time.Second)
+	c.Send(lancelottest.QName + "\n" + lancelottest.QQuest)
+	c.ExpectAll(lancelottest.AName + lancelottest.AQuest)
+	p := lancelottest.DialFrom(t, s.addr, untrusted)
+	p.Send("PROXY?") // not a signature
+	p.ExpectClosed(5 * time.Second)
 	s.waitStatsFunc("an unknown question, no PROXY error", func(st control.Stats) bool {
 		return st.Unknown == 1 && len(st.ProxyErrors) == 0
 	})
@@ -150,9 +151,9 @@ func TestProxyUntrustedServedPlainly(t *testing.T) {
 func TestProxyHeaderTimeout(t *testing.T) {
 	t.Parallel()
 	s := startProxyEngine(t, worker.NewEventLoop, proxyproto.V1, worker.Options{ReadTimeout: 200 * time.Millisecond})
-	c := dialFrom(t, s.addr, trusted)
-	c.send("PROXY TCP4 192.0.2.1")
-	c.expectClosed(5 * time.Second)
+	c := lancelottest.DialFrom(t, s.addr, trusted)
+	c.Send("PROXY TCP4 192.0.2.1")
+	c.ExpectClosed(5 * time.Second)
 	s.waitStatsFunc("a header timeout", func(st control.Stats) bool { return st.ProxyErrors[proxyproto.ReasonTimeout] == 1 })
 }
 
@@ -163,10 +164,10 @@ func TestProxyClientInLog(t *testing.T) {
 	var buf syncBuffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s := startProxyEngine(t, worker.NewEventLoop, proxyproto.V1, worker.Options{Logger: log})
-	c := dialFrom(t, s.addr, trusted)
-	c.send(v1Header + qName + "Who?")
-	c.expect(aName)
-	c.expectClosed(5 * time.Second)
+	c := lancelottest.DialFrom(t, s.addr, trusted)
+	c.Send(v1Header + lancelottest.QName + "Who?")
+	c.ExpectAll(lancelottest.AName)
+	c.ExpectClosed(5 * time.Second)
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(buf.String(), "closing connection: unknown") && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
@@ -181,14 +182,14 @@ func TestProxyClientInLog(t *testing.T) {
 func TestProxySourceCap(t *testing.T) {
 	t.Parallel()
 	s := startProxyEngine(t, worker.NewEventLoop, proxyproto.V1, worker.Options{MaxConnectionsPerSource: 1})
-	a := dialFrom(t, s.addr, trusted)
-	a.send(v1Header + qName)
-	a.expect(aName)
-	b := dialFrom(t, s.addr, trusted)
-	b.send("PROXY TCP4 192.0.2.2 198.51.100.1 1 1060\r\n" + qName)
-	b.expect(aName)
-	again := dialFrom(t, s.addr, trusted)
-	again.send(v1Header + qName)
-	again.expectClosed(5 * time.Second)
+	a := lancelottest.DialFrom(t, s.addr, trusted)
+	a.Send(v1Header + lancelottest.QName)
+	a.ExpectAll(lancelottest.AName)
+	b := lancelottest.DialFrom(t, s.addr, trusted)
+	b.Send("PROXY TCP4 192.0.2.2 198.51.100.1 1 1060\r\n" + lancelottest.QName)
+	b.ExpectAll(lancelottest.AName)
+	again := lancelottest.DialFrom(t, s.addr, trusted)
+	again.Send(v1Header + lancelottest.QName)
+	again.ExpectClosed(5 * time.Second)
 	s.waitStatsFunc("one limit", func(st control.Stats) bool { return st.Closed["limit"] == 1 })
 }

@@ -14,9 +14,10 @@ func TestCPUAffinityPinsEachWorkerThread(t *testing.T) {
 		t.Skip("needs two CPUs")
 	}
 	s := startServer(t, "--workers", "2", "--cpu-affinity")
-	s.waitLog("pinned to CPU", 2)
+	// A worker pins itself before it reports ready.
+	st := s.waitQuiet()
 	seen := map[string]bool{}
-	for _, pid := range s.servingPIDs() {
+	for _, pid := range slotPIDs(st) {
 		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
 		var cpus string
 		for _, task := range tasks {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camelot/lancelot/shared/lancelottest"
 	"github.com/camelot/lancelot/shared/loadgen"
 )
 
@@ -59,11 +60,35 @@ func benchJSON(t *testing.T, out string) loadgen.Result {
 			t.Errorf("latency_us %s lacks %q", raw["latency_us"], key)
 		}
 	}
+	var errs map[string]json.RawMessage
+	json.Unmarshal(raw["errors"], &errs)
+	for _, k := range loadgen.Kinds() {
+		if _, ok := errs[string(k)]; !ok {
+			t.Errorf("errors %s lacks %q", raw["errors"], k)
+		}
+	}
 	var res loadgen.Result
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("decode %q: %v", out, err)
 	}
 	return res
+}
+
+// TestBenchErrorSummary: the summary lists the kinds that occurred, in
+// loadgen.Kinds' order, reset_queued apart from reset.
+func TestBenchErrorSummary(t *testing.T) {
+	for _, tc := range []struct {
+		errors map[loadgen.ErrorKind]int64
+		want   string
+	}{
+		{map[loadgen.ErrorKind]int64{}, "none"},
+		{map[loadgen.ErrorKind]int64{loadgen.Reset: 0, loadgen.EOF: 2}, "eof 2"},
+		{map[loadgen.ErrorKind]int64{loadgen.ResetQueued: 3, loadgen.Refused: 1, loadgen.Reset: 1}, "refused 1, reset 1, reset_queued 3"},
+	} {
+		if got := errorSummary(loadgen.Result{Errors: tc.errors}); got != tc.want {
+			t.Errorf("errorSummary(%v) = %q, want %q", tc.errors, got, tc.want)
+		}
+	}
 }
 
 func readAllString(dec *json.Decoder) (string, error) {
@@ -118,7 +143,7 @@ func TestBenchFails(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--server", fmt.Sprintf("127.0.0.1:%d", freePort(t))}, "unreachable"},
+		{[]string{"--server", fmt.Sprintf("127.0.0.1:%d", lancelottest.FreePort(t))}, "unreachable"},
 		{[]string{"--server", "10.1.2.3:1060"}, "loopback"},
 		{[]string{"--server", "example.com:1060"}, "loopback"},
 		{[]string{"--mode", "sideways"}, "mode"},

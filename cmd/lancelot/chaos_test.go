@@ -10,7 +10,6 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"syscall"
@@ -18,6 +17,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/camelot/lancelot/shared/lancelottest"
+	"github.com/camelot/lancelot/shared/loadgen"
 )
 
 // Chaos traffic: each client holds at most one connection at a time, so a
@@ -39,7 +41,6 @@ const (
 // kills, 10 s with), LANCELOT_CHAOS_SEED replays a run's choices (the
 // timing differs).
 func TestChaosSoak(t *testing.T) {
-	useBinaryUnderTest(t)
 	seed := uint64(time.Now().UnixNano())
 	if v := os.Getenv("LANCELOT_CHAOS_SEED"); v != "" {
 		var err error
@@ -76,7 +77,7 @@ type chaos struct {
 	sups []int
 	seen map[int]bool
 	sent map[string]int
-	// lost are the HUPs the supervisor never logged.
+	// lost are the HUPs the supervisor never counted.
 	lost []string
 }
 
@@ -89,27 +90,27 @@ func runChaos(t *testing.T, kills bool, duration time.Duration, seed uint64) {
 	}
 	t.Cleanup(func() { unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
 	// A drain deadline longer than the run: a long-lived client on a
-	// retired worker is served until the traffic stops, not closed at a
-	// question boundary (which the traffic would count as a failure).
+	// retired worker is served until the load stops, not closed at a
+	// question boundary (which the load would count as a failure).
 	s := startServer(t, "--workers", "2", "--shutdown-timeout", (duration + time.Minute).String())
 	c := &chaos{t: t, s: s, rng: rand.New(rand.NewPCG(seed, uint64(len(t.Name())))), kills: kills, want: 2,
 		sup: s.cmd.Process.Pid, sups: []int{s.cmd.Process.Pid}, seen: map[int]bool{s.cmd.Process.Pid: true}, sent: map[string]int{}}
 	t.Cleanup(c.killAll)
-	tr := startTraffic(t, s.addr, chaosBook, chaosLong)
-	tr.waitExchanges(t, 100)
+	l := startLoad(t, s.addr, chaosBook, chaosLong)
+	l.waitExchanges(100)
 	start := time.Now()
 	for time.Since(start) < duration {
 		c.sample()
 		c.step()
 		time.Sleep(time.Duration(20+c.rng.IntN(280)) * time.Millisecond) // pacing, not a wait
 	}
-	failures := tr.finish()
-	total := 0
+	failures := l.failures()
+	total := int64(0)
 	for _, n := range failures {
 		total += n
 	}
 	summary := fmt.Sprintf("chaos %s: %v, %d exchanges over %d connections, %d failures %v, actions %v, supervisors %d, processes seen %d",
-		map[bool]string{false: "signals", true: "kills"}[kills], duration, tr.exchanges.Load(), tr.conns.Load(), total, failures, c.sent, len(c.sups), len(c.seen))
+		map[bool]string{false: "signals", true: "kills"}[kills], duration, l.stop().Exchanges, l.progress().Connections, total, failures, c.sent, len(c.sups), len(c.seen))
 	if kills && c.sent["KILL"] > 0 {
 		summary += fmt.Sprintf(", %.2f failures per kill", float64(total)/float64(c.sent["KILL"]))
 	}
@@ -118,9 +119,9 @@ func runChaos(t *testing.T, kills bool, duration time.Duration, seed uint64) {
 	}
 	t.Log(summary)
 	if len(c.lost) > 0 {
-		t.Errorf("%d of %d HUPs never reached the supervisor (not logged within 5 s): %v", len(c.lost), c.sent["HUP"], c.lost)
+		t.Errorf("%d of %d HUPs never reached the supervisor (not counted in its status within 5 s): %v", len(c.lost), c.sent["HUP"], c.lost)
 	}
-	c.checkFailures(failures, total, tr.examples)
+	c.checkFailures(failures, total, l.examples())
 	c.checkEnd()
 }
 
@@ -152,28 +153,61 @@ func (c *chaos) step() {
 	}
 }
 
-// signal sends sig to the current supervisor and waits until it logged
-// it: two signals of one kind sent before the first is delivered would be
-// one.
+// signal sends sig to the current supervisor and waits until its status
+// counts it: two signals of one kind sent before the first is delivered
+// would be one.
 func (c *chaos) signal(sig syscall.Signal, name string) {
 	c.t.Helper()
-	line := regexp.MustCompile(`msg="signal received" signal=` + name + ` pid=` + strconv.Itoa(c.sup) + `\b`)
-	before := len(line.FindAllStringIndex(c.s.logs.String(), -1))
+	before, counted := c.handled(name)
 	if err := syscall.Kill(c.sup, sig); err != nil {
 		c.t.Fatalf("%s to supervisor %d: %v", name, c.sup, err)
 	}
 	c.sent[name]++
-	if poll(5*time.Second, func() bool { return len(line.FindAllStringIndex(c.s.logs.String(), -1)) > before }) {
+	if !counted {
+		// An older build's status does not count signals: pace instead.
+		time.Sleep(100 * time.Millisecond)
 		return
 	}
-	// An unlogged HUP to a supervisor that still answers was lost (a stuck
+	if lancelottest.Poll(5*time.Second, func() bool { return c.acknowledged(sig, name, before) }) {
+		return
+	}
+	// An uncounted HUP to a supervisor that still answers was lost (a stuck
 	// loop shows at the next TTIN, TTOU or USR2, or the final wait for
 	// quiet). It changes no count: note it, fail at the end, go on.
 	if st, err := statusOf(c.s.pidFile); sig == syscall.SIGHUP && err == nil && st.PID == c.sup {
 		c.lost = append(c.lost, fmt.Sprintf("HUP to %d at %s", c.sup, time.Now().Add(-5*time.Second).UTC().Format("15:04:05.000")))
 		return
 	}
-	c.stuck(fmt.Sprintf("supervisor %d did not log the %s sent 5 s ago: the signal was lost, or the supervisor is stuck (its goroutines are in the log)", c.sup, name))
+	c.stuck(fmt.Sprintf("supervisor %d did not count the %s sent 5 s ago: the signal was lost, or the supervisor is stuck (its goroutines are in the log)", c.sup, name))
+}
+
+// handled returns how many signals named name the current supervisor has
+// handled, from its status (by pid: the pid file may already name a
+// successor); counted is false when its status does not count signals (an
+// older build). A supervisor that does not answer is stuck.
+func (c *chaos) handled(name string) (n uint64, counted bool) {
+	c.t.Helper()
+	st, err := statusOfPID(c.sup)
+	switch {
+	case err != nil && hasStatusCommand():
+		c.stuck(fmt.Sprintf("supervisor %d does not answer status before a %s: %v", c.sup, name, err))
+	case err != nil || st.Signals == nil:
+		return 0, false
+	}
+	return st.Signals[name], true
+}
+
+// acknowledged reports whether the current supervisor has counted more
+// signals named name than before, or, for USR2, already handed over to a
+// successor (which then may have exited before its count could be read).
+func (c *chaos) acknowledged(sig syscall.Signal, name string, before uint64) bool {
+	if sig == syscall.SIGUSR2 {
+		if pid := c.s.pidFromFile(); pid > 0 && pid != c.sup {
+			return true
+		}
+	}
+	st, err := statusOfPID(c.sup)
+	return err == nil && st.Signals[name] > before
 }
 
 // stuck fails the soak when the supervisor does not react, after dumping
@@ -184,7 +218,7 @@ func (c *chaos) stuck(what string) {
 	st, err := statusOf(c.s.pidFile)
 	state, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.sup))
 	syscall.Kill(c.sup, syscall.SIGABRT)
-	poll(2*time.Second, func() bool { return !alive(c.sup) })
+	lancelottest.Poll(2*time.Second, func() bool { return !alive(c.sup) })
 	c.t.Fatalf("%s; its status %+v (err %v); /proc status:\n%s", what, st, err, state)
 }
 
@@ -195,7 +229,7 @@ func (c *chaos) upgrade() {
 	c.t.Helper()
 	old := c.sup
 	c.signal(syscall.SIGUSR2, "USR2")
-	waitFor(c.t, 20*time.Second, fmt.Sprintf("pid file naming the successor of %d", old), func() bool {
+	lancelottest.WaitFor(c.t, 20*time.Second, fmt.Sprintf("pid file naming the successor of %d", old), func() bool {
 		pid := c.s.pidFromFile()
 		return pid > 0 && pid != old
 	})
@@ -237,7 +271,7 @@ func (c *chaos) sample() {
 	}
 }
 
-func (c *chaos) checkFailures(failures map[string]int, total int, examples []string) {
+func (c *chaos) checkFailures(failures map[loadgen.ErrorKind]int64, total int64, examples []string) {
 	t := c.t
 	if !c.kills {
 		if total > 0 {
@@ -248,11 +282,11 @@ func (c *chaos) checkFailures(failures map[string]int, total int, examples []str
 	for kind, n := range failures {
 		// reset_queued: a connection the worker accepted but had not
 		// answered yet when it was killed.
-		if kind != "eof" && kind != "reset" && kind != "reset_queued" {
+		if kind != loadgen.EOF && kind != loadgen.Reset && kind != loadgen.ResetQueued {
 			t.Errorf("%d failures of kind %q (examples %q): only the killed workers' open connections may fail", n, kind, examples)
 		}
 	}
-	if bound := c.sent["KILL"] * (chaosBook + chaosLong); total > bound {
+	if bound := int64(c.sent["KILL"] * (chaosBook + chaosLong)); total > bound {
 		t.Errorf("%d failures after %d kills: more than the %d connections the killed workers could have had open", total, c.sent["KILL"], bound)
 	}
 }
@@ -262,9 +296,9 @@ func (c *chaos) checkFailures(failures map[string]int, total int, examples []str
 func (c *chaos) checkEnd() {
 	t := c.t
 	if !hasStatusCommand() {
-		// An older build (LANCELOT_BIN): count its workers, then stop.
+		// An older build (LANCELOT_TEST_BIN): count its workers, then stop.
 		n := 0
-		poll(10*time.Second, func() bool { n = len(workerChildren(c.sup)); return n == c.want })
+		lancelottest.Poll(10*time.Second, func() bool { n = len(workerChildren(c.sup)); return n == c.want })
 		t.Fatalf("%s has no status command: cannot wait for quiet; supervisor %d has %d worker processes, the signals asked for %d", binPath, c.sup, n, c.want)
 	}
 	st := waitQuiet(t, c.s.pidFile, 30*time.Second)
@@ -273,7 +307,7 @@ func (c *chaos) checkEnd() {
 		t.Errorf("at the end: supervisor %d running %d slots %d; want supervisor %d and %d as the signals asked (%v)",
 			st.PID, st.Running, len(st.Slots), c.sup, c.want, c.sent)
 	}
-	waitFor(t, 10*time.Second, "every earlier supervisor gone", func() bool { return !anyAlive(c.sups[:len(c.sups)-1]) })
+	lancelottest.WaitFor(t, 10*time.Second, "every earlier supervisor gone", func() bool { return !anyAlive(c.sups[:len(c.sups)-1]) })
 	if w := workerChildren(c.sup); len(w) != c.want {
 		t.Errorf("supervisor %d has %d worker processes %v, want %d", c.sup, len(w), w, c.want)
 	}
@@ -281,7 +315,7 @@ func (c *chaos) checkEnd() {
 		t.Fatalf("TERM %d: %v", c.sup, err)
 	}
 	pids := slices.Sorted(maps.Keys(c.seen))
-	waitFor(t, 15*time.Second, "every process of the tree gone", func() bool { return !anyAlive(pids) })
+	lancelottest.WaitFor(t, 15*time.Second, "every process of the tree gone", func() bool { return !anyAlive(pids) })
 	if err := c.s.wait(5 * time.Second); err != nil {
 		t.Errorf("supervisor %d exited with %v, want 0", c.sups[0], err)
 	}
@@ -297,7 +331,7 @@ func (c *chaos) checkEnd() {
 func reap(t *testing.T, pid int) unix.WaitStatus {
 	t.Helper()
 	var ws unix.WaitStatus
-	waitFor(t, 5*time.Second, fmt.Sprintf("exit status of %d", pid), func() bool {
+	lancelottest.WaitFor(t, 5*time.Second, fmt.Sprintf("exit status of %d", pid), func() bool {
 		got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
 		if err != nil {
 			t.Fatalf("wait4(%d): %v (not adopted?)", pid, err)

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/camelot/lancelot/shared/lancelottest"
 )
 
 // TestServeRejects: bad flags and config files make serve exit non-zero
@@ -88,7 +90,7 @@ func TestServeRejects(t *testing.T) {
 			args := tc.args
 			if !hasListen(args) {
 				// Never 1060, in case a case wrongly starts serving.
-				args = append([]string{"--listen", "127.0.0.1:" + strconv.Itoa(freePort(t))}, args...)
+				args = append([]string{"--listen", "127.0.0.1:" + strconv.Itoa(lancelottest.FreePort(t))}, args...)
 			}
 			args = append([]string{"serve", "--pid-file", filepath.Join(t.TempDir(), "pid")}, args...)
 			r := runCLI(t, 5*time.Second, args...)
@@ -147,9 +149,9 @@ func TestConfigFileFlagsWin(t *testing.T) {
 		t.Errorf("listening sockets = %d, want 2", n)
 	}
 	// max-question-bytes: 10 from the file applies: 18 bytes without '?'.
-	c := dial(t, s.addr)
-	c.send("What is your name")
-	c.expectClosed(5 * time.Second)
+	c := lancelottest.Dial(t, s.addr)
+	c.Send("What is your name")
+	c.ExpectClosed(5 * time.Second)
 }
 
 // TestSampleConfig: the shipped configs/lancelot.yaml is a valid config
@@ -161,23 +163,23 @@ func TestSampleConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := startServer(t, "--config", sample, "--workers", "1", "--shutdown-timeout", "1s")
-	c := dial(t, s.addr)
-	c.send(qName + qQuest + qColor)
-	c.expectAll(aName + aQuest + aColor)
+	c := lancelottest.Dial(t, s.addr)
+	c.Send(lancelottest.QName + lancelottest.QQuest + lancelottest.QColor)
+	c.ExpectAll(lancelottest.AName + lancelottest.AQuest + lancelottest.AColor)
 }
 
 func TestAsk(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "--workers", "1", "--shutdown-timeout", "1s")
-	closedPort := strconv.Itoa(freePort(t))
+	closedPort := strconv.Itoa(lancelottest.FreePort(t))
 
 	// Success cases
-	r := runCLI(t, 10*time.Second, "ask", "--server", s.addr, qName, qQuest, qColor)
-	if want := aName + "\n" + aQuest + "\n" + aColor + "\n"; r.code != 0 || r.stdout != want {
+	r := runCLI(t, 10*time.Second, "ask", "--server", s.addr, lancelottest.QName, lancelottest.QQuest, lancelottest.QColor)
+	if want := lancelottest.AName + "\n" + lancelottest.AQuest + "\n" + lancelottest.AColor + "\n"; r.code != 0 || r.stdout != want {
 		t.Errorf("ask three questions: exit %d, stdout %q, stderr %q; want exit 0, stdout %q", r.code, r.stdout, r.stderr, want)
 	}
-	r = runCLI(t, 10*time.Second, "ask", "--server", s.addr, qColor)
-	if r.code != 0 || r.stdout != aColor+"\n" {
+	r = runCLI(t, 10*time.Second, "ask", "--server", s.addr, lancelottest.QColor)
+	if r.code != 0 || r.stdout != lancelottest.AColor+"\n" {
 		t.Errorf("ask one question: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 
@@ -188,8 +190,8 @@ func TestAsk(t *testing.T) {
 		stdout string // answers printed before the failure
 	}{
 		{"unknown question", []string{"--server", s.addr, "What is your age?"}, ""},
-		{"unknown after a known one", []string{"--server", s.addr, qName, "What is your age?", qColor}, aName + "\n"},
-		{"closed port", []string{"--server", "127.0.0.1:" + closedPort, qName}, ""},
+		{"unknown after a known one", []string{"--server", s.addr, lancelottest.QName, "What is your age?", lancelottest.QColor}, lancelottest.AName + "\n"},
+		{"closed port", []string{"--server", "127.0.0.1:" + closedPort, lancelottest.QName}, ""},
 		{"no question", []string{"--server", s.addr}, ""},
 		{"question never finished", []string{"--server", s.addr, "--timeout", "300ms", "What is your name"}, ""},
 	} {
@@ -209,7 +211,7 @@ func TestAsk(t *testing.T) {
 		}
 	}
 	// The server is unharmed.
-	if got, err := askOnce(s.addr, qQuest, 5*time.Second); err != nil || got != aQuest {
+	if got, err := lancelottest.AskOnce(s.addr, lancelottest.QQuest, 5*time.Second); err != nil || got != lancelottest.AQuest {
 		t.Errorf("server after the failed asks: %q, %v", got, err)
 	}
 }
@@ -243,7 +245,7 @@ func TestLogFlags(t *testing.T) {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()
 			s := startServer(t, append([]string{"--workers", "2", "--shutdown-timeout", "1s"}, tc.args...)...)
-			if got, err := askOnce(s.addr, qName, 5*time.Second); err != nil || got != aName {
+			if got, err := lancelottest.AskOnce(s.addr, lancelottest.QName, 5*time.Second); err != nil || got != lancelottest.AName {
 				t.Fatalf("ask: %q, %v", got, err)
 			}
 			s.signal(syscall.SIGTERM)

@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camelot/lancelot/shared/lancelottest"
 	"github.com/camelot/lancelot/shared/loadgen"
 )
 
@@ -39,7 +40,7 @@ const fleetDrainDelay = time.Second
 // features.
 func fleetSetup(t *testing.T) (fleetOptions, fleetFeatures) {
 	t.Helper()
-	feats := detectFeatures(t, fleetBinary())
+	feats := detectFeatures(t, binPath)
 	if v, ok := os.LookupEnv("LANCELOT_FLEET_FEATURES"); ok {
 		use := strings.Split(v, ",")
 		feats.agent = feats.agent && slices.Contains(use, "agent")
@@ -55,7 +56,7 @@ func requireFeature(t *testing.T, have bool, what string) {
 	t.Helper()
 	if !have {
 		t.Fatalf("flag not supported: lancelot serve (%s) has no %s yet, or LANCELOT_FLEET_FEATURES=%q leaves it out; this case passes once it lands",
-			fleetBinary(), what, os.Getenv("LANCELOT_FLEET_FEATURES"))
+			binPath, what, os.Getenv("LANCELOT_FLEET_FEATURES"))
 	}
 }
 
@@ -115,7 +116,7 @@ func TestFleetRollingUpgrade(t *testing.T) {
 	r := f.underLoad("rolling-usr2", 5*time.Second, func() {
 		for _, h := range f.hosts {
 			old := h.signal(syscall.SIGUSR2)
-			waitFor(t, 15*time.Second, h.name+": pid file names the new supervisor", func() bool {
+			lancelottest.WaitFor(t, 15*time.Second, h.name+": pid file names the new supervisor", func() bool {
 				pid := h.pid()
 				return pid > 0 && pid != old
 			})
@@ -141,7 +142,7 @@ func TestFleetReload(t *testing.T) {
 			} else {
 				h.signal(syscall.SIGHUP)
 			}
-			waitFor(t, 15*time.Second, h.name+": every worker replaced", func() bool {
+			lancelottest.WaitFor(t, 15*time.Second, h.name+": every worker replaced", func() bool {
 				now := childPIDs(pid)
 				return len(now) == fleetWorkers && !overlaps(now, before)
 			})
@@ -204,7 +205,7 @@ func (h *fleetHost) reloadCommand() {
 func (f *fleet) waitHostLog(substr string, timeout time.Duration) string {
 	f.t.Helper()
 	var line string
-	waitFor(f.t, timeout, fmt.Sprintf("a host log line with %q", substr), func() bool {
+	lancelottest.WaitFor(f.t, timeout, fmt.Sprintf("a host log line with %q", substr), func() bool {
 		for _, h := range f.hosts {
 			b, _ := os.ReadFile(h.logPath)
 			for _, l := range strings.Split(string(b), "\n") {
@@ -230,7 +231,7 @@ func (f *fleet) underLoad(scenario string, min time.Duration, pass func()) loadg
 	before := f.frontendSessions()
 	end := time.Now().Add(d)
 	b := f.startBench(d)
-	waitFor(t, 10*time.Second, "load flowing through HAProxy", func() bool { return f.frontendSessions() >= before+200 })
+	lancelottest.WaitFor(t, 10*time.Second, "load flowing through HAProxy", func() bool { return f.frontendSessions() >= before+200 })
 	passes := 0
 	for passes < 1000 {
 		start := time.Now()

@@ -20,26 +20,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/camelot/lancelot/shared/lancelottest"
 )
-
-// dialFromAddr dials addr from the local address src.
-func dialFromAddr(addr, src string, timeout time.Duration) (net.Conn, error) {
-	d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	return d.Dial("tcp", addr)
-}
-
-// askFrom asks q on a fresh connection from src and returns how long the
-// answer took.
-func askFrom(addr, src, q string, timeout time.Duration) (string, time.Duration, error) {
-	start := time.Now()
-	conn, err := dialFromAddr(addr, src, timeout)
-	if err != nil {
-		return "", 0, err
-	}
-	defer conn.Close()
-	a, err := askOn(conn, q)
-	return a, time.Since(start), err
-}
 
 // TestStalledLogReader: with its log going to a pipe nobody reads, a
 // server logging every connection (debug) keeps serving through a flood of
@@ -53,7 +36,7 @@ func TestStalledLogReader(t *testing.T) {
 	defer r.Close() // never read: a stalled journald, a blocked log shipper
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "pid")
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", lancelottest.FreePort(t))
 	cmd := exec.Command(binPath, "serve", "--listen", addr, "--workers", "2", "--pid-file", pidFile, "--log-level", "debug")
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
@@ -61,10 +44,10 @@ func TestStalledLogReader(t *testing.T) {
 	}
 	w.Close()
 	t.Cleanup(func() { killTree(cmd) })
-	waitFor(t, 10*time.Second, "pid file", func() bool { _, err := os.Stat(pidFile); return err == nil })
+	lancelottest.WaitFor(t, 10*time.Second, "pid file", func() bool { _, err := os.Stat(pidFile); return err == nil })
 
-	established := dialRaw(t, addr)
-	if a, err := askOn(established, qName); err != nil || a != aName {
+	established := lancelottest.DialConn(t, addr)
+	if a, err := lancelottest.AskOn(established, lancelottest.QName); err != nil || a != lancelottest.AName {
 		t.Fatalf("before the flood: %q, %v", a, err)
 	}
 	floodUnknown(t, addr, 1500)
@@ -72,8 +55,8 @@ func TestStalledLogReader(t *testing.T) {
 		name string
 		ask  func() (string, error)
 	}{
-		{"established client", func() (string, error) { return askOn(established, qQuest) }},
-		{"new client", func() (string, error) { return askOnce(addr, qColor, time.Second) }},
+		{"established client", func() (string, error) { return lancelottest.AskOn(established, lancelottest.QQuest) }},
+		{"new client", func() (string, error) { return lancelottest.AskOnce(addr, lancelottest.QColor, time.Second) }},
 	} {
 		start := time.Now()
 		a, err := c.ask()
@@ -101,7 +84,7 @@ func floodUnknown(t *testing.T, addr string, n int) {
 				conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
 				if err == nil {
 					conn.Write([]byte("What is the air-speed velocity of an unladen swallow?"))
-					err = readUntilClosed(conn, 2*time.Second)
+					err = lancelottest.ReadUntilClosed(conn, 2*time.Second)
 					conn.Close()
 				}
 				mu.Lock()
@@ -134,10 +117,10 @@ func killTree(cmd *exec.Cmd) {
 // and the metrics count every one by reason.
 func TestClientErrorsSummarized(t *testing.T) {
 	t.Parallel()
-	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	metrics := fmt.Sprintf("127.0.0.1:%d", lancelottest.FreePort(t))
 	s := startServer(t, "--workers", "2", "--metrics", metrics)
 	floodUnknown(t, s.addr, 500)
-	waitFor(t, 5*time.Second, "every close counted", func() bool {
+	lancelottest.WaitFor(t, 5*time.Second, "every close counted", func() bool {
 		return metricValue(t, metrics, `lancelot_connections_closed_total{reason="unknown"}`) == 500
 	})
 	s.signal(syscall.SIGTERM)
@@ -203,15 +186,15 @@ func TestSilentConnectionsShed(t *testing.T) {
 		}
 	}()
 	for i := range 3000 {
-		c, err := dialFromAddr(s.addr, "127.0.0.2", 5*time.Second)
+		c, err := lancelottest.DialSource(s.addr, "127.0.0.2", 5*time.Second)
 		if err != nil {
 			t.Fatalf("silent connection %d: %v", i, err)
 		}
 		silent = append(silent, c)
 	}
 	for i := range 5 {
-		a, took, err := askFrom(s.addr, "127.0.0.3", qName, 2*time.Second)
-		if err != nil || a != aName || took > 2*time.Second {
+		a, took, err := lancelottest.AskFrom(s.addr, "127.0.0.3", lancelottest.QName, 2*time.Second)
+		if err != nil || a != lancelottest.AName || took > 2*time.Second {
 			t.Errorf("good client %d with 3000 silent connections open: %q, %v after %v; want an answer within 2s", i, a, err, took)
 		}
 	}
@@ -223,7 +206,7 @@ func TestSilentConnectionsShed(t *testing.T) {
 func TestMetricsFloodCannotStopRestarts(t *testing.T) {
 	t.Parallel()
 	prlimit := requireTool(t, "prlimit")
-	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	metrics := fmt.Sprintf("127.0.0.1:%d", lancelottest.FreePort(t))
 	s := launchServerVia(t, []string{prlimit, "--nofile=1024:1024"},
 		[]string{"serve", "--listen", "", "--pid-file", "", "--workers", "2", "--metrics", metrics}, nil)
 	s.waitReady()
@@ -247,13 +230,13 @@ func TestMetricsFloodCannotStopRestarts(t *testing.T) {
 	victim := before[0]
 	syscall.Kill(victim, syscall.SIGKILL)
 	start := time.Now()
-	waitFor(t, 3*time.Second, "the killed worker replaced and answering", func() bool {
+	lancelottest.WaitFor(t, 3*time.Second, "the killed worker replaced and answering", func() bool {
 		pids := s.workerPIDs()
 		if len(pids) != 2 || slices.Contains(pids, victim) {
 			return false
 		}
-		for range 4 { // both sockets
-			if a, err := askOnce(s.addr, qName, time.Second); err != nil || a != aName {
+		for range 4 {
+			if a, err := lancelottest.AskOnce(s.addr, lancelottest.QName, time.Second); err != nil || a != lancelottest.AName {
 				return false
 			}
 		}
@@ -266,7 +249,7 @@ func TestMetricsFloodCannotStopRestarts(t *testing.T) {
 // megabyte of the supervisor's memory.
 func TestMetricsHugeHeaderRefused(t *testing.T) {
 	t.Parallel()
-	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	metrics := fmt.Sprintf("127.0.0.1:%d", lancelottest.FreePort(t))
 	startServer(t, "--workers", "1", "--metrics", metrics)
 	conn, err := net.DialTimeout("tcp", metrics, 5*time.Second)
 	if err != nil {
@@ -290,13 +273,13 @@ func TestMetricsHugeHeaderRefused(t *testing.T) {
 // scrapes between heartbeats return stale counters).
 func TestMetricsExactOverTime(t *testing.T) {
 	t.Parallel()
-	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	metrics := fmt.Sprintf("127.0.0.1:%d", lancelottest.FreePort(t))
 	s := startServer(t, "--workers", "2", "--metrics", metrics)
-	c := dial(t, s.addr)
+	c := lancelottest.Dial(t, s.addr)
 	deadline := time.Now().Add(2500 * time.Millisecond) // spans several heartbeats
 	for n := 1; time.Now().Before(deadline); n++ {
-		c.send(qName)
-		c.expect(aName)
+		c.Send(lancelottest.QName)
+		c.Expect(lancelottest.AName)
 		if got := metricValue(t, metrics, "lancelot_questions_answered_total"); got != float64(n) {
 			t.Fatalf("scrape after %d answers says %v", n, got)
 		}

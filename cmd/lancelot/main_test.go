@@ -5,15 +5,16 @@ package main
 // by every *_test.go file of the package.
 
 import (
-	"bufio"
+	"bytes"
+	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,28 +23,29 @@ import (
 
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
+
+	"github.com/camelot/lancelot/shared/lancelottest"
+	"github.com/camelot/lancelot/supervisor"
 )
 
-// binPath is the lancelot binary under test.
+// binPath is the lancelot binary under test: the one TestMain built, or
+// LANCELOT_TEST_BIN.
 var binPath string
 
+// TestMain builds the binary, or takes LANCELOT_TEST_BIN=path instead: the
+// suite then runs against another build, e.g. an older release, to show
+// which tests it fails (a build without `lancelot status` falls back to
+// /proc where a test can). It fails the package if a goroutine leaks.
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "lancelot-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binPath = filepath.Join(dir, "lancelot")
-	build := exec.Command("go", "build", "-o", binPath, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build lancelot:", err)
+	if binPath, err = binaryUnderTest(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
 		os.Exit(1)
-	}
-	if other := os.Getenv("LANCELOT_TEST_BIN"); other != "" {
-		// Run the suite against another build, e.g. an older release, to
-		// show which tests it fails.
-		binPath = other
 	}
 	code := m.Run()
 	if code == 0 {
@@ -54,6 +56,21 @@ func TestMain(m *testing.M) {
 	}
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// binaryUnderTest returns LANCELOT_TEST_BIN as an absolute path (tests
+// compare it with workers' command lines), or builds the package into dir.
+func binaryUnderTest(dir string) (string, error) {
+	if other := os.Getenv("LANCELOT_TEST_BIN"); other != "" {
+		return filepath.Abs(other)
+	}
+	bin := filepath.Join(dir, "lancelot")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("build lancelot: %w", err)
+	}
+	return bin, nil
 }
 
 // logFile collects a process tree's output in a file, so processes that
@@ -105,7 +122,7 @@ func launchServer(t testing.TB, args []string, env []string) *server {
 func launchServerVia(t testing.TB, wrapper []string, args []string, env []string) *server {
 	t.Helper()
 	dir := t.TempDir()
-	port := freePort(t)
+	port := lancelottest.FreePort(t)
 	s := &server{t: t, port: port, addr: fmt.Sprintf("127.0.0.1:%d", port), dir: dir,
 		pidFile: filepath.Join(dir, "lancelot.pid"), exited: make(chan struct{})}
 	f, err := os.Create(filepath.Join(dir, "lancelot.log"))
@@ -149,21 +166,30 @@ func (s *server) waitReady() {
 
 // cleanup stops the server and every worker it left, by PID.
 func (s *server) cleanup() {
-	workers := s.workerPIDs()
-	if !s.hasExited() {
-		s.cmd.Process.Signal(syscall.SIGTERM)
+	terminate(s.cmd.Process, s.exited)
+	if s.t.Failed() {
+		s.t.Logf("server logs:\n%s", s.logs.String())
+	}
+}
+
+// terminate stops a supervisor that is not waited for otherwise: TERM, and
+// KILL if exited is not closed within 10 s; then it KILLs, by pid, the
+// workers it had.
+func terminate(p *os.Process, exited <-chan struct{}) {
+	workers := childPIDs(p.Pid)
+	select {
+	case <-exited:
+	default:
+		p.Signal(syscall.SIGTERM)
 		select {
-		case <-s.exited:
+		case <-exited:
 		case <-time.After(10 * time.Second):
-			s.cmd.Process.Kill()
-			<-s.exited
+			p.Kill()
+			<-exited
 		}
 	}
 	for _, pid := range workers {
 		syscall.Kill(pid, syscall.SIGKILL)
-	}
-	if s.t.Failed() {
-		s.t.Logf("server logs:\n%s", s.logs.String())
 	}
 }
 
@@ -198,18 +224,60 @@ func (s *server) signal(sig syscall.Signal) {
 // waitFor polls cond until it holds or the timeout passes.
 func (s *server) waitFor(timeout time.Duration, what string, cond func() bool) {
 	s.t.Helper()
-	waitFor(s.t, timeout, what, cond)
+	lancelottest.WaitFor(s.t, timeout, what, cond)
 }
 
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for delay := time.Millisecond; !cond(); delay = min(2*delay, 50*time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for: %s", timeout, what)
+// status is the supervisor's `lancelot status --json`; it fails the test
+// if there is none.
+func (s *server) status() supervisor.Status {
+	s.t.Helper()
+	return mustStatus(s.t, s.pidFile)
+}
+
+// waitStatus polls the supervisor's status until cond holds, for at most
+// 10 s, and returns that status.
+func (s *server) waitStatus(what string, cond func(supervisor.Status) bool) supervisor.Status {
+	s.t.Helper()
+	return waitStatus(s.t, s.pidFile, 10*time.Second, what, cond)
+}
+
+// waitQuiet waits until nothing changes in the supervisor (Status.Quiet):
+// no rollout, upgrade or drain in flight, every slot's worker ready.
+func (s *server) waitQuiet() supervisor.Status {
+	s.t.Helper()
+	return waitQuiet(s.t, s.pidFile, 10*time.Second)
+}
+
+// waitHandled waits until the supervisor has handled n signals named name
+// (HUP, TTIN, USR2, ...) in all and is settled (see settled), and returns
+// that status. A signal is counted in the event that acts on it, so a
+// settled status that counts it shows what it did.
+func (s *server) waitHandled(name string, n uint64) supervisor.Status {
+	s.t.Helper()
+	return s.waitStatus(fmt.Sprintf("%d %s handled, then settled", n, name), func(st supervisor.Status) bool {
+		return st.Signals[name] >= n && settled(st)
+	})
+}
+
+// settled is Status.Quiet but for retired workers: under load a long-lived
+// client keeps the worker it is on draining until it leaves.
+func settled(st supervisor.Status) bool {
+	st.Retiring = nil
+	return st.Quiet()
+}
+
+// servingPIDs are the pids of the slots' workers that are ready, from the
+// supervisor's status, and alive (a worker killed a moment ago is ready
+// until the supervisor has reaped it).
+func (s *server) servingPIDs() []int {
+	s.t.Helper()
+	var out []int
+	for _, sl := range s.status().Slots {
+		if sl.Ready && alive(sl.PID) {
+			out = append(out, sl.PID)
 		}
-		time.Sleep(delay)
 	}
+	return out
 }
 
 // workerPIDs returns the supervisor's child processes.
@@ -267,136 +335,47 @@ func listeningSockets(t testing.TB, port int) int {
 	return n
 }
 
-// freePort returns a port nothing listens on right now.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// client is one connection with a reader for answers.
-type client struct {
-	t    testing.TB
-	conn net.Conn
-	r    *bufio.Reader
-}
-
-func dial(t testing.TB, addr string) *client {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &client{t: t, conn: conn, r: bufio.NewReader(conn)}
-}
-
-func (c *client) send(s string) {
-	c.t.Helper()
-	if _, err := c.conn.Write([]byte(s)); err != nil {
-		c.t.Fatalf("write %q: %v", s, err)
-	}
-}
-
-// answer reads one answer (up to '.') within 5 s.
-func (c *client) answer() (string, error) {
-	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	return c.r.ReadString('.')
-}
-
-// expect reads one answer and checks it.
-func (c *client) expect(want string) {
-	c.t.Helper()
-	got, err := c.answer()
-	if err != nil || got != want {
-		c.t.Fatalf("answer = %q, %v; want %q", got, err, want)
-	}
-}
-
-// expectClosed checks the server closes the connection without sending
-// anything more.
-func (c *client) expectClosed(within time.Duration) {
-	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(within))
-	b, err := io.ReadAll(c.r)
-	if len(b) > 0 || (err != nil && !isReset(err)) {
-		c.t.Fatalf("after close: read %q, %v; want EOF", b, err)
-	}
-}
-
-func isReset(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "connection reset")
-}
-
-const (
-	qName  = "What is your name?"
-	qQuest = "What is your quest?"
-	qColor = "What is your favorite color?"
-	aName  = "My name is Sir Lancelot of Camelot."
-	aQuest = "To seek the Holy Grail."
-	aColor = "Blue."
-)
-
-// askOnce dials addr, sends q and reads one answer (up to '.'), all within
-// timeout. Unlike client, it reports rather than fails, so any goroutine
-// may call it.
-func askOnce(addr, q string, timeout time.Duration) (string, error) {
-	conn, err := net.DialTimeout("tcp", addr, timeout)
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(timeout))
-	if _, err := conn.Write([]byte(q)); err != nil {
-		return "", err
-	}
-	return bufio.NewReader(conn).ReadString('.')
-}
-
-// expectAll reads exactly len(want) bytes (several answers) and checks them.
-func (c *client) expectAll(want string) {
-	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	got := make([]byte, len(want))
-	n, err := io.ReadFull(c.r, got)
-	if err != nil || string(got) != want {
-		c.t.Fatalf("answers = %q, %v; want %q", got[:n], err, want)
-	}
-}
-
-// expectOpen checks the server neither sends anything nor closes the
-// connection for d.
-func (c *client) expectOpen(d time.Duration) {
-	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(d))
-	b, err := c.r.ReadByte()
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		c.t.Fatalf("read %q, %v; want the connection open and silent for %v", b, err, d)
-	}
-}
-
 // listeningInodes returns the inodes of the TCP sockets (IPv4 and IPv6)
-// listening on port. It asks the kernel over netlink (sock_diag) for
-// listening sockets only: /proc/net/tcp lists every connection, and takes
-// seconds to read when a load test left many thousands in TIME_WAIT.
+// listening on port.
 func listeningInodes(t testing.TB, port int) map[string]bool {
 	t.Helper()
 	out := map[string]bool{}
-	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		if err := diagListening(family, port, out); err != nil {
-			t.Fatalf("list listening sockets: %v", err)
+	forEachListening(t, func(p int, inode string) {
+		if p == port {
+			out[inode] = true
 		}
-	}
+	})
 	return out
 }
 
-// diagListening adds to out the inodes of family's TCP sockets listening
-// on port.
-func diagListening(family uint8, port int, out map[string]bool) error {
+// listeningPorts counts pid's listening TCP sockets by port.
+func listeningPorts(t testing.TB, pid int) map[int]int {
+	t.Helper()
+	mine := socketInodes(pid)
+	out := map[int]int{}
+	forEachListening(t, func(port int, inode string) {
+		if mine[inode] {
+			out[port]++
+		}
+	})
+	return out
+}
+
+// forEachListening calls found with the port and inode of every listening
+// TCP socket (IPv4 and IPv6). It asks the kernel over netlink (sock_diag)
+// for listening sockets only: /proc/net/tcp lists every connection, and
+// takes seconds to read when a load test left many thousands in TIME_WAIT.
+func forEachListening(t testing.TB, found func(port int, inode string)) {
+	t.Helper()
+	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		if err := diagListening(family, found); err != nil {
+			t.Fatalf("list listening sockets: %v", err)
+		}
+	}
+}
+
+// diagListening calls found for each of family's listening TCP sockets.
+func diagListening(family uint8, found func(port int, inode string)) error {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_INET_DIAG)
 	if err != nil {
 		return err
@@ -439,9 +418,8 @@ func diagListening(family uint8, port int, out map[string]bool) error {
 			if len(m.Data) < sizeofDiag {
 				continue
 			}
-			if int(binary.BigEndian.Uint16(m.Data[offSport:])) == port {
-				out[strconv.FormatUint(uint64(binary.NativeEndian.Uint32(m.Data[offInode:])), 10)] = true
-			}
+			found(int(binary.BigEndian.Uint16(m.Data[offSport:])),
+				strconv.FormatUint(uint64(binary.NativeEndian.Uint32(m.Data[offInode:])), 10))
 		}
 	}
 }
@@ -468,6 +446,82 @@ func countCommon(a, b map[string]bool) int {
 		}
 	}
 	return n
+}
+
+// hasStatusCommand reports whether the binary has `lancelot status`.
+func hasStatusCommand() bool {
+	out, _ := exec.Command(binPath, "--help").CombinedOutput()
+	return regexp.MustCompile(`(?m)^\s+status\b`).Match(out)
+}
+
+// statusOf runs `lancelot status --json` for the supervisor in pidFile.
+func statusOf(pidFile string) (supervisor.Status, error) {
+	return lancelotStatus("--pid-file", pidFile)
+}
+
+// statusOfPID runs `lancelot status --json` for the supervisor pid, which
+// the pid file may no longer name (a binary upgrade's predecessor).
+func statusOfPID(pid int) (supervisor.Status, error) {
+	return lancelotStatus("--pid", strconv.Itoa(pid))
+}
+
+// lancelotStatus runs `lancelot status --json` with args naming the
+// supervisor, within 5 s.
+func lancelotStatus(args ...string) (supervisor.Status, error) {
+	var st supervisor.Status
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, binPath, append(append([]string{"status"}, args...), "--json")...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return st, fmt.Errorf("lancelot status: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return st, fmt.Errorf("lancelot status: %w in %q", err, out)
+	}
+	return st, nil
+}
+
+func mustStatus(t testing.TB, pidFile string) supervisor.Status {
+	t.Helper()
+	st, err := statusOf(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// waitStatus polls `lancelot status` until cond holds, and returns that
+// status; it fails the test with the last one seen after timeout.
+func waitStatus(t testing.TB, pidFile string, timeout time.Duration, what string, cond func(supervisor.Status) bool) supervisor.Status {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		st, err := statusOf(pidFile)
+		if err == nil && cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for: %s; last status %+v, err %v", timeout, what, st, err)
+		}
+		time.Sleep(delay)
+	}
+}
+
+func waitQuiet(t testing.TB, pidFile string, timeout time.Duration) supervisor.Status {
+	t.Helper()
+	return waitStatus(t, pidFile, timeout, "quiet (every slot ready, nothing in flight)", supervisor.Status.Quiet)
+}
+
+// slotPIDs are the slots' worker pids, in slot order.
+func slotPIDs(st supervisor.Status) []int {
+	pids := make([]int, len(st.Slots))
+	for i, sl := range st.Slots {
+		pids[i] = sl.PID
+	}
+	return pids
 }
 
 // cliResult is how a finished lancelot command went.
@@ -502,55 +556,9 @@ func runCLI(t testing.TB, timeout time.Duration, args ...string) cliResult {
 		t.Fatalf("lancelot %q still running after %v; stderr:\n%s", args, timeout, stderr.String())
 	}
 	r := cliResult{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode(), elapsed: time.Since(start)}
-	waitFor(t, 2*time.Second, fmt.Sprintf("no process left in the group of lancelot %q", args), func() bool {
+	lancelottest.WaitFor(t, 2*time.Second, fmt.Sprintf("no process left in the group of lancelot %q", args), func() bool {
 		return errors.Is(syscall.Kill(-pgid, 0), syscall.ESRCH)
 	})
+
 	return r
-}
-
-// dialRaw dials addr; the connection is closed when the test ends.
-func dialRaw(t testing.TB, addr string) net.Conn {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
-
-// askOn sends q on conn and reads one answer (up to '.') within 5 s. It
-// reads byte by byte, so nothing after the answer is consumed, and reports
-// rather than fails, so any goroutine may call it.
-func askOn(conn net.Conn, q string) (string, error) {
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	defer conn.SetDeadline(time.Time{})
-	if _, err := conn.Write([]byte(q)); err != nil {
-		return "", err
-	}
-	var answer []byte
-	b := make([]byte, 1)
-	for {
-		if _, err := conn.Read(b); err != nil {
-			return string(answer), err
-		}
-		answer = append(answer, b[0])
-		if b[0] == '.' {
-			return string(answer), nil
-		}
-	}
-}
-
-// readUntilClosed waits up to timeout for the server to close conn (EOF or
-// reset) without sending anything; any goroutine may call it.
-func readUntilClosed(conn net.Conn, timeout time.Duration) error {
-	conn.SetReadDeadline(time.Now().Add(timeout))
-	b, err := io.ReadAll(conn)
-	if len(b) > 0 {
-		return fmt.Errorf("read %q before the close", b)
-	}
-	if err != nil && !isReset(err) {
-		return err
-	}
-	return nil
 }

@@ -37,6 +37,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camelot/lancelot/shared/lancelottest"
 	"github.com/camelot/lancelot/shared/loadgen"
 )
 
@@ -89,15 +90,6 @@ func detectFeatures(t testing.TB, bin string) fleetFeatures {
 		proxy:  strings.Contains(s, "--proxy-protocol") && strings.Contains(s, "--proxy-allow-from"),
 		reload: regexp.MustCompile(`(?m)^\s+reload\b`).Match(top),
 	}
-}
-
-// fleetBinary is LANCELOT_BIN if set (a binary built elsewhere, e.g. from
-// the last commit while the work tree does not build), else binPath.
-func fleetBinary() string {
-	if b := os.Getenv("LANCELOT_BIN"); b != "" {
-		return b
-	}
-	return binPath
 }
 
 // skipOrFail skips, or fails under LANCELOT_REQUIRE_TOOLS=1 (as .ci/run sets).
@@ -168,7 +160,7 @@ func newFleet(t *testing.T, opts fleetOptions) *fleet {
 	if opts.hosts <= 0 {
 		opts.hosts = 3
 	}
-	f := &fleet{t: t, bin: fleetBinary(), opts: opts, id: randomID(t), dir: t.TempDir()}
+	f := &fleet{t: t, bin: binPath, opts: opts, id: randomID(t), dir: t.TempDir()}
 	f.lb = "lcl-" + f.id + "-lb"
 	f.statsSock = filepath.Join(f.dir, "haproxy.sock")
 	t.Cleanup(f.teardown)
@@ -446,7 +438,7 @@ func (f *fleet) startHAProxy() {
 	if f.haproxy, err = startProc(cmd); err != nil {
 		t.Fatalf("start haproxy: %v", err)
 	}
-	waitFor(t, 10*time.Second, "HAProxy's stats socket", func() bool {
+	lancelottest.WaitFor(t, 10*time.Second, "HAProxy's stats socket", func() bool {
 		_, err := f.stats()
 		return err == nil
 	})
@@ -583,7 +575,7 @@ func (h *fleetHost) current() *proc { return h.procs[len(h.procs)-1] }
 func (h *fleetHost) waitReady() {
 	h.f.t.Helper()
 	p := h.current()
-	waitFor(h.f.t, 10*time.Second, h.name+" ready (pid file written)", func() bool {
+	lancelottest.WaitFor(h.f.t, 10*time.Second, h.name+" ready (pid file written)", func() bool {
 		select {
 		case <-p.exited:
 			h.f.t.Fatalf("%s exited before it was ready: %v", h.name, p.err)
@@ -620,7 +612,7 @@ func (h *fleetHost) signal(sig syscall.Signal) int {
 // waitGone waits until pid has exited.
 func (h *fleetHost) waitGone(pid int, timeout time.Duration) {
 	h.f.t.Helper()
-	waitFor(h.f.t, timeout, fmt.Sprintf("%s: supervisor %d exited", h.name, pid), func() bool {
+	lancelottest.WaitFor(h.f.t, timeout, fmt.Sprintf("%s: supervisor %d exited", h.name, pid), func() bool {
 		for _, p := range h.procs {
 			if p.cmd.Process.Pid == pid {
 				select {

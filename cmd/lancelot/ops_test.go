@@ -1,62 +1,81 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/camelot/lancelot/shared/lancelottest"
+	"github.com/camelot/lancelot/shared/loadgen"
+	"github.com/camelot/lancelot/supervisor"
 )
 
-// Each transition of the signal table (docs/reference.md) runs under a continuous
-// load of book-style and long-lived clients and must not cost a single
-// connection or question.
+// Each transition of the signal table (docs/reference.md) runs under a
+// continuous load of book-style and long-lived clients and must not cost a
+// single connection or question. The tests follow the supervisor through
+// `lancelot status`: a signal is counted in the event that acts on it, so a
+// settled status that counts it shows the transition done.
 
 func TestReloadUnderLoad(t *testing.T) {
 	s := startServer(t, "--workers", "2")
-	tr := startTraffic(t, s.addr, 8, 8)
-	tr.waitExchanges(t, 1000)
+	l := startLoad(t, s.addr, 8, 8)
+	l.waitExchanges(1000)
 	before := s.workerPIDs()
 	start := time.Now()
 	s.signal(syscall.SIGHUP)
-	s.waitLog("rollout complete", 1)
+	s.waitHandled("HUP", 1)
 	t.Logf("HUP: every worker replaced in %v", time.Since(start))
-	tr.waitExchanges(t, 1000)
-	tr.requireNoFailures(t)
+	l.waitExchanges(1000)
+	l.requireNoFailures()
 	after := s.workerPIDs()
 	if len(after) < 2 || overlaps(s.servingPIDs(), before) {
 		t.Errorf("workers before HUP %v, serving after %v: want every worker replaced", before, s.servingPIDs())
 	}
 }
 
+// TestReloadChangesWorkerCount reloads once by HUP and once through
+// `lancelot reload`, which returns once the reload is done (the admin
+// socket's way to the same rollout).
 func TestReloadChangesWorkerCount(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "lancelot.yaml")
 	writeFile(t, cfg, "workers: 2\n")
 	s := startServer(t, "--config", cfg)
-	tr := startTraffic(t, s.addr, 8, 8)
-	tr.waitExchanges(t, 1000)
+	l := startLoad(t, s.addr, 8, 8)
+	l.waitExchanges(1000)
 	writeFile(t, cfg, "workers: 3\n")
 	start := time.Now()
 	s.signal(syscall.SIGHUP)
-	s.waitLog("rollout complete", 1)
+	s.waitHandled("HUP", 1)
 	t.Logf("HUP 2->3 workers took %v", time.Since(start))
 	s.waitFor(5*time.Second, "3 serving workers", func() bool { return len(s.servingPIDs()) == 3 })
 	writeFile(t, cfg, "workers: 1\n")
 	start = time.Now()
-	s.signal(syscall.SIGHUP)
-	s.waitLog("rollout complete", 2)
-	t.Logf("HUP 3->1 workers took %v", time.Since(start))
-	tr.waitExchanges(t, 1000)
-	tr.requireNoFailures(t)
+	s.reload()
+	t.Logf("reload 3->1 workers took %v", time.Since(start))
+	l.waitExchanges(1000)
+	l.requireNoFailures()
 	if n := len(s.servingPIDs()); n != 1 {
 		t.Errorf("serving workers after reload to 1 = %d", n)
 	}
 	if n := listeningSockets(t, s.port); n != 3 {
 		t.Errorf("listening sockets = %d, want 3 (a removed slot's socket stays open)", n)
+	}
+}
+
+// reload runs `lancelot reload` and fails the test unless it succeeds.
+func (s *server) reload() {
+	s.t.Helper()
+	if r := runCLI(s.t, 30*time.Second, "reload", "--pid-file", s.pidFile); r.code != 0 {
+		s.t.Fatalf("lancelot reload: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
 
@@ -68,10 +87,17 @@ func TestReloadWithBrokenConfigKeepsServing(t *testing.T) {
 	before := s.servingPIDs()
 	writeFile(t, cfg, "workers: [\n")
 	s.signal(syscall.SIGHUP)
-	s.waitLog("configuration rejected", 1)
-	c := dial(t, s.addr)
-	c.send(qName)
-	c.expect(aName)
+	if st := s.waitHandled("HUP", 1); !sameSet(before, slotPIDs(st)) {
+		t.Errorf("workers changed on a HUP with a broken config: %v -> %v", before, slotPIDs(st))
+	}
+	// `lancelot reload` hears why.
+	r := runCLI(t, 30*time.Second, "reload", "--pid-file", s.pidFile)
+	if r.code == 0 || !strings.Contains(r.stderr, "configuration rejected") {
+		t.Errorf("lancelot reload of a broken config: exit %d, stderr %q; want non-zero, configuration rejected", r.code, r.stderr)
+	}
+	c := lancelottest.Dial(t, s.addr)
+	c.Send(lancelottest.QName)
+	c.Expect(lancelottest.AName)
 	if after := s.servingPIDs(); !sameSet(before, after) {
 		t.Errorf("workers changed on a rejected reload: %v -> %v", before, after)
 	}
@@ -79,26 +105,28 @@ func TestReloadWithBrokenConfigKeepsServing(t *testing.T) {
 
 func TestScaleUpAndDownUnderLoad(t *testing.T) {
 	s := startServer(t, "--workers", "2")
-	tr := startTraffic(t, s.addr, 8, 8)
-	tr.waitExchanges(t, 1000)
+	l := startLoad(t, s.addr, 8, 8)
+	l.waitExchanges(1000)
 	start := time.Now()
 	s.signal(syscall.SIGTTIN)
-	s.waitLog("rollout complete", 1)
+	s.waitHandled("TTIN", 1)
 	t.Logf("TTIN took %v", time.Since(start))
 	if n := len(s.servingPIDs()); n != 3 {
 		t.Fatalf("workers after TTIN = %d, want 3", n)
 	}
-	tr.waitExchanges(t, 1000)
+	l.waitExchanges(1000)
 	start = time.Now()
 	s.signal(syscall.SIGTTOU)
-	s.waitLog("rollout complete", 2)
+	s.waitHandled("TTOU", 1)
 	t.Logf("TTOU took %v", time.Since(start))
 	s.signal(syscall.SIGTTOU)
-	s.waitLog("rollout complete", 3)
+	s.waitHandled("TTOU", 2)
 	s.signal(syscall.SIGTTOU) // refused: never fewer than one
-	s.waitLog("TTOU refused", 1)
-	tr.waitExchanges(t, 1000)
-	tr.requireNoFailures(t)
+	if st := s.waitHandled("TTOU", 3); st.Running != 1 {
+		t.Errorf("running count after a third TTOU = %d, want it refused at 1", st.Running)
+	}
+	l.waitExchanges(1000)
+	l.requireNoFailures()
 	if n := len(s.servingPIDs()); n != 1 {
 		t.Errorf("workers after 2 TTOU = %d, want 1", n)
 	}
@@ -106,21 +134,23 @@ func TestScaleUpAndDownUnderLoad(t *testing.T) {
 
 func TestKilledWorkerUnderLoad(t *testing.T) {
 	s := startServer(t, "--workers", "2")
-	tr := startTraffic(t, s.addr, 8, 8)
-	tr.waitExchanges(t, 1000)
+	l := startLoad(t, s.addr, 8, 8)
+	l.waitExchanges(1000)
 	victim := s.servingPIDs()[0]
 	start := time.Now()
 	syscall.Kill(victim, syscall.SIGKILL)
-	s.waitLog("worker ready", 3)
+	s.waitStatus("the killed worker replaced and ready", func(st supervisor.Status) bool {
+		return st.Restarts >= 1 && settled(st) && !slices.Contains(slotPIDs(st), victim)
+	})
 	t.Logf("SIGKILL to replacement ready: %v", time.Since(start))
-	tr.waitExchanges(t, 1000)
-	failures := tr.finish()
-	total := 0
+	l.waitExchanges(1000)
+	failures := l.failures()
+	total := int64(0)
 	for kind, n := range failures {
 		// reset_queued here is a connection the worker had accepted but not
 		// answered yet when it died: one of its open connections too.
-		if kind != "eof" && kind != "reset" && kind != "reset_queued" {
-			t.Errorf("%d failures of kind %q: only the killed worker's open connections may fail", n, kind)
+		if kind != loadgen.EOF && kind != loadgen.Reset && kind != loadgen.ResetQueued {
+			t.Errorf("%d failures of kind %q (examples %q): only the killed worker's open connections may fail", n, kind, l.examples())
 		}
 		total += n
 	}
@@ -133,20 +163,20 @@ func TestKilledWorkerUnderLoad(t *testing.T) {
 func TestBinaryUpgradeUnderLoad(t *testing.T) {
 	bin := copyBinary(t)
 	s := launchServerBinary(t, bin, "--workers", "2")
-	tr := startTraffic(t, s.addr, 8, 8)
-	tr.waitExchanges(t, 1000)
+	l := startLoad(t, s.addr, 8, 8)
+	l.waitExchanges(1000)
 	start := time.Now()
 	s.signal(syscall.SIGUSR2)
 	newPID := s.waitNewSupervisor()
 	t.Logf("USR2: new supervisor ready in %v", time.Since(start))
-	tr.waitExchanges(t, 1000)
-	tr.requireNoFailures(t)
+	l.waitExchanges(1000)
+	l.requireNoFailures()
 	if err := s.wait(10 * time.Second); err != nil {
 		t.Errorf("old supervisor exit: %v, want 0", err)
 	}
-	c := dial(t, s.addr)
-	c.send(qQuest)
-	c.expect(aQuest)
+	c := lancelottest.Dial(t, s.addr)
+	c.Send(lancelottest.QQuest)
+	c.Expect(lancelottest.AQuest)
 	if n := len(childPIDs(newPID)); n != 2 {
 		t.Errorf("new supervisor has %d workers, want 2", n)
 	}
@@ -155,8 +185,8 @@ func TestBinaryUpgradeUnderLoad(t *testing.T) {
 func TestBinaryUpgradeToBrokenBinaryKeepsServing(t *testing.T) {
 	bin := copyBinary(t)
 	s := launchServerBinary(t, bin, "--workers", "2")
-	tr := startTraffic(t, s.addr, 2, 2)
-	tr.waitExchanges(t, 100)
+	l := startLoad(t, s.addr, 2, 2)
+	l.waitExchanges(100)
 	good := bin + ".good"
 	if err := os.Rename(bin, good); err != nil {
 		t.Fatal(err)
@@ -164,9 +194,10 @@ func TestBinaryUpgradeToBrokenBinaryKeepsServing(t *testing.T) {
 	writeFile(t, bin, "#!/bin/sh\nexit 3\n")
 	os.Chmod(bin, 0o755)
 	s.signal(syscall.SIGUSR2)
-	s.waitLog("binary upgrade failed", 1)
-	tr.waitExchanges(t, 100)
-	tr.requireNoFailures(t)
+	// Handled, and no upgrade in flight any more: it failed.
+	s.waitHandled("USR2", 1)
+	l.waitExchanges(100)
+	l.requireNoFailures()
 	if pid := s.pidFromFile(); pid != s.cmd.Process.Pid {
 		t.Errorf("pid file names %d, want the old supervisor %d", pid, s.cmd.Process.Pid)
 	}
@@ -181,9 +212,11 @@ func TestSecondUpgradeRefusedWhileInFlight(t *testing.T) {
 	writeFile(t, bin, "#!/bin/sh\nexec sleep 30\n")
 	os.Chmod(bin, 0o755)
 	s.signal(syscall.SIGUSR2)
-	s.waitLog("binary upgrade started", 1)
+	s.waitStatus("a binary upgrade in flight", func(st supervisor.Status) bool { return st.Signals["USR2"] == 1 && st.Upgrade })
 	s.signal(syscall.SIGUSR2)
-	s.waitLog("a binary upgrade is already in flight", 1)
+	s.waitStatus("the second USR2 handled, the first upgrade still in flight", func(st supervisor.Status) bool {
+		return st.Signals["USR2"] == 2 && st.Upgrade && st.PID == s.cmd.Process.Pid
+	})
 	s.signal(syscall.SIGTERM)
 	if err := s.wait(10 * time.Second); err != nil {
 		t.Errorf("exit after TERM: %v", err)
@@ -256,38 +289,6 @@ func (s *server) pidFromFile() int {
 	return pid
 }
 
-// waitLog waits until the server's log holds substr at least n times.
-func (s *server) waitLog(substr string, n int) {
-	s.t.Helper()
-	s.waitFor(10*time.Second, fmt.Sprintf("%d log lines with %q", n, substr), func() bool {
-		return strings.Count(s.logs.String(), substr) >= n
-	})
-}
-
-// servingPIDs are the supervisor's children that are not draining: the
-// pids of the last "rollout complete" or "supervisor ready" line's pids=,
-// cross-checked against the live children.
-func (s *server) servingPIDs() []int {
-	logs := s.logs.String()
-	i := max(strings.LastIndex(logs, "rollout complete"), strings.LastIndex(logs, "supervisor ready"))
-	if i < 0 {
-		return nil
-	}
-	line := logs[i:]
-	line = line[:strings.IndexByte(line+"\n", '\n')]
-	j := strings.Index(line, "pids=")
-	if j < 0 {
-		return nil
-	}
-	var out []int
-	for _, f := range strings.Fields(strings.Trim(line[j+5:], `"`)) {
-		if n, err := strconv.Atoi(strings.Trim(f, `"`)); err == nil && alive(n) {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
 func overlaps(a, b []int) bool {
 	for _, x := range a {
 		for _, y := range b {
@@ -322,29 +323,140 @@ func writeFile(t testing.TB, path, content string) {
 // every client already connected, queued or accepted, is served.
 func TestStopUnderLoadResetsNobody(t *testing.T) {
 	s := startServer(t, "--workers", "2")
-	tr := startTraffic(t, s.addr, 8, 8)
-	tr.waitExchanges(t, 1000)
+	l := startLoad(t, s.addr, 8, 8)
+	l.waitExchanges(1000)
 	s.signal(syscall.SIGTERM)
-	waitFor(t, 10*time.Second, "new connections refused", func() bool {
-		tr.mu.Lock()
-		defer tr.mu.Unlock()
-		return tr.failures["refused"] > 0
-	})
-	failures := tr.finish()
+	lancelottest.WaitFor(t, 10*time.Second, "new connections refused", func() bool { return l.live(loadgen.Refused) > 0 })
+	failures := l.failures()
 	if err := s.wait(10 * time.Second); err != nil {
 		t.Errorf("exit after TERM: %v", err)
 	}
-	t.Logf("TERM under load: %d exchanges, failures %v", tr.exchanges.Load(), failures)
+	t.Logf("TERM under load: %d exchanges, failures %v", l.stop().Exchanges, failures)
 	for kind, n := range failures {
 		// A client whose SYN lands between a worker's last accept and the
 		// close of the socket's last copy is reset by the kernel: no
 		// server can serve a socket it has closed (tcp_migrate_req could
 		// move it, but there is no other socket left to move it to).
-		if kind != "refused" && kind != "reset_queued" {
-			t.Errorf("%d failures of kind %q (examples %q): only new connections may be refused after TERM", n, kind, tr.examples)
+		if kind != loadgen.Refused && kind != loadgen.ResetQueued {
+			t.Errorf("%d failures of kind %q (examples %q): only new connections may be refused after TERM", n, kind, l.examples())
 		}
 	}
-	if failures["reset_queued"] > 2 {
-		t.Errorf("%d queued connections reset: more than the accept-then-close race explains", failures["reset_queued"])
+	if failures[loadgen.ResetQueued] > 2 {
+		t.Errorf("%d queued connections reset: more than the accept-then-close race explains", failures[loadgen.ResetQueued])
+	}
+}
+
+// load keeps a continuous, checked load on a server while a test changes
+// it (shared/loadgen): book-style clients (connect, ask the three
+// questions, close) and long-lived ones (one connection, question after
+// question). Each client holds one connection at a time, so a killed
+// worker can cost at most one failure per client.
+type load struct {
+	t    testing.TB
+	runs []*loadgen.Load
+	once sync.Once
+	res  loadgen.Result // the runs' results merged, once stopped
+}
+
+// startLoad starts the given numbers of book-style and long-lived clients
+// on addr (either may be 0); the load stops when the test ends, if not
+// before.
+func startLoad(t testing.TB, addr string, book, long int) *load {
+	t.Helper()
+	l := &load{t: t}
+	t.Cleanup(func() { l.stop() })
+	for _, part := range []struct {
+		mode loadgen.Mode
+		n    int
+	}{{loadgen.Book, book}, {loadgen.Persistent, long}} {
+		if part.n == 0 {
+			continue // loadgen would take the default
+		}
+		run, err := loadgen.Start(context.Background(), loadgen.Config{Server: addr, Mode: part.mode, Connections: part.n})
+		if err != nil {
+			t.Fatalf("start the %s load: %v", part.mode, err)
+		}
+		l.runs = append(l.runs, run)
+	}
+	return l
+}
+
+// progress sums the runs' live counts.
+func (l *load) progress() loadgen.Progress {
+	sum := loadgen.Progress{ByKind: map[loadgen.ErrorKind]int64{}}
+	for _, run := range l.runs {
+		p := run.Progress()
+		sum.Exchanges += p.Exchanges
+		sum.Connections += p.Connections
+		for k, n := range p.ByKind {
+			sum.ByKind[k] += n
+		}
+	}
+	return sum
+}
+
+// live is the failures of kind so far, while the load runs.
+func (l *load) live(kind loadgen.ErrorKind) int64 {
+	return l.progress().ByKind[kind]
+}
+
+// waitExchanges waits until n more exchanges have succeeded.
+func (l *load) waitExchanges(n int64) {
+	l.t.Helper()
+	target := l.progress().Exchanges + n
+	lancelottest.WaitFor(l.t, 10*time.Second, fmt.Sprintf("%d more exchanges", n), func() bool {
+		return l.progress().Exchanges >= target
+	})
+}
+
+// stop ends the load, at once, and returns the merged result; later calls
+// return the same.
+func (l *load) stop() loadgen.Result {
+	l.once.Do(func() {
+		l.res.Errors = map[loadgen.ErrorKind]int64{}
+		for _, run := range l.runs {
+			r, err := run.Stop()
+			if err != nil {
+				l.t.Errorf("load: %v", err)
+			}
+			l.res.Exchanges += r.Exchanges
+			for k, n := range r.Errors {
+				l.res.Errors[k] += n
+			}
+			l.res.Examples = append(l.res.Examples, r.Examples...)
+		}
+	})
+	return l.res
+}
+
+// failures stops the load and returns its failures by kind, the kinds
+// that occurred only.
+func (l *load) failures() map[loadgen.ErrorKind]int64 {
+	out := map[loadgen.ErrorKind]int64{}
+	for k, n := range l.stop().Errors {
+		if n > 0 {
+			out[k] = n
+		}
+	}
+	return out
+}
+
+// examples are the first failures of each run, "kind: error".
+func (l *load) examples() []string {
+	return l.stop().Examples
+}
+
+// requireNoFailures stops the load and fails the test on any failure, or
+// if not one exchange succeeded.
+func (l *load) requireNoFailures() {
+	l.t.Helper()
+	failures := l.failures()
+	res := l.stop()
+	l.t.Logf("load: %d exchanges over %d connections, failures %v", res.Exchanges, l.progress().Connections, failures)
+	if len(failures) > 0 {
+		l.t.Errorf("failures by kind: %v; examples: %q", failures, res.Examples)
+	}
+	if res.Exchanges == 0 {
+		l.t.Errorf("no exchange succeeded")
 	}
 }

@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/camelot/lancelot/shared/lancelottest"
 )
 
 // TestWorkersAndSockets: --workers 3 gives exactly three worker processes,
@@ -58,7 +61,7 @@ func TestWorkersAndSockets(t *testing.T) {
 	}
 	// Connections spread over the sockets are all served.
 	for i := range 30 {
-		if got, err := askOnce(s.addr, qName, 5*time.Second); err != nil || got != aName {
+		if got, err := lancelottest.AskOnce(s.addr, lancelottest.QName, 5*time.Second); err != nil || got != lancelottest.AName {
 			t.Fatalf("connection %d: %q, %v", i, got, err)
 		}
 	}
@@ -95,7 +98,7 @@ func TestWorkerKilledIsReplaced(t *testing.T) {
 				t.Errorf("listening sockets = %d after the worker died, want 3", n)
 			}
 			for i := range 30 {
-				if got, err := askOnce(s.addr, qQuest, 5*time.Second); err != nil || got != aQuest {
+				if got, err := lancelottest.AskOnce(s.addr, lancelottest.QQuest, 5*time.Second); err != nil || got != lancelottest.AQuest {
 					t.Fatalf("connection %d after the replacement: %q, %v", i, got, err)
 				}
 			}
@@ -128,42 +131,86 @@ func TestQueuedClientsServedAfterWorkerKill(t *testing.T) {
 	})
 }
 
-// TestCrashLoopBacksOff: a worker killed again and again is restarted with
-// a growing delay the log reports; the supervisor keeps running and clients
-// that arrive meanwhile wait for the next worker instead of being reset.
+// TestCrashLoopBacksOff: a worker killed again and again is restarted
+// after a delay that doubles from 50 ms (none after the first crash),
+// measured from each kill to its replacement's appearance; the supervisor
+// keeps running and clients that arrive meanwhile wait for the next worker
+// instead of being reset.
 func TestCrashLoopBacksOff(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "--workers", "1", "--shutdown-timeout", "1s")
 	pid := s.workerPIDs()[0]
 	killed := []int{}
+	var took []time.Duration
 	for round := range 5 {
+		killedAt := time.Now()
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		killed = append(killed, pid)
+		next := watchNewChild(s.cmd.Process.Pid, killed, 5*time.Second)
 		// Clients arriving during the backoff are queued, then served.
 		if errs := askConcurrently(s.addr, 5); len(errs) > 0 {
 			t.Fatalf("round %d: %d of 5 clients failed while the worker restarted: %v", round, len(errs), errs)
 		}
-		s.waitFor(5*time.Second, "a new worker", func() bool {
-			w := s.workerPIDs()
-			if len(w) != 1 || contains(killed, w[0]) {
-				return false
-			}
-			pid = w[0]
-			return true
-		})
+		r := <-next
+		if r.pid == 0 {
+			t.Fatalf("round %d: no new worker within 5 s of the kill", round)
+		}
+		pid = r.pid
+		took = append(took, r.at.Sub(killedAt))
 	}
 	if s.hasExited() {
 		t.Fatalf("supervisor exited during the crash loop: %v", s.waitErr)
 	}
-	if logs := s.logs.String(); !strings.Contains(strings.ToLower(logs), "backoff") && !strings.Contains(strings.ToLower(logs), "backing off") {
-		t.Errorf("log does not mention the backoff:\n%s", logs)
+	t.Logf("kill to replacement: %v", took)
+	// The supervisor starts the delay when it reaps the worker, after the
+	// kill: each restart comes at least its delay after the kill, and well
+	// within a second more on a loaded machine.
+	for i, d := range took {
+		delay := time.Duration(0)
+		if i > 0 {
+			delay = 50 * time.Millisecond << (i - 1)
+		}
+		if d < delay || d > delay+time.Second {
+			t.Errorf("crash %d: replaced %v after the kill, want the %v backoff and less than a second more (all: %v)", i+1, d, delay, took)
+		}
 	}
-	if got, err := askOnce(s.addr, qColor, 5*time.Second); err != nil || got != aColor {
+	if st := s.status(); st.Restarts != 5 || len(st.Slots) != 1 || st.Slots[0].PID != pid {
+		t.Errorf("status after 5 crashes: %d restarts, slots %+v; want 5 and worker %d", st.Restarts, st.Slots, pid)
+	}
+	if got, err := lancelottest.AskOnce(s.addr, lancelottest.QColor, 5*time.Second); err != nil || got != lancelottest.AColor {
 		t.Errorf("after the crash loop: %q, %v", got, err)
 	}
 	checkLogRecords(t, s.logs.String())
+}
+
+// newChild is a child process first seen at a time.
+type newChild struct {
+	pid int
+	at  time.Time
+}
+
+// watchNewChild polls parent's children every millisecond until one not in
+// old appears, and sends it with the time it was first seen; pid 0 if none
+// did within timeout.
+func watchNewChild(parent int, old []int, timeout time.Duration) <-chan newChild {
+	found := make(chan newChild, 1)
+	old = slices.Clone(old)
+	go func() {
+		deadline := time.Now().Add(timeout)
+		for time.Now().Before(deadline) {
+			for _, pid := range childPIDs(parent) {
+				if !contains(old, pid) {
+					found <- newChild{pid: pid, at: time.Now()}
+					return
+				}
+			}
+			time.Sleep(time.Millisecond)
+		}
+		found <- newChild{}
+	}()
+	return found
 }
 
 // TestSupervisorKilled: when the supervisor dies by SIGKILL its workers exit
@@ -181,21 +228,21 @@ func TestSupervisorKilled(t *testing.T) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
-	c := dial(t, s.addr)
-	c.send(qName)
-	c.expect(aName)
+	c := lancelottest.Dial(t, s.addr)
+	c.Send(lancelottest.QName)
+	c.Expect(lancelottest.AName)
 	if err := s.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	killedAt := time.Now()
 	s.wait(5 * time.Second)
-	waitFor(t, 2*time.Second-time.Since(killedAt), fmt.Sprintf("workers %v gone within 2s of the supervisor's SIGKILL", workers), func() bool {
+	lancelottest.WaitFor(t, 2*time.Second-time.Since(killedAt), fmt.Sprintf("workers %v gone within 2s of the supervisor's SIGKILL", workers), func() bool {
 		return !anyAlive(workers)
 	})
-	waitFor(t, time.Second, "no socket listening on the port", func() bool {
+	lancelottest.WaitFor(t, time.Second, "no socket listening on the port", func() bool {
 		return len(listeningInodes(t, s.port)) == 0
 	})
-	c.expectClosed(2 * time.Second)
+	c.ExpectClosed(2 * time.Second)
 }
 
 // TestTermServesOpenClients: after TERM, a client mid-conversation (idle
@@ -205,13 +252,13 @@ func TestTermServesOpenClients(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "--workers", "2", "--shutdown-timeout", "20s")
 	workers := s.workerPIDs()
-	idle := dial(t, s.addr)
-	idle.send(qName)
-	idle.expect(aName)
-	mid := dial(t, s.addr)
-	mid.send(qQuest)
-	mid.expect(aQuest)
-	mid.send("What is your")
+	idle := lancelottest.Dial(t, s.addr)
+	idle.Send(lancelottest.QName)
+	idle.Expect(lancelottest.AName)
+	mid := lancelottest.Dial(t, s.addr)
+	mid.Send(lancelottest.QQuest)
+	mid.Expect(lancelottest.AQuest)
+	mid.Send("What is your")
 
 	s.signal(syscall.SIGTERM)
 	// Draining: no worker accepts any more.
@@ -225,21 +272,21 @@ func TestTermServesOpenClients(t *testing.T) {
 		return true
 	})
 	for range 3 {
-		idle.send(qColor)
-		idle.expect(aColor)
+		idle.Send(lancelottest.QColor)
+		idle.Expect(lancelottest.AColor)
 	}
-	mid.send(" name?")
-	mid.expect(aName)
-	mid.send(qQuest + qColor)
-	mid.expectAll(aQuest + aColor)
+	mid.Send(" name?")
+	mid.Expect(lancelottest.AName)
+	mid.Send(lancelottest.QQuest + lancelottest.QColor)
+	mid.ExpectAll(lancelottest.AQuest + lancelottest.AColor)
 	if s.hasExited() {
 		t.Fatal("server exited with clients still open")
 	}
 	if _, err := os.Stat(s.pidFile); err != nil {
 		t.Errorf("pid file gone while still serving: %v", err)
 	}
-	idle.conn.Close()
-	mid.conn.Close()
+	idle.Conn.Close()
+	mid.Conn.Close()
 	if err := s.wait(5 * time.Second); err != nil {
 		t.Errorf("exit after TERM once clients left: %v, want status 0", err)
 	}
@@ -259,9 +306,9 @@ func TestTermShutdownTimeout(t *testing.T) {
 	const timeout = time.Second
 	s := startServer(t, "--workers", "2", "--shutdown-timeout", "1s")
 	workers := s.workerPIDs()
-	c := dial(t, s.addr)
-	c.send(qName)
-	c.expect(aName)
+	c := lancelottest.Dial(t, s.addr)
+	c.Send(lancelottest.QName)
+	c.Expect(lancelottest.AName)
 	start := time.Now()
 	s.signal(syscall.SIGTERM)
 	if err := s.wait(timeout + 3*time.Second); err != nil {
@@ -270,7 +317,7 @@ func TestTermShutdownTimeout(t *testing.T) {
 	if d := time.Since(start); d < timeout-100*time.Millisecond {
 		t.Errorf("exited %v after TERM with a client open, want it served until the %v shutdown timeout", d, timeout)
 	}
-	c.expectClosed(time.Second)
+	c.ExpectClosed(time.Second)
 	if _, err := os.Stat(s.pidFile); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("pid file after exit: %v, want it removed", err)
 	}
@@ -286,22 +333,22 @@ func TestTermShutdownTimeout(t *testing.T) {
 func TestTermMidQuestionPastTimeout(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "--workers", "1", "--shutdown-timeout", "300ms", "--read-timeout", "10s")
-	idle := dial(t, s.addr)
-	idle.send(qName)
-	idle.expect(aName)
-	mid := dial(t, s.addr)
-	mid.send(qName)
-	mid.expect(aName)
-	mid.send("What is your")
+	idle := lancelottest.Dial(t, s.addr)
+	idle.Send(lancelottest.QName)
+	idle.Expect(lancelottest.AName)
+	mid := lancelottest.Dial(t, s.addr)
+	mid.Send(lancelottest.QName)
+	mid.Expect(lancelottest.AName)
+	mid.Send("What is your")
 	s.signal(syscall.SIGTERM)
 	// The idle client's close marks the end of the shutdown timeout.
-	idle.expectClosed(5 * time.Second)
+	idle.ExpectClosed(5 * time.Second)
 	if s.hasExited() {
 		t.Fatal("server exited with a question unanswered")
 	}
-	mid.send(" quest?")
-	mid.expect(aQuest)
-	mid.expectClosed(5 * time.Second)
+	mid.Send(" quest?")
+	mid.Expect(lancelottest.AQuest)
+	mid.ExpectClosed(5 * time.Second)
 	if err := s.wait(5 * time.Second); err != nil {
 		t.Errorf("exit after TERM: %v, want status 0", err)
 	}
@@ -313,9 +360,9 @@ func TestQuitDuringDrain(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "--workers", "2", "--shutdown-timeout", "30s")
 	workers := s.workerPIDs()
-	c := dial(t, s.addr)
-	c.send(qName)
-	c.expect(aName)
+	c := lancelottest.Dial(t, s.addr)
+	c.Send(lancelottest.QName)
+	c.Expect(lancelottest.AName)
 	s.signal(syscall.SIGTERM)
 	s.waitFor(5*time.Second, "workers closed their listening sockets", func() bool {
 		listening := listeningInodes(t, s.port)
@@ -326,14 +373,14 @@ func TestQuitDuringDrain(t *testing.T) {
 		}
 		return true
 	})
-	c.send(qQuest)
-	c.expect(aQuest)
+	c.Send(lancelottest.QQuest)
+	c.Expect(lancelottest.AQuest)
 	s.signal(syscall.SIGQUIT)
 	if err := s.wait(3 * time.Second); err != nil {
 		t.Errorf("exit after TERM then QUIT: %v, want status 0", err)
 	}
-	c.expectClosed(time.Second)
-	waitFor(t, time.Second, "no worker left", func() bool { return !anyAlive(workers) })
+	c.ExpectClosed(time.Second)
+	lancelottest.WaitFor(t, time.Second, "no worker left", func() bool { return !anyAlive(workers) })
 	// The workers stopped as asked, not by the Go runtime's default QUIT
 	// action (a goroutine dump and exit status 2).
 	checkLogRecords(t, s.logs.String())
@@ -374,13 +421,13 @@ func TestStopSignals(t *testing.T) {
 			// A long shutdown timeout: a prompt exit is not the timeout's.
 			s := startServer(t, "--workers", "2", "--shutdown-timeout", "30s")
 			workers := s.workerPIDs()
-			var clients []*client
+			var clients []*lancelottest.Client
 			if tc.clients {
 				for range 3 {
-					c := dial(t, s.addr)
-					c.send(qName)
-					c.expect(aName)
-					c.send("What is")
+					c := lancelottest.Dial(t, s.addr)
+					c.Send(lancelottest.QName)
+					c.Expect(lancelottest.AName)
+					c.Send("What is")
 					clients = append(clients, c)
 				}
 			}
@@ -391,12 +438,12 @@ func TestStopSignals(t *testing.T) {
 			}
 			t.Logf("%v: exited after %v", tc.sig, time.Since(start))
 			for _, c := range clients {
-				c.expectClosed(time.Second)
+				c.ExpectClosed(time.Second)
 			}
 			if _, err := os.Stat(s.pidFile); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("pid file after exit: %v, want it removed", err)
 			}
-			waitFor(t, time.Second, "no worker left", func() bool { return !anyAlive(workers) })
+			lancelottest.WaitFor(t, time.Second, "no worker left", func() bool { return !anyAlive(workers) })
 			checkLogRecords(t, s.logs.String())
 		})
 	}
@@ -439,7 +486,7 @@ func TestServeInterface(t *testing.T) {
 	if !strings.Contains(s.logs.String(), "127.0.0.1:1060") {
 		t.Errorf("log does not name 127.0.0.1:1060:\n%s", s.logs.String())
 	}
-	if got, err := askOnce("127.0.0.1:1060", qName, 5*time.Second); err != nil || got != aName {
+	if got, err := lancelottest.AskOnce("127.0.0.1:1060", lancelottest.QName, 5*time.Second); err != nil || got != lancelottest.AName {
 		t.Errorf("ask 127.0.0.1:1060: %q, %v", got, err)
 	}
 	s.signal(syscall.SIGTERM)
@@ -456,8 +503,8 @@ func askConcurrently(addr string, n int) []error {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			got, err := askOnce(addr, qName, 10*time.Second)
-			if err == nil && got != aName {
+			got, err := lancelottest.AskOnce(addr, lancelottest.QName, 10*time.Second)
+			if err == nil && got != lancelottest.AName {
 				err = fmt.Errorf("answer %q", got)
 			}
 			if err != nil {

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/camelot/lancelot/shared/lancelottest"
 )
 
 // protoStep is one write and the answers it must bring.
@@ -29,7 +31,7 @@ func TestProtocol(t *testing.T) {
 		"--write-timeout", "10s", "--shutdown-timeout", "1s")
 	var pipelined, pipelinedAnswers strings.Builder
 	for i := range 300 {
-		qa := [][2]string{{qName, aName}, {qQuest, aQuest}, {qColor, aColor}}[i%3]
+		qa := lancelottest.Exchanges()[i%3]
 		pipelined.WriteString(qa[0])
 		pipelinedAnswers.WriteString(qa[1])
 	}
@@ -41,33 +43,33 @@ func TestProtocol(t *testing.T) {
 	}{
 		// Served
 		{name: "three questions in turn", steps: []protoStep{
-			{send: qName, want: aName}, {send: qQuest, want: aQuest}, {send: qColor, want: aColor}}},
+			{send: lancelottest.QName, want: lancelottest.AName}, {send: lancelottest.QQuest, want: lancelottest.AQuest}, {send: lancelottest.QColor, want: lancelottest.AColor}}},
 		{name: "same question again", steps: []protoStep{
-			{send: qColor, want: aColor}, {send: qColor, want: aColor}}},
+			{send: lancelottest.QColor, want: lancelottest.AColor}, {send: lancelottest.QColor, want: lancelottest.AColor}}},
 		{name: "three pipelined in one write", steps: []protoStep{
-			{send: qName + qQuest + qColor, want: aName + aQuest + aColor}}},
+			{send: lancelottest.QName + lancelottest.QQuest + lancelottest.QColor, want: lancelottest.AName + lancelottest.AQuest + lancelottest.AColor}}},
 		{name: "300 pipelined in one write", steps: []protoStep{
 			{send: pipelined.String(), want: pipelinedAnswers.String()}}},
 		{name: "split byte by byte", split: true, steps: []protoStep{
-			{send: qName + qQuest, want: aName + aQuest}}},
+			{send: lancelottest.QName + lancelottest.QQuest, want: lancelottest.AName + lancelottest.AQuest}}},
 		{name: "split across writes", steps: []protoStep{
 			{send: "What is your", open: 100 * time.Millisecond},
 			{send: " favorite", open: 50 * time.Millisecond},
-			{send: " color?" + qName + "What", want: aColor + aName},
-			{send: " is your quest?", want: aQuest}}},
+			{send: " color?" + lancelottest.QName + "What", want: lancelottest.AColor + lancelottest.AName},
+			{send: " is your quest?", want: lancelottest.AQuest}}},
 		{name: "leading whitespace", steps: []protoStep{
-			{send: " " + qName, want: aName},
-			{send: "\t" + qQuest, want: aQuest},
-			{send: "\r" + qColor, want: aColor},
-			{send: "\n" + qName, want: aName},
-			{send: " \t\r\n \r\n\t" + qQuest, want: aQuest}}},
+			{send: " " + lancelottest.QName, want: lancelottest.AName},
+			{send: "\t" + lancelottest.QQuest, want: lancelottest.AQuest},
+			{send: "\r" + lancelottest.QColor, want: lancelottest.AColor},
+			{send: "\n" + lancelottest.QName, want: lancelottest.AName},
+			{send: " \t\r\n \r\n\t" + lancelottest.QQuest, want: lancelottest.AQuest}}},
 		{name: "lines as nc sends them", steps: []protoStep{
-			{send: qName + "\n", want: aName},
-			{send: qQuest + "\r\n", want: aQuest},
+			{send: lancelottest.QName + "\n", want: lancelottest.AName},
+			{send: lancelottest.QQuest + "\r\n", want: lancelottest.AQuest},
 			{send: "\r\n", open: 50 * time.Millisecond},
-			{send: qColor + "\n", want: aColor}}},
+			{send: lancelottest.QColor + "\n", want: lancelottest.AColor}}},
 		{name: "whitespace split from its question", split: true, steps: []protoStep{
-			{send: " \r\n\t" + qName + "\r\n", want: aName}}},
+			{send: " \r\n\t" + lancelottest.QName + "\r\n", want: lancelottest.AName}}},
 		{name: "1024 bytes without ? are not too many", steps: []protoStep{
 			{send: strings.Repeat("x", 1024), open: 200 * time.Millisecond},
 			{send: "?"}}, closed: true}, // too long to be known, not to be read
@@ -76,8 +78,8 @@ func TestProtocol(t *testing.T) {
 		{name: "unknown question", closed: true, steps: []protoStep{
 			{send: "What is the capital of Assyria?"}}},
 		{name: "unknown after answers", closed: true, steps: []protoStep{
-			{send: qName, want: aName},
-			{send: qQuest + "What is your age?" + qColor, want: aQuest}}},
+			{send: lancelottest.QName, want: lancelottest.AName},
+			{send: lancelottest.QQuest + "What is your age?" + lancelottest.QColor, want: lancelottest.AQuest}}},
 		{name: "case matters", closed: true, steps: []protoStep{
 			{send: "what is your name?"}}},
 		{name: "inner whitespace matters", closed: true, steps: []protoStep{
@@ -87,40 +89,40 @@ func TestProtocol(t *testing.T) {
 		{name: "non-ASCII", closed: true, steps: []protoStep{
 			{send: "What is your n\xc3\xa6me?"}}},
 		{name: "non-ASCII without ?", closed: true, steps: []protoStep{
-			{send: qName + "\xff", want: aName}}},
+			{send: lancelottest.QName + "\xff", want: lancelottest.AName}}},
 		{name: "more than 1024 bytes without ?", closed: true, steps: []protoStep{
 			{send: strings.Repeat("x", 1025)}}},
 		{name: "more than 1024 bytes after an answer", closed: true, steps: []protoStep{
-			{send: qName + strings.Repeat("What is your name", 100), want: aName}}},
+			{send: lancelottest.QName + strings.Repeat("What is your name", 100), want: lancelottest.AName}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c := dial(t, s.addr)
+			c := lancelottest.Dial(t, s.addr)
 			for _, ex := range tc.steps {
 				if tc.split {
 					for _, b := range []byte(ex.send) {
-						c.send(string(b))
+						c.Send(string(b))
 						time.Sleep(time.Millisecond) // nothing to wait for: spread the bytes out
 					}
 				} else {
-					c.send(ex.send)
+					c.Send(ex.send)
 				}
-				c.expectAll(ex.want)
+				c.ExpectAll(ex.want)
 				if ex.open > 0 {
-					c.expectOpen(ex.open)
+					c.ExpectOpen(ex.open)
 				}
 			}
 			if !tc.closed {
-				c.send(qName)
-				c.expect(aName)
+				c.Send(lancelottest.QName)
+				c.Expect(lancelottest.AName)
 				return
 			}
 			// Closed at once, not by a timeout (all 10 s here).
-			c.expectClosed(5 * time.Second)
+			c.ExpectClosed(5 * time.Second)
 			// The server goes on serving everyone else.
-			other := dial(t, s.addr)
-			other.send(qQuest)
-			other.expect(aQuest)
+			other := lancelottest.Dial(t, s.addr)
+			other.Send(lancelottest.QQuest)
+			other.Expect(lancelottest.AQuest)
 		})
 	}
 }
@@ -129,22 +131,22 @@ func TestProtocol(t *testing.T) {
 // every question is served and one byte more without a '?' is cut.
 func TestMaxQuestionBytesFlag(t *testing.T) {
 	t.Parallel()
-	longest := len(qColor)
+	longest := len(lancelottest.QColor)
 	s := startServer(t, "--workers", "1", "--max-question-bytes", "28", "--read-timeout", "10s", "--shutdown-timeout", "1s")
 	if longest != 28 {
 		t.Fatalf("longest question is %d bytes, test assumes 28", longest)
 	}
-	c := dial(t, s.addr)
-	c.send(qColor + " \r\n" + qName + qQuest)
-	c.expectAll(aColor + aName + aQuest)
-	c.send(strings.Repeat("x", 28))
-	c.expectOpen(200 * time.Millisecond)
+	c := lancelottest.Dial(t, s.addr)
+	c.Send(lancelottest.QColor + " \r\n" + lancelottest.QName + lancelottest.QQuest)
+	c.ExpectAll(lancelottest.AColor + lancelottest.AName + lancelottest.AQuest)
+	c.Send(strings.Repeat("x", 28))
+	c.ExpectOpen(200 * time.Millisecond)
 
-	over := dial(t, s.addr)
-	over.send(qName)
-	over.expect(aName)
-	over.send(strings.Repeat("x", 29))
-	over.expectClosed(5 * time.Second)
+	over := lancelottest.Dial(t, s.addr)
+	over.Send(lancelottest.QName)
+	over.Expect(lancelottest.AName)
+	over.Send(strings.Repeat("x", 29))
+	over.ExpectClosed(5 * time.Second)
 }
 
 func TestIdleTimeoutFlag(t *testing.T) {
@@ -152,15 +154,15 @@ func TestIdleTimeoutFlag(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	s := startServer(t, "--workers", "1", "--idle-timeout", "300ms", "--read-timeout", "10s", "--shutdown-timeout", "1s")
 	// A client that never sends, and one that goes quiet after an answer.
-	silent, quiet := dialRaw(t, s.addr), dialRaw(t, s.addr)
-	if got, err := askOn(quiet, qName); err != nil || got != aName {
-		t.Fatalf("answer = %q, %v; want %q", got, err, aName)
+	silent, quiet := lancelottest.DialConn(t, s.addr), lancelottest.DialConn(t, s.addr)
+	if got, err := lancelottest.AskOn(quiet, lancelottest.QName); err != nil || got != lancelottest.AName {
+		t.Fatalf("answer = %q, %v; want %q", got, err, lancelottest.AName)
 	}
 	var wg sync.WaitGroup
 	for name, conn := range map[string]net.Conn{"silent": silent, "quiet after an answer": quiet} {
 		wg.Go(func() {
 			start := time.Now()
-			if err := readUntilClosed(conn, 5*time.Second); err != nil {
+			if err := lancelottest.ReadUntilClosed(conn, 5*time.Second); err != nil {
 				t.Errorf("%s client: %v; want closed after about %v", name, err, idle)
 				return
 			}
@@ -171,11 +173,11 @@ func TestIdleTimeoutFlag(t *testing.T) {
 	}
 	// Questions closer together than the idle timeout keep a connection
 	// open longer than the timeout.
-	c := dial(t, s.addr)
+	c := lancelottest.Dial(t, s.addr)
 	start := time.Now()
 	for time.Since(start) < 2*idle {
-		c.send(qName)
-		c.expect(aName)
+		c.Send(lancelottest.QName)
+		c.Expect(lancelottest.AName)
 		time.Sleep(idle / 3) // the client's pause under test
 	}
 	wg.Wait()
@@ -185,25 +187,25 @@ func TestReadTimeoutFlag(t *testing.T) {
 	t.Parallel()
 	const readTimeout = 300 * time.Millisecond
 	s := startServer(t, "--workers", "1", "--read-timeout", "300ms", "--idle-timeout", "10s", "--shutdown-timeout", "1s")
-	c := dial(t, s.addr)
-	c.send(qName)
-	c.expect(aName)
+	c := lancelottest.Dial(t, s.addr)
+	c.Send(lancelottest.QName)
+	c.Expect(lancelottest.AName)
 	start := time.Now()
-	c.send("What is your")
-	c.expectClosed(5 * time.Second)
+	c.Send("What is your")
+	c.ExpectClosed(5 * time.Second)
 	if d := time.Since(start); d < readTimeout/2 {
 		t.Errorf("unfinished question cut after %v, want about %v", d, readTimeout)
 	}
 	// The read timeout bounds the whole question, not each read.
-	trickle := dial(t, s.addr)
+	trickle := lancelottest.Dial(t, s.addr)
 	start = time.Now()
-	for _, b := range []byte(qColor) {
-		if _, err := trickle.conn.Write([]byte{b}); err != nil {
+	for _, b := range []byte(lancelottest.QColor) {
+		if _, err := trickle.Conn.Write([]byte{b}); err != nil {
 			break
 		}
 		time.Sleep(40 * time.Millisecond) // the slow client under test
 	}
-	trickle.expectClosed(5 * time.Second)
+	trickle.ExpectClosed(5 * time.Second)
 	if d := time.Since(start); d < readTimeout/2 {
 		t.Errorf("trickling client cut after %v, want about %v", d, readTimeout)
 	}
@@ -216,21 +218,21 @@ func TestTimeoutFlagsApart(t *testing.T) {
 	t.Run("idle timeout mid-question", func(t *testing.T) {
 		t.Parallel()
 		s := startServer(t, "--workers", "1", "--idle-timeout", "200ms", "--read-timeout", "10s", "--shutdown-timeout", "1s")
-		c := dial(t, s.addr)
-		c.send("What is your")
-		c.expectOpen(600 * time.Millisecond)
-		c.send(" name?")
-		c.expect(aName)
+		c := lancelottest.Dial(t, s.addr)
+		c.Send("What is your")
+		c.ExpectOpen(600 * time.Millisecond)
+		c.Send(" name?")
+		c.Expect(lancelottest.AName)
 	})
 	t.Run("read timeout between questions", func(t *testing.T) {
 		t.Parallel()
 		s := startServer(t, "--workers", "1", "--idle-timeout", "10s", "--read-timeout", "200ms", "--shutdown-timeout", "1s")
-		c := dial(t, s.addr)
-		c.send(qName)
-		c.expect(aName)
-		c.expectOpen(600 * time.Millisecond)
-		c.send(qQuest)
-		c.expect(aQuest)
+		c := lancelottest.Dial(t, s.addr)
+		c.Send(lancelottest.QName)
+		c.Expect(lancelottest.AName)
+		c.ExpectOpen(600 * time.Millisecond)
+		c.Send(lancelottest.QQuest)
+		c.Expect(lancelottest.AQuest)
 	})
 }
 
@@ -240,14 +242,14 @@ func TestTimeoutFlagsApart(t *testing.T) {
 func TestWriteTimeoutFlag(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "--workers", "1", "--write-timeout", "300ms", "--shutdown-timeout", "1s")
-	conn := dialRaw(t, s.addr)
+	conn := lancelottest.DialConn(t, s.addr)
 	if tc, ok := conn.(interface{ SetReadBuffer(int) error }); ok {
 		tc.SetReadBuffer(4096) // fill the window sooner
 	}
 	start := time.Now()
 	errc := make(chan error, 1)
 	go func() {
-		chunk := []byte(strings.Repeat(qQuest, 2000))
+		chunk := []byte(strings.Repeat(lancelottest.QQuest, 2000))
 		conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
 		for {
 			if _, err := conn.Write(chunk); err != nil {
@@ -256,9 +258,9 @@ func TestWriteTimeoutFlag(t *testing.T) {
 			}
 		}
 	}()
-	other := dial(t, s.addr)
-	other.send(qName)
-	other.expect(aName)
+	other := lancelottest.Dial(t, s.addr)
+	other.Send(lancelottest.QName)
+	other.Expect(lancelottest.AName)
 	select {
 	case err := <-errc:
 		if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
@@ -269,9 +271,9 @@ func TestWriteTimeoutFlag(t *testing.T) {
 		<-errc
 		t.Fatal("never-reading client still connected after 15s with --write-timeout 300ms")
 	}
-	other.send(qColor)
-	other.expect(aColor)
-	if got, err := askOnce(s.addr, qQuest, 5*time.Second); err != nil || got != aQuest {
+	other.Send(lancelottest.QColor)
+	other.Expect(lancelottest.AColor)
+	if got, err := lancelottest.AskOnce(s.addr, lancelottest.QQuest, 5*time.Second); err != nil || got != lancelottest.AQuest {
 		t.Errorf("new client after the cut: %q, %v", got, err)
 	}
 }
@@ -287,10 +289,10 @@ func TestManyHeldQuestions(t *testing.T) {
 	for _, pid := range workers {
 		before += len(socketInodes(pid))
 	}
-	conns := make([]*client, holders)
+	conns := make([]*lancelottest.Client, holders)
 	for i := range conns {
-		conns[i] = dial(t, s.addr)
-		conns[i].send("What is your")
+		conns[i] = lancelottest.Dial(t, s.addr)
+		conns[i].Send("What is your")
 	}
 	// Every one was accepted: the workers hold 300 more sockets.
 	s.waitFor(10*time.Second, "300 connections accepted by the workers", func() bool {
@@ -301,9 +303,9 @@ func TestManyHeldQuestions(t *testing.T) {
 		return n-before >= holders
 	})
 	start := time.Now()
-	c := dial(t, s.addr)
-	c.send(qName)
-	c.expect(aName)
+	c := lancelottest.Dial(t, s.addr)
+	c.Send(lancelottest.QName)
+	c.Expect(lancelottest.AName)
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("new client answered after %v with %d questions held, want under 1s", d, holders)
 	}
@@ -311,13 +313,13 @@ func TestManyHeldQuestions(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, h := range conns {
 		wg.Go(func() {
-			if _, err := h.conn.Write([]byte(" quest?")); err != nil {
+			if _, err := h.Conn.Write([]byte(" quest?")); err != nil {
 				t.Errorf("finish held question: %v", err)
 				return
 			}
-			h.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-			if got, err := h.r.ReadString('.'); err != nil || got != aQuest {
-				t.Errorf("held question answered %q, %v; want %q", got, err, aQuest)
+			h.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if got, err := h.Reader.ReadString('.'); err != nil || got != lancelottest.AQuest {
+				t.Errorf("held question answered %q, %v; want %q", got, err, lancelottest.AQuest)
 			}
 		})
 	}
@@ -339,10 +341,10 @@ func TestConfigAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := startServer(t, "--workers", "1", "--config", cfg, "--shutdown-timeout", "1s")
-	c := dial(t, s.addr)
-	c.send(qName + qSwallow)
-	c.expectAll("It is Arthur, King of the Britons." + aSwallow + ".")
+	c := lancelottest.Dial(t, s.addr)
+	c.Send(lancelottest.QName + qSwallow)
+	c.ExpectAll("It is Arthur, King of the Britons." + aSwallow + ".")
 	// The built-in table is gone, not merged.
-	c.send(qQuest)
-	c.expectClosed(5 * time.Second)
+	c.Send(lancelottest.QQuest)
+	c.ExpectClosed(5 * time.Second)
 }

@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/camelot/lancelot/shared/lancelottest"
 	"github.com/camelot/lancelot/shared/loadgen"
 )
 
@@ -48,16 +49,10 @@ func TestRealSystemd(t *testing.T) {
 			t.Fatalf("%s not found; %s", tool, realSystemdHowTo)
 		}
 	}
-	// LANCELOT_BIN tests another build (e.g. of HEAD while the tree does
-	// not build); by default, the binary TestMain built.
-	bin := binPath
-	if b := os.Getenv("LANCELOT_BIN"); b != "" {
-		bin = b
-	}
 	began := time.Now()
 	c := bootContainer(t)
 	t.Logf("container booted in %v (nspawn pid %d, container PID 1 = host pid %d)", time.Since(began).Round(time.Millisecond), c.nspawn, c.pid1)
-	c.install(t, bin)
+	c.install(t, binPath)
 
 	t.Run("SocketActivation", c.testSocketActivation)
 	t.Run("Status", c.testStatus)
@@ -79,8 +74,8 @@ func (c *container) testSocketActivation(t *testing.T) {
 		t.Fatalf("%s is %s before any client; want inactive (only the socket started)", unitName, st)
 	}
 	conn := c.dial(t)
-	for _, qa := range [][2]string{{qName, aName}, {qColor, aColor}} {
-		if got, err := askOn(conn, qa[0]); err != nil || got != qa[1] {
+	for _, qa := range [][2]string{{lancelottest.QName, lancelottest.AName}, {lancelottest.QColor, lancelottest.AColor}} {
+		if got, err := lancelottest.AskOn(conn, qa[0]); err != nil || got != qa[1] {
 			t.Fatalf("first client, %q: got %q, %v; want %q", qa[0], got, err, qa[1])
 		}
 	}
@@ -300,7 +295,7 @@ func (c *container) testWatchdog(t *testing.T) {
 		if reloads <= upgrades {
 			before := c.servingPIDs(t)
 			c.sh(t, "systemctl kill -s HUP --kill-whom=main "+unitName)
-			waitFor(t, 10*time.Second, "the reload's new workers serving", func() bool {
+			lancelottest.WaitFor(t, 10*time.Second, "the reload's new workers serving", func() bool {
 				after := c.statusPIDsOrNil(t)
 				return len(after) == len(before) && len(commonPIDs(before, after)) == 0
 			})
@@ -352,7 +347,7 @@ func (c *container) stopAfterUpgrade(t *testing.T) string {
 	inv := c.show(t, "InvocationID")["InvocationID"]
 	conn := c.dial(t)
 	defer conn.Close()
-	if got, err := askOn(conn, qName); err != nil || got != aName {
+	if got, err := lancelottest.AskOn(conn, lancelottest.QName); err != nil || got != lancelottest.AName {
 		return fmt.Sprintf("before the stop: %q, %v", got, err)
 	}
 	type result struct {
@@ -381,8 +376,8 @@ func (c *container) stopAfterUpgrade(t *testing.T) string {
 	}) {
 		why = append(why, "unit still active 10s after systemctl stop began")
 	}
-	for _, qa := range [][2]string{{qQuest, aQuest}, {qColor, aColor}} {
-		if got, err := askOn(conn, qa[0]); err != nil || got != qa[1] {
+	for _, qa := range [][2]string{{lancelottest.QQuest, lancelottest.AQuest}, {lancelottest.QColor, lancelottest.AColor}} {
+		if got, err := lancelottest.AskOn(conn, qa[0]); err != nil || got != qa[1] {
 			why = append(why, fmt.Sprintf("connected client during the stop: %q got %q, %v", qa[0], got, err))
 			break
 		}
@@ -434,7 +429,7 @@ func (c *container) testSupervisorKilled(t *testing.T) {
 	restarts, _ := strconv.Atoi(before["NRestarts"])
 	l := c.startLoad(t)
 	c.sh(t, "systemctl kill -s KILL --kill-whom=main "+unitName)
-	waitFor(t, 15*time.Second, "systemd to restart the service", func() bool {
+	lancelottest.WaitFor(t, 15*time.Second, "systemd to restart the service", func() bool {
 		p := c.show(t, "MainPID", "NRestarts", "ActiveState", "StatusText")
 		return p["NRestarts"] == strconv.Itoa(restarts+1) && p["ActiveState"] == "active" &&
 			p["MainPID"] != before["MainPID"] && strings.HasPrefix(p["StatusText"], "serving")
@@ -635,7 +630,7 @@ func (c *container) upgrade(t testing.TB, flags string) {
 	t.Helper()
 	old := c.mainPID(t)
 	c.sh(t, "systemctl kill -s USR2 "+flags+" "+unitName)
-	waitFor(t, 15*time.Second, fmt.Sprintf("MainPID to change from %d after USR2", old), func() bool {
+	lancelottest.WaitFor(t, 15*time.Second, fmt.Sprintf("MainPID to change from %d after USR2", old), func() bool {
 		p := c.show(t, "MainPID", "StatusText")
 		return p["MainPID"] != strconv.Itoa(old) && p["MainPID"] != "0" && strings.HasPrefix(p["StatusText"], "serving")
 	})
@@ -645,7 +640,7 @@ func (c *container) upgrade(t testing.TB, flags string) {
 // waitGone waits for a process inside the container to exit.
 func (c *container) waitGone(t testing.TB, pid int) {
 	t.Helper()
-	waitFor(t, 15*time.Second, fmt.Sprintf("process %d to exit", pid), func() bool { return !c.alive(t, pid) })
+	lancelottest.WaitFor(t, 15*time.Second, fmt.Sprintf("process %d to exit", pid), func() bool { return !c.alive(t, pid) })
 }
 
 // alive reports whether pid runs inside the container (zombies do not count).
@@ -843,7 +838,7 @@ func (c *container) startLoad(t *testing.T) *benchLoad {
 	l := &benchLoad{c: c, out: out}
 	l.pid, _ = strconv.Atoi(pid)
 	t.Cleanup(func() { c.run(time.Minute, "kill", "-KILL", pid) })
-	waitFor(t, 10*time.Second, "the load's connections", func() bool {
+	lancelottest.WaitFor(t, 10*time.Second, "the load's connections", func() bool {
 		n, _ := c.shCode(t, "ss -tanH 'dport = :1060' | wc -l")
 		return strings.TrimSpace(n) != "0"
 	})

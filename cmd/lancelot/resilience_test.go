@@ -3,21 +3,17 @@ package main
 // Resilience: every listening socket stays served (supervisor/doc.go).
 // Each test reproduces one way the service used to lose a socket, a worker
 // or a count, and failed against 6aa9f0d, the version before sockets were
-// lent. LANCELOT_BIN runs them against another build (see
-// useBinaryUnderTest); a build without `lancelot status` falls back to
-// /proc where a test can, so its clients' figures are still measured.
+// lent. LANCELOT_TEST_BIN runs them against another build (see TestMain);
+// a build without `lancelot status` falls back to /proc where a test can,
+// so its clients' figures are still measured.
 
 import (
-	"bytes"
-	"context"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,8 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/camelot/lancelot/shared/lancelottest"
 	"github.com/camelot/lancelot/supervisor"
 )
 
@@ -35,7 +30,6 @@ import (
 // ready leaves the new slot's socket served by a running worker, so no
 // fresh connection hangs on it. (6aa9f0d: about a third of them hung.)
 func TestResilienceAbortedScaleUp(t *testing.T) {
-	useBinaryUnderTest(t)
 	s := startServer(t, "--workers", "2")
 	sup := s.cmd.Process.Pid
 	before := s.workerPIDs()
@@ -72,9 +66,8 @@ func TestResilienceAbortedScaleUp(t *testing.T) {
 // second; meanwhile its socket is lent, so fresh clients, and those queued
 // on its socket, are answered. (6aa9f0d: no timeout, about half hung.)
 func TestResilienceHungWorker(t *testing.T) {
-	useBinaryUnderTest(t)
 	const timeout = time.Second
-	maddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	maddr := "127.0.0.1:" + strconv.Itoa(lancelottest.FreePort(t))
 	args := []string{"--workers", "2", "--metrics", maddr}
 	if serveHasFlag(t, "--worker-timeout") {
 		args = append(args, "--worker-timeout", timeout.String())
@@ -90,12 +83,12 @@ func TestResilienceHungWorker(t *testing.T) {
 	}
 	// A group stop takes each thread in turn: one still running may accept
 	// a client after kill returned, and that client would die with it.
-	waitFor(t, 5*time.Second, "every thread of the hung worker stopped", func() bool { return allThreadsStopped(hung) })
+	lancelottest.WaitFor(t, 5*time.Second, "every thread of the hung worker stopped", func() bool { return allThreadsStopped(hung) })
 	pr := startProbing(t, s.addr, 25*time.Millisecond, 2*time.Second)
 	queued := probeBurst(s.addr, 20, 2*time.Second) // about half wait on the hung worker's socket
 	// Not waitFor: without a replacement the clients' figures still count.
 	replaced := time.Duration(-1)
-	poll(timeout+3*time.Second, func() bool {
+	lancelottest.Poll(timeout+3*time.Second, func() bool {
 		if w := slotWorkers(t, s)[0]; w.pid != 0 && w.pid != hung && w.ready {
 			replaced = time.Since(stopped)
 			return true
@@ -136,7 +129,6 @@ func TestResilienceHungWorker(t *testing.T) {
 // accepted may fail. LANCELOT_CRASHLOOP_DURATION sets the length (4s).
 // (6aa9f0d: p99 about 1 s, clients waited out the backoff.)
 func TestResilienceCrashLoop(t *testing.T) {
-	useBinaryUnderTest(t)
 	duration := envDuration(t, "LANCELOT_CRASHLOOP_DURATION", 4*time.Second)
 	s := startServer(t, "--workers", "2")
 	pr := startProbing(t, s.addr, 20*time.Millisecond, 3*time.Second)
@@ -163,7 +155,7 @@ func TestResilienceCrashLoop(t *testing.T) {
 		switch {
 		case p.err == nil:
 			lat = append(lat, p.latency())
-		case p.openAcross(kills) && (failureKind(p.err) == "reset" || failureKind(p.err) == "eof"):
+		case p.openAcross(kills) && closedByKill(p.err):
 			onKilled = append(onKilled, p)
 		default:
 			other = append(other, p)
@@ -198,7 +190,6 @@ func TestResilienceCrashLoop(t *testing.T) {
 // the running count as well as the configured one, so a HUP to the new
 // supervisor keeps the TTIN. (6aa9f0d: back to 2 workers.)
 func TestResilienceUpgradeThenReloadKeepsScale(t *testing.T) {
-	useBinaryUnderTest(t)
 	s := startServer(t, "--workers", "2")
 	t.Cleanup(func() { killUpgraded(s) })
 	s.signal(syscall.SIGTTIN)
@@ -225,7 +216,6 @@ func TestResilienceUpgradeThenReloadKeepsScale(t *testing.T) {
 // that address, is not refused. (6aa9f0d: the second one started and took
 // half the connections.)
 func TestResilienceSecondInstanceRefused(t *testing.T) {
-	useBinaryUnderTest(t)
 	s := startServer(t, "--workers", "2")
 	before := s.workerPIDs()
 	slices.Sort(before)
@@ -243,60 +233,31 @@ func TestResilienceSecondInstanceRefused(t *testing.T) {
 	if now := listeningInodes(t, s.port); countCommon(now, inodes) != len(inodes) || len(now) != len(inodes) {
 		t.Errorf("listening sockets on %d changed: %v -> %v", s.port, inodes, now)
 	}
-	if got, err := askOnce(s.addr, qName, 5*time.Second); err != nil || got != aName {
+	if got, err := lancelottest.AskOnce(s.addr, lancelottest.QName, 5*time.Second); err != nil || got != lancelottest.AName {
 		t.Errorf("running server after the refused one: %q, %v", got, err)
 	}
 
 	activate := requireTool(t, "systemd-socket-activate")
-	port := freePort(t)
+	port := lancelottest.FreePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	pidFile := filepath.Join(t.TempDir(), "activated.pid")
-	var stderr bytes.Buffer
-	cmd := exec.Command(activate, "-l", addr, binPath, "serve", "--listen", addr, "--workers", "2", "--pid-file", pidFile)
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer stopActivated(t, cmd, done, &stderr)
-	waitFor(t, 5*time.Second, "systemd-socket-activate listening", func() bool { return len(listeningInodes(t, port)) == 1 })
+	a := startActivated(t, activate, addr, "serve", "--listen", addr, "--workers", "2", "--pid-file", pidFile)
+	lancelottest.WaitFor(t, 5*time.Second, "systemd-socket-activate listening", func() bool { return len(listeningInodes(t, port)) == 1 })
 	// The first connection starts lancelot, which serves the passed socket.
-	if got, err := askOnce(addr, qName, 10*time.Second); err != nil || got != aName {
+	if got, err := lancelottest.AskOnce(addr, lancelottest.QName, 10*time.Second); err != nil || got != lancelottest.AName {
 		t.Errorf("socket-activated start: %q, %v", got, err)
 	}
-	waitFor(t, 5*time.Second, "socket-activated pid file", func() bool { _, err := os.Stat(pidFile); return err == nil })
+	lancelottest.WaitFor(t, 5*time.Second, "socket-activated pid file", func() bool { _, err := os.Stat(pidFile); return err == nil })
 	select {
-	case err := <-done:
-		done <- err
-		t.Errorf("socket-activated serve exited: %v", err)
+	case <-a.exited:
+		t.Errorf("socket-activated serve exited: %v", a.waitErr)
 	default:
-	}
-}
-
-// stopActivated TERMs a systemd-socket-activate'd lancelot (the same pid:
-// the tool execs it) and waits for it.
-func stopActivated(t *testing.T, cmd *exec.Cmd, done chan error, stderr *bytes.Buffer) {
-	workers := childPIDs(cmd.Process.Pid)
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		<-done
-	}
-	for _, pid := range workers {
-		syscall.Kill(pid, syscall.SIGKILL)
-	}
-	if t.Failed() {
-		t.Logf("socket-activated lancelot stderr:\n%s", stderr.String())
 	}
 }
 
 // TestResiliencePortZero: --listen HOST:0 with two workers puts both
 // sockets on the one port the first got. (6aa9f0d: one port each.)
 func TestResiliencePortZero(t *testing.T) {
-	useBinaryUnderTest(t)
 	s := launchServer(t, []string{"serve", "--listen", "127.0.0.1:0", "--workers", "2", "--pid-file", ""}, nil)
 	s.waitReady()
 	ports := listeningPorts(t, s.cmd.Process.Pid)
@@ -314,79 +275,14 @@ func TestResiliencePortZero(t *testing.T) {
 	if len(st.Sockets) != 2 || st.Sockets[0].Addr != addr || st.Sockets[1].Addr != addr {
 		t.Errorf("status sockets %+v, want two on %s", st.Sockets, addr)
 	}
-	if got, err := askOnce(addr, qName, 5*time.Second); err != nil || got != aName {
+	if got, err := lancelottest.AskOnce(addr, lancelottest.QName, 5*time.Second); err != nil || got != lancelottest.AName {
 		t.Errorf("ask %s: %q, %v", addr, got, err)
-	}
-}
-
-// listeningPorts counts pid's listening TCP sockets by port. Like
-// listeningInodes it asks the kernel over sock_diag for listening sockets
-// only, but on every port.
-func listeningPorts(t testing.TB, pid int) map[int]int {
-	t.Helper()
-	mine := socketInodes(pid)
-	out := map[int]int{}
-	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		ports, err := diagListeningPorts(family)
-		if err != nil {
-			t.Fatalf("list listening sockets: %v", err)
-		}
-		for inode, port := range ports {
-			if mine[inode] {
-				out[port]++
-			}
-		}
-	}
-	return out
-}
-
-// diagListeningPorts returns the port of each of family's listening TCP
-// sockets, by inode (see diagListening for the layout).
-func diagListeningPorts(family uint8) (map[string]int, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_INET_DIAG)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(fd)
-	req := make([]byte, unix.NLMSG_HDRLEN+56)
-	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
-	binary.NativeEndian.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
-	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-	body := req[unix.NLMSG_HDRLEN:]
-	body[0], body[1] = family, unix.IPPROTO_TCP
-	binary.NativeEndian.PutUint32(body[4:], 1<<10) // TCP_LISTEN
-	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, err
-	}
-	out := map[string]int{}
-	buf := make([]byte, 1<<16)
-	for {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil {
-			return nil, err
-		}
-		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range msgs {
-			switch {
-			case m.Header.Type == unix.NLMSG_DONE:
-				return out, nil
-			case m.Header.Type == unix.NLMSG_ERROR:
-				return nil, errors.New("sock_diag: netlink error")
-			case len(m.Data) >= 72:
-				inode := strconv.FormatUint(uint64(binary.NativeEndian.Uint32(m.Data[68:])), 10)
-				out[inode] = int(binary.BigEndian.Uint16(m.Data[4:]))
-			}
-		}
 	}
 }
 
 // TestResilienceWorkerNames: ps and top show workers as lancelot-worker,
 // with the command line `BINARY worker --slot N`. (6aa9f0d: "exe".)
 func TestResilienceWorkerNames(t *testing.T) {
-	useBinaryUnderTest(t)
 	s := startServer(t, "--workers", "2")
 	bin, err := filepath.EvalSymlinks(binPath)
 	if err != nil {
@@ -415,7 +311,6 @@ func TestResilienceWorkerNames(t *testing.T) {
 // removed slot's socket. The same after a binary upgrade. (6aa9f0d: a TTOU
 // after an upgrade replaced every worker.)
 func TestResilienceScaleDownKeepsSurvivors(t *testing.T) {
-	useBinaryUnderTest(t)
 	s := startServer(t, "--workers", "3")
 	t.Cleanup(func() { killUpgraded(s) })
 	scaleDown := func(when string) {
@@ -445,20 +340,19 @@ func TestResilienceScaleDownKeepsSurvivors(t *testing.T) {
 // backoff (no worker at all) its socket is served by the other slot's
 // worker. (6aa9f0d: its clients waited for the restart.)
 func TestResilienceBackoffSocketServed(t *testing.T) {
-	useBinaryUnderTest(t)
 	s := startServer(t, "--workers", "2")
 	// Six quick crashes: backoffs 0, 50, 100, 200, 400, then 800 ms.
 	var killed []int
 	for range 6 {
 		var pid int
-		waitFor(t, 5*time.Second, "a new worker in slot 0", func() bool {
+		lancelottest.WaitFor(t, 5*time.Second, "a new worker in slot 0", func() bool {
 			pid = slotWorkers(t, s)[0].pid
 			return pid != 0 && !slices.Contains(killed, pid)
 		})
 		syscall.Kill(pid, syscall.SIGKILL)
 		killed = append(killed, pid)
 	}
-	waitFor(t, 5*time.Second, "slot 0 restarting", func() bool { return slotWorkers(t, s)[0].pid == 0 })
+	lancelottest.WaitFor(t, 5*time.Second, "slot 0 restarting", func() bool { return slotWorkers(t, s)[0].pid == 0 })
 	probes := probeBurst(s.addr, 20, 300*time.Millisecond)
 	backingOff := slotWorkers(t, s)[0].pid == 0
 	t.Logf("backoff: %d of 20 fresh clients unanswered within 300 ms; slot 0 still backing off after them: %v", len(failedProbes(probes)), backingOff)
@@ -475,90 +369,11 @@ func TestResilienceBackoffSocketServed(t *testing.T) {
 	requireEverySocketServed(t, st)
 }
 
-// useBinaryUnderTest runs the test against LANCELOT_BIN, when it is set,
-// instead of the binary TestMain built: that is how these tests measure an
-// older build. It swaps binPath for the test's duration, which is safe
-// only because no test here is parallel (parallel tests run after all the
-// others).
-func useBinaryUnderTest(t *testing.T) {
-	bin := os.Getenv("LANCELOT_BIN")
-	if bin == "" {
-		return
-	}
-	saved := binPath
-	binPath = bin
-	t.Cleanup(func() { binPath = saved })
-}
-
 // serveHasFlag reports whether the binary's serve takes flag.
 func serveHasFlag(t *testing.T, flag string) bool {
 	t.Helper()
 	out, _ := exec.Command(binPath, "serve", "--help").CombinedOutput()
 	return strings.Contains(string(out), flag)
-}
-
-// hasStatusCommand reports whether the binary has `lancelot status`.
-func hasStatusCommand() bool {
-	out, _ := exec.Command(binPath, "--help").CombinedOutput()
-	return regexp.MustCompile(`(?m)^\s+status\b`).Match(out)
-}
-
-// statusOf runs `lancelot status --json` for the supervisor in pidFile.
-func statusOf(pidFile string) (supervisor.Status, error) {
-	var st supervisor.Status
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, binPath, "status", "--pid-file", pidFile, "--json")
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return st, fmt.Errorf("lancelot status: %w: %s", err, strings.TrimSpace(stderr.String()))
-	}
-	if err := json.Unmarshal(out, &st); err != nil {
-		return st, fmt.Errorf("lancelot status: %w in %q", err, out)
-	}
-	return st, nil
-}
-
-func mustStatus(t testing.TB, pidFile string) supervisor.Status {
-	t.Helper()
-	st, err := statusOf(pidFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
-
-// waitStatus polls `lancelot status` until cond holds, and returns that
-// status; it fails the test with the last one seen after timeout.
-func waitStatus(t testing.TB, pidFile string, timeout time.Duration, what string, cond func(supervisor.Status) bool) supervisor.Status {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
-		st, err := statusOf(pidFile)
-		if err == nil && cond(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for: %s; last status %+v, err %v", timeout, what, st, err)
-		}
-		time.Sleep(delay)
-	}
-}
-
-func waitQuiet(t testing.TB, pidFile string, timeout time.Duration) supervisor.Status {
-	t.Helper()
-	return waitStatus(t, pidFile, timeout, "quiet (every slot ready, nothing in flight)", supervisor.Status.Quiet)
-}
-
-// slotPIDs are the slots' worker pids, in slot order.
-func slotPIDs(st supervisor.Status) []int {
-	pids := make([]int, len(st.Slots))
-	for i, sl := range st.Slots {
-		pids[i] = sl.PID
-	}
-	return pids
 }
 
 func requireEverySocketServed(t testing.TB, st supervisor.Status) {
@@ -588,9 +403,9 @@ type slotWorker struct {
 }
 
 // slotWorkers returns the worker of each slot from `lancelot status`. A
-// binary without that command (an older build under LANCELOT_BIN) is read
-// from /proc: the slot from the worker's command line or environment, and
-// alive counting as ready.
+// binary without that command (an older build under LANCELOT_TEST_BIN) is
+// read from /proc: the slot from the worker's command line or environment,
+// and alive counting as ready.
 func slotWorkers(t testing.TB, s *server) map[int]slotWorker {
 	t.Helper()
 	out := map[int]slotWorker{}
@@ -675,16 +490,14 @@ func procExists(pid int) bool {
 	return err == nil
 }
 
-// poll checks cond until it holds or timeout passes, and reports which.
-func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for delay := time.Millisecond; !cond(); delay = min(2*delay, 50*time.Millisecond) {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(delay)
-	}
-	return true
+// errWrongAnswer marks a probe answered with other bytes than the table's.
+var errWrongAnswer = errors.New("wrong answer")
+
+// closedByKill reports whether a probe failed as a connection its worker
+// had open fails when the worker is killed: reset (or a write to the reset
+// connection) or EOF.
+func closedByKill(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF)
 }
 
 // probe is one fresh client: connect, ask, read the answer, close.
@@ -723,8 +536,8 @@ func clockTimes(ts []time.Time) string {
 
 func runProbe(addr string, timeout time.Duration) probe {
 	p := probe{start: time.Now()}
-	got, err := askOnce(addr, qName, timeout)
-	if err == nil && got != aName {
+	got, err := lancelottest.AskOnce(addr, lancelottest.QName, timeout)
+	if err == nil && got != lancelottest.AName {
 		err = fmt.Errorf("%w: %q", errWrongAnswer, got)
 	}
 	p.end, p.err = time.Now(), err

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/camelot/lancelot/shared/lancelottest"
 )
 
 // agentSays reads the agent port's one-line answer.
@@ -42,8 +44,8 @@ func healthzStatus(addr string) int {
 // stops as usual; the whole stop takes about the delay.
 func TestDrainDelay(t *testing.T) {
 	t.Parallel()
-	agent := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	agent := fmt.Sprintf("127.0.0.1:%d", lancelottest.FreePort(t))
+	metrics := fmt.Sprintf("127.0.0.1:%d", lancelottest.FreePort(t))
 	s := startServer(t, "--workers", "2", "--agent-listen", agent, "--metrics", metrics,
 		"--drain-delay", "1500ms", "--shutdown-timeout", "1s")
 	if got := agentSays(t, agent); got != "ready up 100%\n" {
@@ -54,12 +56,12 @@ func TestDrainDelay(t *testing.T) {
 	}
 	start := time.Now()
 	s.signal(syscall.SIGTERM)
-	waitFor(t, 2*time.Second, "the agent to say drain", func() bool { return agentSays(t, agent) == "drain\n" })
+	lancelottest.WaitFor(t, 2*time.Second, "the agent to say drain", func() bool { return agentSays(t, agent) == "drain\n" })
 	if code := healthzStatus(metrics); code != http.StatusServiceUnavailable {
 		t.Errorf("/healthz while draining = %d, want 503", code)
 	}
 	for i := 0; time.Since(start) < time.Second; i++ {
-		if a, err := askOnce(s.addr, qName, time.Second); err != nil || a != aName {
+		if a, err := lancelottest.AskOnce(s.addr, lancelottest.QName, time.Second); err != nil || a != lancelottest.AName {
 			t.Fatalf("new client %d during the drain delay: %q, %v; want it served", i, a, err)
 		}
 	}
@@ -77,10 +79,10 @@ func TestDrainDelayCutShort(t *testing.T) {
 	for _, second := range []syscall.Signal{syscall.SIGTERM, syscall.SIGQUIT} {
 		t.Run(second.String(), func(t *testing.T) {
 			t.Parallel()
-			agent := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			agent := fmt.Sprintf("127.0.0.1:%d", lancelottest.FreePort(t))
 			s := startServer(t, "--workers", "1", "--agent-listen", agent, "--drain-delay", "30s")
 			s.signal(syscall.SIGTERM)
-			waitFor(t, 2*time.Second, "the agent to say drain", func() bool { return agentSays(t, agent) == "drain\n" })
+			lancelottest.WaitFor(t, 2*time.Second, "the agent to say drain", func() bool { return agentSays(t, agent) == "drain\n" })
 			s.signal(second)
 			if err := s.wait(10 * time.Second); err != nil {
 				t.Fatalf("exit after TERM then %v: %v", second, err)
@@ -94,37 +96,37 @@ func TestDrainDelayCutShort(t *testing.T) {
 // missing from a trusted peer is refused and counted.
 func TestProxyProtocolFlags(t *testing.T) {
 	t.Parallel()
-	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	metrics := fmt.Sprintf("127.0.0.1:%d", lancelottest.FreePort(t))
 	s := startServer(t, "--workers", "1", "--metrics", metrics, "--log-level", "debug",
 		"--proxy-protocol", "auto", "--proxy-allow-from", "127.0.0.2/32")
-	conn, err := dialFromAddr(s.addr, "127.0.0.2", 2*time.Second)
+	conn, err := lancelottest.DialSource(s.addr, "127.0.0.2", 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if a, err := askOn(conn, "PROXY TCP4 192.0.2.7 198.51.100.1 40000 1060\r\n"+qName); err != nil || a != aName {
+	if a, err := lancelottest.AskOn(conn, "PROXY TCP4 192.0.2.7 198.51.100.1 40000 1060\r\n"+lancelottest.QName); err != nil || a != lancelottest.AName {
 		t.Fatalf("question after a v1 header: %q, %v", a, err)
 	}
 	conn.Write([]byte("Who goes there?"))
-	if err := readUntilClosed(conn, 2*time.Second); err != nil {
+	if err := lancelottest.ReadUntilClosed(conn, 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	plain, err := dialFromAddr(s.addr, "127.0.0.2", 2*time.Second)
+	plain, err := lancelottest.DialSource(s.addr, "127.0.0.2", 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer plain.Close()
-	plain.Write([]byte(qName)) // a trusted peer must send the header first
-	if err := readUntilClosed(plain, 2*time.Second); err != nil {
+	plain.Write([]byte(lancelottest.QName)) // a trusted peer must send the header first
+	if err := lancelottest.ReadUntilClosed(plain, 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if a, err := askOnce(s.addr, qQuest, 2*time.Second); err != nil || a != aQuest {
+	if a, err := lancelottest.AskOnce(s.addr, lancelottest.QQuest, 2*time.Second); err != nil || a != lancelottest.AQuest {
 		t.Errorf("untrusted client without a header: %q, %v; want it served", a, err)
 	}
-	waitFor(t, 5*time.Second, "the missing header counted", func() bool {
+	lancelottest.WaitFor(t, 5*time.Second, "the missing header counted", func() bool {
 		return metricValue(t, metrics, `lancelot_proxy_header_errors_total{reason="missing"}`) == 1
 	})
-	waitFor(t, 5*time.Second, "the unknown question logged with the header's client", func() bool {
+	lancelottest.WaitFor(t, 5*time.Second, "the unknown question logged with the header's client", func() bool {
 		for _, line := range strings.Split(s.logs.String(), "\n") {
 			if strings.Contains(line, "closing connection: unknown") && strings.Contains(line, "client=192.0.2.7:40000") &&
 				strings.Contains(line, "peer=127.0.0.2:") {

@@ -1,13 +1,17 @@
 package main
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/camelot/lancelot/shared/lancelottest"
+)
 
 func TestServeAnswersTheThreeQuestions(t *testing.T) {
 	s := startServer(t, "--workers", "2")
-	c := dial(t, s.addr)
-	for _, qa := range [][2]string{{qName, aName}, {qQuest, aQuest}, {qColor, aColor}} {
-		c.send(qa[0])
-		c.expect(qa[1])
+	c := lancelottest.Dial(t, s.addr)
+	for _, qa := range lancelottest.Exchanges() {
+		c.Send(qa[0])
+		c.Expect(qa[1])
 	}
 	if n := listeningSockets(t, s.port); n != 2 {
 		t.Errorf("listening sockets on port %d = %d, want 2", s.port, n)

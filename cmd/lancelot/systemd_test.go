@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/camelot/lancelot/shared/lancelottest"
 )
 
 // requireTool finds a tool or skips; with LANCELOT_REQUIRE_TOOLS=1 (set by
@@ -149,48 +151,65 @@ func TestNotifySequence(t *testing.T) {
 
 func TestSocketActivation(t *testing.T) {
 	activate := requireTool(t, "systemd-socket-activate")
-	port := freePort(t)
+	port := lancelottest.FreePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "lancelot.pid")
-	cmd := exec.Command(activate, "-l", addr, binPath, "serve", "--workers", "2", "--pid-file", pidFile)
-	logs, _ := os.Create(filepath.Join(dir, "log"))
-	defer logs.Close()
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logs.Name())
-			t.Logf("logs:\n%s", b)
-		}
-	}()
-	waitFor(t, 5*time.Second, "systemd-socket-activate listening", func() bool { return listeningSockets(t, port) == 1 })
+	a := startActivated(t, activate, addr, "serve", "--workers", "2", "--pid-file", pidFile)
+	lancelottest.WaitFor(t, 5*time.Second, "systemd-socket-activate listening", func() bool { return listeningSockets(t, port) == 1 })
 	// systemd-socket-activate starts the server on the first connection:
 	// this client's question waits in the passed socket meanwhile.
-	c := dial(t, addr)
-	c.send(qName + qColor)
-	c.expect(aName)
-	c.expect(aColor)
-	waitFor(t, 5*time.Second, "pid file", func() bool { _, err := os.Stat(pidFile); return err == nil })
-	b, _ := os.ReadFile(logs.Name())
-	if !strings.Contains(string(b), "sockets=1") {
-		t.Errorf("supervisor did not serve the one passed socket; logs:\n%s", b)
+	c := lancelottest.Dial(t, addr)
+	c.Send(lancelottest.QName + lancelottest.QColor)
+	c.Expect(lancelottest.AName)
+	c.Expect(lancelottest.AColor)
+	lancelottest.WaitFor(t, 5*time.Second, "pid file", func() bool { _, err := os.Stat(pidFile); return err == nil })
+	if st := mustStatus(t, pidFile); len(st.Sockets) != 1 || st.Sockets[0].Addr != addr || len(st.Sockets[0].ServedBy) == 0 {
+		t.Errorf("supervisor's sockets %+v; want it to serve the one passed socket, %s", st.Sockets, addr)
 	}
-	if n := len(childPIDs(cmd.Process.Pid)); n != 2 {
+	if n := len(childPIDs(a.cmd.Process.Pid)); n != 2 {
 		t.Errorf("workers = %d, want 2", n)
 	}
-	c.conn.Close() // or the graceful stop below waits for this client
+	c.Conn.Close() // or the graceful stop at the test's end waits for this client
+}
+
+// activated is lancelot under systemd-socket-activate, which listens on
+// the address and execs lancelot (the same pid) on the first connection.
+type activated struct {
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when it has exited
+	waitErr error         // its exit error, once exited is closed
+	logs    *logFile
+}
+
+// startActivated runs `ACTIVATE -l addr lancelot args...`, its output in a
+// file; when the test ends it is stopped (TERM, then KILL after 10 s) with
+// its workers, and its output is logged if the test failed.
+func startActivated(t *testing.T, activate, addr string, args ...string) *activated {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "activated.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &activated{cmd: exec.Command(activate, append([]string{"-l", addr, binPath}, args...)...),
+		exited: make(chan struct{}), logs: &logFile{f: f}}
+	a.cmd.Stdout, a.cmd.Stderr = f, f
+	if err := a.cmd.Start(); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	go func() {
+		a.waitErr = a.cmd.Wait()
+		close(a.exited)
+	}()
+	t.Cleanup(func() {
+		terminate(a.cmd.Process, a.exited)
+		f.Close()
+		if t.Failed() {
+			t.Logf("socket-activated lancelot's output:\n%s", a.logs)
+		}
+	})
+	return a
 }
 
 func TestSystemdUnitsVerify(t *testing.T) {
@@ -215,19 +234,19 @@ func TestSystemdUnitsVerify(t *testing.T) {
 }
 
 func TestMetricsCountExactly(t *testing.T) {
-	maddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	maddr := "127.0.0.1:" + strconv.Itoa(lancelottest.FreePort(t))
 	s := startServer(t, "--workers", "2", "--metrics", maddr)
 	for range 3 {
-		c := dial(t, s.addr)
-		c.send(qName + qQuest)
-		c.expect(aName)
-		c.expect(aQuest)
-		c.conn.Close()
+		c := lancelottest.Dial(t, s.addr)
+		c.Send(lancelottest.QName + lancelottest.QQuest)
+		c.Expect(lancelottest.AName)
+		c.Expect(lancelottest.AQuest)
+		c.Conn.Close()
 	}
-	c := dial(t, s.addr)
-	c.send(qColor + "What is the airspeed velocity of an unladen swallow?")
-	c.expect(aColor)
-	c.expectClosed(5 * time.Second)
+	c := lancelottest.Dial(t, s.addr)
+	c.Send(lancelottest.QColor + "What is the airspeed velocity of an unladen swallow?")
+	c.Expect(lancelottest.AColor)
+	c.ExpectClosed(5 * time.Second)
 	want := map[string]float64{
 		"lancelot_questions_answered_total":   7,
 		"lancelot_unknown_questions_total":    1,
@@ -235,7 +254,7 @@ func TestMetricsCountExactly(t *testing.T) {
 		"lancelot_workers":                    2,
 		"lancelot_worker_restarts_total":      0,
 	}
-	waitFor(t, 5*time.Second, "connections_active back to 0", func() bool {
+	lancelottest.WaitFor(t, 5*time.Second, "connections_active back to 0", func() bool {
 		return scrape(t, maddr)["lancelot_connections_active"] == 0
 	})
 	got := scrape(t, maddr)
@@ -248,7 +267,7 @@ func TestMetricsCountExactly(t *testing.T) {
 		t.Errorf("no process metrics")
 	}
 	syscall.Kill(s.servingPIDs()[0], syscall.SIGKILL)
-	waitFor(t, 5*time.Second, "restart counted and worker back", func() bool {
+	lancelottest.WaitFor(t, 5*time.Second, "restart counted and worker back", func() bool {
 		m := scrape(t, maddr)
 		return m["lancelot_worker_restarts_total"] == 1 && m["lancelot_workers"] == 2
 	})

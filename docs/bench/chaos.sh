@@ -24,7 +24,8 @@ OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
 
 status=0
-LANCELOT_CHAOS_DURATION=${DURATION}s go test -count=1 -timeout "$((2 * DURATION + 300))s" \
+# The tests take the binary under test as LANCELOT_TEST_BIN.
+LANCELOT_TEST_BIN=${LANCELOT_BIN:-${LANCELOT_TEST_BIN:-}} LANCELOT_CHAOS_DURATION=${DURATION}s go test -count=1 -timeout "$((2 * DURATION + 300))s" \
 	-run "$RUN" -v ./cmd/lancelot >"$OUT" 2>&1 || status=$?
 
 grep -E 'chaos seed|chaos (signals|kills):|^ *--- (PASS|FAIL)' "$OUT" | sed 's/^ *//'

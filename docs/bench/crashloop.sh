@@ -19,7 +19,8 @@ OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
 
 status=0
-LANCELOT_CRASHLOOP_DURATION=${DURATION}s go test -count=1 -timeout "$((DURATION + 120))s" \
+# The tests take the binary under test as LANCELOT_TEST_BIN.
+LANCELOT_TEST_BIN=${LANCELOT_BIN:-${LANCELOT_TEST_BIN:-}} LANCELOT_CRASHLOOP_DURATION=${DURATION}s go test -count=1 -timeout "$((DURATION + 120))s" \
 	-run '^TestResilienceCrashLoop$' -v ./cmd/lancelot >"$OUT" 2>&1 || status=$?
 
 grep -E 'crash loop:|fresh-client p99|^--- (PASS|FAIL)' "$OUT" | sed 's/^ *//' | cut -c1-400

@@ -38,7 +38,8 @@ OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
 
 status=0
-LANCELOT_FLEET_DURATION=$DURATION go test -count=1 -timeout "${timeout}s" -run '^TestFleet' -v ./cmd/lancelot >"$OUT" 2>&1 || status=$?
+# The tests take the binary under test as LANCELOT_TEST_BIN.
+LANCELOT_TEST_BIN=${LANCELOT_BIN:-${LANCELOT_TEST_BIN:-}} LANCELOT_FLEET_DURATION=$DURATION go test -count=1 -timeout "${timeout}s" -run '^TestFleet' -v ./cmd/lancelot >"$OUT" 2>&1 || status=$?
 
 awk '
 /fleet-result / {

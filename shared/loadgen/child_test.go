@@ -20,9 +20,9 @@ func TestLoadSpreadsOverChildren(t *testing.T) {
 		cfg  loadgen.Config
 	}{
 		// 4 probes + 20 held, 6 per process: this one holds 2, 3 children 6 each.
-		{"idle", loadgen.Config{Mode: loadgen.Idle, Connections: 20, Probes: 4, PerProcess: 6}},
+		{"idle", loadgen.WithPerProcess(loadgen.Config{Mode: loadgen.Idle, Connections: 20, Probes: 4}, 6)},
 		// 7 connections, 3 per process: this one and 2 children.
-		{"persistent", loadgen.Config{Mode: loadgen.Persistent, Connections: 7, Pipeline: 2, PerProcess: 3}},
+		{"persistent", loadgen.WithPerProcess(loadgen.Config{Mode: loadgen.Persistent, Connections: 7, Pipeline: 2}, 3)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := startTestServer(t, correct)
@@ -44,8 +44,8 @@ func TestLoadSpreadsOverChildren(t *testing.T) {
 // connections open until the parent's timed phase ends.
 func TestLoadChildrenHoldDuringTimedPhase(t *testing.T) {
 	s := startTestServer(t, correct)
-	l, err := loadgen.Start(t.Context(), loadgen.Config{Server: s.addr(), Mode: loadgen.Idle, Connections: 12,
-		Probes: 2, PerProcess: 5, ChildArgs: childArgs(t)})
+	l, err := loadgen.Start(t.Context(), loadgen.WithPerProcess(loadgen.Config{Server: s.addr(), Mode: loadgen.Idle,
+		Connections: 12, Probes: 2, ChildArgs: childArgs(t)}, 5))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,9 +61,12 @@ func TestLoadChildrenHoldDuringTimedPhase(t *testing.T) {
 
 func TestLoadChildFailureIsReported(t *testing.T) {
 	s := startTestServer(t, correct)
-	_, err := loadgen.Run(t.Context(), loadgen.Config{Server: s.addr(), Connections: 4, PerProcess: 2,
-		Duration: 100 * time.Millisecond, ChildArgs: []string{"/bin/false"}})
+	l, err := loadgen.Start(t.Context(), loadgen.WithPerProcess(loadgen.Config{Server: s.addr(), Connections: 4,
+		Duration: 100 * time.Millisecond, ChildArgs: []string{"/bin/false"}}, 2))
 	if err == nil {
-		t.Error("Run with a failing child succeeded")
+		_, err = l.Wait()
+	}
+	if err == nil {
+		t.Error("a load with a failing child succeeded")
 	}
 }

@@ -19,19 +19,23 @@ const (
 
 // Defaults for the zero fields of a Config.
 const (
-	DefaultServer       = "127.0.0.1:1060"
-	DefaultConnections  = 50
-	DefaultTimeout      = 5 * time.Second
-	DefaultProbes       = 4
-	DefaultSetupTimeout = 2 * time.Minute
-	// DefaultPerSource is below the ~14k connections per source address
-	// past which Linux's connect() port search slows sharply.
-	DefaultPerSource = 10000
+	DefaultServer      = "127.0.0.1:1060"
+	DefaultConnections = 50
+	DefaultTimeout     = 5 * time.Second
+	DefaultProbes      = 4
 )
 
-// ErrNotLoopback reports a server address outside 127.0.0.0/8 and ::1: the
+const (
+	// defaultSetupTimeout bounds idle mode's opening of its connections.
+	defaultSetupTimeout = 2 * time.Minute
+	// defaultPerSource is below the ~14k connections per source address
+	// past which Linux's connect() port search slows sharply.
+	defaultPerSource = 10000
+)
+
+// errNotLoopback reports a server address outside 127.0.0.0/8 and ::1: the
 // load generator never sends traffic off this machine.
-var ErrNotLoopback = errors.New("server is not a loopback address (127.0.0.0/8 or ::1)")
+var errNotLoopback = errors.New("server is not a loopback address (127.0.0.0/8 or ::1)")
 
 // Config describes a load. The zero value of each field means its default.
 type Config struct {
@@ -57,24 +61,27 @@ type Config struct {
 	// Probes is the number of persistent connections that measure latency
 	// while idle mode holds its connections. Default DefaultProbes.
 	Probes int
-	// SetupTimeout bounds idle mode's opening of its connections. Default
-	// DefaultSetupTimeout.
-	SetupTimeout time.Duration
-	// ConnExchanges makes a persistent connection close and reconnect
-	// after that many answers (0: never), so that a reload test also
-	// exercises new connections.
-	ConnExchanges int
-	// PerSource is the number of connections one source address carries
-	// before the load spreads over 127.0.0.1..127.0.0.N (IPv4 servers
-	// only). Default DefaultPerSource.
-	PerSource int
-	// PerProcess is the number of connections one process may hold. Zero
-	// means what RLIMIT_NOFILE allows once raised to its hard limit.
-	PerProcess int
 	// ChildArgs is the command line (argv, program first) of a process
 	// that runs ServeChild on its stdin and stdout. When nil, a load that
 	// does not fit in one process fails instead of spreading.
 	ChildArgs []string
+
+	// The knobs below are set by the package's tests only (see
+	// export_test.go), to reach its limits with a small load.
+
+	// setupTimeout bounds idle mode's opening of its connections.
+	// Default defaultSetupTimeout.
+	setupTimeout time.Duration
+	// connExchanges makes a persistent connection close and reconnect
+	// after that many answers (0: never).
+	connExchanges int
+	// perSource is the number of connections one source address carries
+	// before the load spreads over 127.0.0.1..127.0.0.N (IPv4 servers
+	// only). Default defaultPerSource.
+	perSource int
+	// perProcess is the number of connections one process may hold. Zero
+	// means what RLIMIT_NOFILE allows once raised to its hard limit.
+	perProcess int
 }
 
 // withDefaults returns cfg with every zero field set to its default.
@@ -97,11 +104,11 @@ func (cfg Config) withDefaults() Config {
 	if cfg.Probes <= 0 {
 		cfg.Probes = DefaultProbes
 	}
-	if cfg.SetupTimeout <= 0 {
-		cfg.SetupTimeout = DefaultSetupTimeout
+	if cfg.setupTimeout <= 0 {
+		cfg.setupTimeout = defaultSetupTimeout
 	}
-	if cfg.PerSource <= 0 {
-		cfg.PerSource = DefaultPerSource
+	if cfg.perSource <= 0 {
+		cfg.perSource = defaultPerSource
 	}
 	return cfg
 }
@@ -113,7 +120,7 @@ func (cfg Config) validate() error {
 	default:
 		return fmt.Errorf("unknown mode %q (want persistent, book or idle)", cfg.Mode)
 	}
-	if cfg.Duration < 0 || cfg.ConnExchanges < 0 {
+	if cfg.Duration < 0 || cfg.connExchanges < 0 {
 		return errors.New("duration and conn exchanges must not be negative")
 	}
 	_, err := loopbackServer(cfg.Server)
@@ -133,7 +140,7 @@ func loopbackServer(server string) (*net.TCPAddr, error) {
 	}
 	ip := net.ParseIP(host)
 	if ip == nil || !ip.IsLoopback() {
-		return nil, fmt.Errorf("server %q: %w", server, ErrNotLoopback)
+		return nil, fmt.Errorf("server %q: %w", server, errNotLoopback)
 	}
 	addr, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(ip.String(), port))
 	if err != nil {

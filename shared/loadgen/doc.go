@@ -12,8 +12,12 @@
 //     persistent probe connections measure latency.
 //
 // Every answer is compared byte for byte with the table's; each failure is
-// counted under one ErrorKind and the connection is replaced. Latency is one
-// HDR histogram sample per exchange, question written to answer read.
+// counted under one ErrorKind (the first few are also kept as Examples) and
+// the connection is replaced. A reset before a connection's first answer
+// counts apart, as ResetQueued: most often a client still queued on a
+// listening socket when it closed, which a server's stop may legitimately
+// cause. Latency is one HDR histogram sample per exchange, question written
+// to answer read.
 //
 // A load runs in two phases: setup (idle mode opens its connections) and the
 // timed phase (Duration long, or until the context is cancelled or Stop is
@@ -23,9 +27,9 @@
 // (the soft limit is raised to the hard one). Beyond that, the load is split
 // into shares run by child processes started with Config.ChildArgs, which
 // must run ServeChild; their counts and histograms are merged into one
-// Result. Past Config.PerSource connections, connections are spread over the
-// source addresses 127.0.0.1..127.0.0.N, because Linux slows sharply when one
-// source address carries more than about 14k connections to one server.
+// Result. Past 10,000 connections, connections are spread over the source
+// addresses 127.0.0.1..127.0.0.N, because Linux slows sharply when one source
+// address carries more than about 14k connections to one server.
 //
 // Not a public API beyond this module: it serves the lancelot binary and its
 // tests.

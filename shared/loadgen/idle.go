@@ -42,7 +42,7 @@ func (r *runner) open(ctx context.Context, rec *shard, next *atomic.Int64) []net
 		}
 		conn, err := r.dial.dial(ctx, r.sh.First+i)
 		if err != nil {
-			failed(ctx, rec, err)
+			failed(ctx, rec, unanswered(err))
 			continue
 		}
 		rec.connected(true)

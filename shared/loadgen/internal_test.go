@@ -20,6 +20,12 @@ func TestClassify(t *testing.T) {
 		{op(os.NewSyscallError("connect", syscall.ECONNREFUSED)), Refused},
 		{op(os.NewSyscallError("read", syscall.ECONNRESET)), Reset},
 		{op(os.NewSyscallError("write", syscall.EPIPE)), Reset},
+		// Before the first answer: a reset counts apart, nothing else.
+		{unanswered(op(os.NewSyscallError("read", syscall.ECONNRESET))), ResetQueued},
+		{unanswered(op(os.NewSyscallError("write", syscall.EPIPE))), ResetQueued},
+		{unanswered(op(os.NewSyscallError("connect", syscall.ECONNREFUSED))), Refused},
+		{unanswered(io.EOF), EOF},
+		{unanswered(op(os.ErrDeadlineExceeded)), Timeout},
 		{io.EOF, EOF},
 		{fmt.Errorf("ask: %w", io.ErrUnexpectedEOF), EOF},
 		{fmt.Errorf("check: %w", errWrongAnswer), WrongAnswer},
@@ -80,6 +86,7 @@ func TestTallyWireKeepsHistogram(t *testing.T) {
 	}
 	a.Exchanges, b.Exchanges = 1000, 1000
 	b.Errors[Reset] = 2
+	b.Examples = []string{"reset: read: connection reset by peer"}
 	w, err := b.wire()
 	if err != nil {
 		t.Fatal(err)
@@ -93,8 +100,25 @@ func TestTallyWireKeepsHistogram(t *testing.T) {
 	if r.Exchanges != 2000 || r.ExchangesPerS != 2000 || r.Errors[Reset] != 2 || a.Hist.TotalCount() != 2000 {
 		t.Errorf("merged = %+v (histogram count %d)", r, a.Hist.TotalCount())
 	}
+	if fmt.Sprint(r.Examples) != "[reset: read: connection reset by peer]" {
+		t.Errorf("merged examples = %q, want the child's one", r.Examples)
+	}
 	if r.Latency.P50 < 995 || r.Latency.P50 > 1005 || r.Latency.Max < 5995 || r.Latency.Max > 6005 {
 		t.Errorf("merged latency = %+v, want p50 ~1000, max ~6000", r.Latency)
+	}
+}
+
+// TestShardKeepsFewExamples: every failure is counted, the first few kept
+// as text with their kind.
+func TestShardKeepsFewExamples(t *testing.T) {
+	s := &shard{t: newTally()}
+	for range 2 * maxExamples {
+		s.fail(io.EOF)
+	}
+	s.fail(unanswered(os.NewSyscallError("read", syscall.ECONNRESET)))
+	got := s.t
+	if got.Errors[EOF] != 2*maxExamples || got.Errors[ResetQueued] != 1 || len(got.Examples) != maxExamples || got.Examples[0] != "eof: EOF" {
+		t.Errorf("after %d EOFs and a reset: errors %v, examples %q; want all counted, the first %d kept", 2*maxExamples, got.Errors, got.Examples, maxExamples)
 	}
 }
 

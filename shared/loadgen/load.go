@@ -9,12 +9,12 @@ import (
 	"time"
 )
 
-// ErrUnreachable reports a server that not one connection reached.
-var ErrUnreachable = errors.New("server unreachable")
+// errUnreachable reports a server that not one connection reached.
+var errUnreachable = errors.New("server unreachable")
 
-// ErrTooManyConnections reports a load that needs more file descriptors
+// errTooManyConnections reports a load that needs more file descriptors
 // than one process has, with no Config.ChildArgs to spread it.
-var ErrTooManyConnections = errors.New("too many connections for one process")
+var errTooManyConnections = errors.New("too many connections for one process")
 
 // fdReserve is the descriptors a process keeps for itself beyond its
 // connections: stdio, the runtime's epoll, pipes to children.
@@ -36,19 +36,8 @@ type Load struct {
 	err    error
 }
 
-// Run runs a load to its end (Duration, or ctx cancelled) and returns what
-// it measured. The Result is valid even with an error, which then says what
-// went wrong besides (ErrUnreachable when no connection succeeded).
-func Run(ctx context.Context, cfg Config) (Result, error) {
-	l, err := Start(ctx, cfg)
-	if err != nil {
-		return Result{}, err
-	}
-	return l.Wait()
-}
-
-// Start checks cfg, makes sure the server accepts a connection, and starts
-// the load in the background. It ends after cfg.Duration, when ctx is
+// Start checks cfg, makes sure the server accepts a connection (an error
+// says if not), and starts the load in the background. It ends after cfg.Duration, when ctx is
 // cancelled, or at Stop; with Duration zero it runs until one of the other
 // two, which suits a test that keeps a load on a server while it reloads.
 func Start(ctx context.Context, cfg Config) (*Load, error) {
@@ -79,14 +68,14 @@ func preflight(ctx context.Context, cfg Config) error {
 	d := net.Dialer{Timeout: cfg.Timeout}
 	conn, err := d.DialContext(ctx, "tcp", cfg.Server)
 	if err != nil {
-		return fmt.Errorf("loadgen: %w: %w", ErrUnreachable, err)
+		return fmt.Errorf("loadgen: %w: %w", errUnreachable, err)
 	}
 	return conn.Close()
 }
 
 // planFor splits the load into shares: the first for this process.
 func planFor(cfg Config) ([]share, error) {
-	perProcess := cfg.PerProcess
+	perProcess := cfg.perProcess
 	limit, err := raiseFileLimit()
 	if err != nil {
 		return nil, err
@@ -103,7 +92,10 @@ func (l *Load) Stop() (Result, error) {
 	return l.Wait()
 }
 
-// Wait waits for the load to end and returns its result; see Run.
+// Wait waits for the load to end (Duration, ctx cancelled, or Stop) and
+// returns what it measured. The Result is valid even with an error, which
+// then says what went wrong besides (no connection at all succeeded, a
+// child process failed).
 func (l *Load) Wait() (Result, error) {
 	<-l.done
 	return l.result, l.err
@@ -120,6 +112,8 @@ type Progress struct {
 	Exchanges   int64
 	Connections int64
 	Errors      int64
+	// ByKind splits Errors by kind; kinds not seen yet are absent.
+	ByKind map[ErrorKind]int64
 	// Elapsed is the time since Start; Timed the time since the timed
 	// phase began (zero during setup).
 	Elapsed, Timed time.Duration
@@ -129,7 +123,7 @@ type Progress struct {
 func (l *Load) Progress() Progress {
 	t := l.local.rec.snapshot()
 	p := Progress{Exchanges: t.Exchanges + t.SetupExchanges, Connections: t.Connections + t.SetupConns,
-		Elapsed: time.Since(l.began)}
+		ByKind: t.Errors, Elapsed: time.Since(l.began)}
 	for _, n := range t.Errors {
 		p.Errors += n
 	}

@@ -3,20 +3,26 @@ package loadgen_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/camelot/lancelot/shared/loadgen"
 )
 
-// run runs cfg against s for d and fails the test on a load error.
+// run runs cfg to its end (at most 30 s) and fails the test on a load
+// error.
 func run(t *testing.T, cfg loadgen.Config) loadgen.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := loadgen.Run(ctx, cfg)
+	l, err := loadgen.Start(ctx, cfg)
 	if err != nil {
-		t.Fatalf("Run(%+v): %v", cfg, err)
+		t.Fatalf("Start(%+v): %v", cfg, err)
+	}
+	res, err := l.Wait()
+	if err != nil {
+		t.Fatalf("load %+v: %v", cfg, err)
 	}
 	return res
 }
@@ -42,7 +48,7 @@ func TestLoadModes(t *testing.T) {
 	}{
 		{"persistent", loadgen.Config{Mode: loadgen.Persistent, Connections: 4}},
 		{"pipelined", loadgen.Config{Mode: loadgen.Persistent, Connections: 3, Pipeline: 5}},
-		{"reconnecting", loadgen.Config{Mode: loadgen.Persistent, Connections: 2, ConnExchanges: 7}},
+		{"reconnecting", loadgen.WithConnExchanges(loadgen.Config{Mode: loadgen.Persistent, Connections: 2}, 7)},
 		{"book", loadgen.Config{Mode: loadgen.Book, Connections: 3}},
 		{"idle", loadgen.Config{Mode: loadgen.Idle, Connections: 20, Probes: 2}},
 	} {
@@ -115,7 +121,13 @@ func TestLoadCountsErrorKinds(t *testing.T) {
 			a, c, r := correct(q)
 			return a + a, c, r
 		}, loadgen.WrongAnswer},
-		{"reset", func(string) (string, bool, bool) { return "", true, true }, loadgen.Reset},
+		{"reset", func(q string) (string, bool, bool) {
+			if q == "What is your favorite color?" { // after two answers
+				return "", true, true
+			}
+			return correct(q)
+		}, loadgen.Reset},
+		{"reset before an answer", func(string) (string, bool, bool) { return "", true, true }, loadgen.ResetQueued},
 		{"eof", func(string) (string, bool, bool) { return "", true, false }, loadgen.EOF},
 		{"silent", func(string) (string, bool, bool) { return "", false, false }, loadgen.Timeout},
 	} {
@@ -127,6 +139,9 @@ func TestLoadCountsErrorKinds(t *testing.T) {
 				if n := res.Errors[k]; (k == tc.want) != (n > 0) {
 					t.Errorf("errors[%s] = %d (all: %v); want only %s", k, n, res.Errors, tc.want)
 				}
+			}
+			if len(res.Examples) == 0 || len(res.Examples) > 5 || !strings.HasPrefix(res.Examples[0], string(tc.want)+": ") {
+				t.Errorf("examples = %q; want one to five, each %q and the error", res.Examples, tc.want+": ")
 			}
 		})
 	}
@@ -142,6 +157,9 @@ func TestLoadCountsRefused(t *testing.T) {
 	waitProgress(t, l, func(p loadgen.Progress) bool { return p.Exchanges > 10 })
 	s.close() // the port now refuses; open connections see EOF or a reset
 	waitProgress(t, l, func(p loadgen.Progress) bool { return p.Errors > 3 })
+	if p := l.Progress(); p.ByKind[loadgen.Refused] == 0 {
+		t.Errorf("progress errors by kind = %v, want refused among them", p.ByKind)
+	}
 	res, err := l.Stop()
 	if err != nil {
 		t.Fatal(err)
@@ -175,9 +193,13 @@ func TestLoadStopsWithContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	began := time.Now()
-	res, err := loadgen.Run(ctx, loadgen.Config{Server: s.addr(), Connections: 2, Mode: loadgen.Book})
+	l, err := loadgen.Start(ctx, loadgen.Config{Server: s.addr(), Connections: 2, Mode: loadgen.Book})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := l.Wait()
 	if err != nil || time.Since(began) > 5*time.Second {
-		t.Fatalf("Run = %+v, %v after %v", res, err, time.Since(began))
+		t.Fatalf("Wait = %+v, %v after %v", res, err, time.Since(began))
 	}
 	wantClean(t, res)
 }
@@ -205,8 +227,8 @@ func TestStartRejects(t *testing.T) {
 
 func TestLoadSpreadsSourceAddresses(t *testing.T) {
 	s := startTestServer(t, correct)
-	res := run(t, loadgen.Config{Server: s.addr(), Mode: loadgen.Idle, Connections: 10, Probes: 2,
-		PerSource: 3, Duration: 100 * time.Millisecond})
+	res := run(t, loadgen.WithPerSource(loadgen.Config{Server: s.addr(), Mode: loadgen.Idle, Connections: 10, Probes: 2,
+		Duration: 100 * time.Millisecond}, 3))
 	wantClean(t, res)
 	if n := s.peerCount(); n != 4 { // 12 connections, 3 per source
 		t.Errorf("source addresses seen = %d, want 4", n)
@@ -215,7 +237,7 @@ func TestLoadSpreadsSourceAddresses(t *testing.T) {
 
 func TestLoadTooBigWithoutChildren(t *testing.T) {
 	s := startTestServer(t, correct)
-	_, err := loadgen.Start(context.Background(), loadgen.Config{Server: s.addr(), Connections: 10, PerProcess: 4})
+	_, err := loadgen.Start(context.Background(), loadgen.WithPerProcess(loadgen.Config{Server: s.addr(), Connections: 10}, 4))
 	if !errors.Is(err, loadgen.ErrTooManyConnections) {
 		t.Errorf("Start = %v, want ErrTooManyConnections", err)
 	}

@@ -19,8 +19,8 @@ func plan(cfg Config, perProcess int) ([]share, error) {
 	}
 	total := cfg.Connections + probes
 	base := share{Mode: cfg.Mode, Server: addr.String(), Pipeline: cfg.Pipeline,
-		Timeout: cfg.Timeout, SetupTimeout: cfg.SetupTimeout, ConnExchanges: cfg.ConnExchanges,
-		Sources: sourcesFor(addr, total, cfg.PerSource)}
+		Timeout: cfg.Timeout, SetupTimeout: cfg.setupTimeout, ConnExchanges: cfg.connExchanges,
+		Sources: sourcesFor(addr, total, cfg.perSource)}
 	local := base
 	local.Probes = probes
 	local.Conns = min(cfg.Connections, max(perProcess-probes, 0))
@@ -28,7 +28,7 @@ func plan(cfg Config, perProcess int) ([]share, error) {
 		return []share{local}, nil
 	}
 	if len(cfg.ChildArgs) == 0 {
-		return nil, fmt.Errorf("%d connections, %d per process: %w", total, perProcess, ErrTooManyConnections)
+		return nil, fmt.Errorf("%d connections, %d per process: %w", total, perProcess, errTooManyConnections)
 	}
 	return append([]share{local}, childShares(cfg, base, local.Conns, perProcess)...), nil
 }
@@ -40,7 +40,7 @@ func childShares(cfg Config, base share, first, perProcess int) []share {
 	n := (rest + perProcess - 1) / perProcess
 	if cfg.Duration > 0 {
 		// A child outlives a lost parent by at most this much.
-		base.Limit = cfg.SetupTimeout + cfg.Duration + time.Minute
+		base.Limit = cfg.setupTimeout + cfg.Duration + time.Minute
 	}
 	shares := make([]share, 0, n)
 	for i := range n {

@@ -7,8 +7,12 @@ type ErrorKind string
 
 // The error kinds, as they appear in Result.Errors.
 const (
-	Refused     ErrorKind = "refused"      // connect refused
-	Reset       ErrorKind = "reset"        // connection reset (or broken pipe)
+	Refused ErrorKind = "refused" // connect refused
+	Reset   ErrorKind = "reset"   // connection reset (or broken pipe) after an answer
+	// ResetQueued is a reset before a connection's first answer: most
+	// often a client still queued in a listening socket's backlog when
+	// the socket closed, which a server's stop can legitimately cause.
+	ResetQueued ErrorKind = "reset_queued"
 	EOF         ErrorKind = "eof"          // closed before a whole answer came
 	WrongAnswer ErrorKind = "wrong_answer" // a byte differed from the table's answer
 	Timeout     ErrorKind = "timeout"      // no dial or answer within Config.Timeout
@@ -17,7 +21,7 @@ const (
 
 // Kinds lists every ErrorKind in a fixed order.
 func Kinds() []ErrorKind {
-	return []ErrorKind{Refused, Reset, EOF, WrongAnswer, Timeout, Other}
+	return []ErrorKind{Refused, Reset, ResetQueued, EOF, WrongAnswer, Timeout, Other}
 }
 
 // Result is what a load measured. Its JSON form is docs/reference.md's
@@ -34,6 +38,9 @@ type Result struct {
 	Latency Latency `json:"latency_us"`
 	// Errors counts failures by kind; every kind is present.
 	Errors map[ErrorKind]int64 `json:"errors"`
+	// Examples are the first few failures, "kind: error", for a message
+	// that says more than a count.
+	Examples []string `json:"-"`
 	// IdleHeld is, in idle mode, the connections still open and unbroken
 	// at the end of the timed phase.
 	IdleHeld int64 `json:"idle_held,omitempty"`

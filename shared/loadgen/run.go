@@ -40,7 +40,7 @@ func (l *Load) setup(ctx context.Context, kids children) (time.Duration, error) 
 	began := time.Now()
 	l.local.setup(ctx)
 	// A child's setup has the same bound as ours; allow for its start.
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.SetupTimeout+10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.setupTimeout+10*time.Second)
 	defer cancel()
 	err := kids.ready(ctx)
 	return time.Since(began), err
@@ -53,10 +53,10 @@ func (l *Load) timedContext(ctx context.Context) (context.Context, context.Cance
 	return context.WithCancel(ctx)
 }
 
-// reached returns ErrUnreachable when not one connection succeeded.
+// reached returns errUnreachable when not one connection succeeded.
 func reached(t *tally) error {
 	if t.Connections+t.SetupConns == 0 {
-		return ErrUnreachable
+		return errUnreachable
 	}
 	return nil
 }
@@ -72,9 +72,10 @@ func resultOf(t *tally, mode Mode, elapsed, setup time.Duration) Result {
 			P99: t.Hist.ValueAtQuantile(99), P999: t.Hist.ValueAtQuantile(99.9),
 			Max: t.Hist.Max(),
 		},
-		Errors:  map[ErrorKind]int64{},
-		Elapsed: elapsed,
-		Setup:   setup,
+		Errors:   map[ErrorKind]int64{},
+		Examples: t.Examples,
+		Elapsed:  elapsed,
+		Setup:    setup,
 	}
 	if t.Hist.TotalCount() == 0 {
 		r.Latency.Max = 0

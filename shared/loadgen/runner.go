@@ -58,7 +58,7 @@ func newRunner(sh share) (*runner, error) {
 // failed counts err unless it is nil or the load is stopping.
 func failed(ctx context.Context, rec *shard, err error) {
 	if err != nil && !stopping(ctx) {
-		rec.fail(classify(err))
+		rec.fail(err)
 	}
 }
 
@@ -135,7 +135,7 @@ func (r *runner) connectLoop(ctx context.Context, rec *shard, n int, talk func(n
 	for ctx.Err() == nil {
 		conn, err := r.dial.dial(ctx, n)
 		if err != nil {
-			failed(ctx, rec, err)
+			failed(ctx, rec, unanswered(err))
 			backoff = pause(ctx, backoff)
 			continue
 		}
@@ -149,7 +149,7 @@ func (r *runner) connectLoop(ctx context.Context, rec *shard, n int, talk func(n
 func (r *runner) finish() tally {
 	for _, conn := range r.held {
 		if err := peekClosed(conn); err != nil {
-			r.rec.shard(0).fail(classify(err))
+			r.rec.shard(0).fail(err)
 		} else {
 			r.rec.shard(0).held()
 		}

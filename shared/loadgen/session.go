@@ -25,6 +25,7 @@ type session struct {
 	conn    net.Conn
 	sc      *script
 	timeout time.Duration
+	first   int         // number of the first question
 	next    int         // number of the next question to send
 	head    int         // number of the oldest unanswered question
 	matched int         // bytes of head's answer received so far
@@ -44,7 +45,7 @@ type session struct {
 // sends no more questions and waits at most drainTimeout for the answers
 // in flight, which it checks but does not count.
 func newSession(ctx context.Context, conn net.Conn, sc *script, k, start int, timeout time.Duration) *session {
-	s := &session{conn: conn, sc: sc, timeout: timeout, next: start, head: start,
+	s := &session{conn: conn, sc: sc, timeout: timeout, first: start, next: start, head: start,
 		sent: make([]time.Time, k), buf: make([]byte, 512+64*k), now: time.Now()}
 	s.release = context.AfterFunc(ctx, s.stop)
 	return s
@@ -102,7 +103,7 @@ func (s *session) converse(k, total int, record func(time.Duration)) error {
 	for total == 0 || answered < total {
 		if more := s.room(k, total, asked); more > 0 && !s.draining.Load() {
 			if err := s.ask(more); err != nil {
-				return err
+				return s.failure(err)
 			}
 			asked += more
 		}
@@ -111,11 +112,20 @@ func (s *session) converse(k, total int, record func(time.Duration)) error {
 		}
 		n, err := s.await(record)
 		if err != nil {
-			return err
+			return s.failure(err)
 		}
 		answered += n
 	}
 	return nil
+}
+
+// failure marks err as coming before the first answer when no answer has
+// come on this connection yet.
+func (s *session) failure(err error) error {
+	if s.head == s.first {
+		return unanswered(err)
+	}
+	return err
 }
 
 // room is how many questions may be sent now: what keeps k in flight,

@@ -15,6 +15,10 @@ const (
 	histDigits = 3
 )
 
+// maxExamples bounds the failures a tally keeps as text: the first few
+// tell what went wrong; a storm of them would only cost memory.
+const maxExamples = 5
+
 // maxShards bounds the histograms a process keeps: enough that the few
 // goroutines running at once rarely share one, few enough that 20k
 // connections don't each carry 140 KB.
@@ -32,6 +36,7 @@ type tally struct {
 	SetupConns     int64               `json:"setup_connections"`
 	Held           int64               `json:"held"`
 	Errors         map[ErrorKind]int64 `json:"errors"`
+	Examples       []string            `json:"examples,omitempty"` // the first failures, "kind: error"
 	// Hist holds the timed phase's latencies in µs; nil in a snapshot.
 	Hist *hdrhistogram.Histogram `json:"-"`
 }
@@ -58,6 +63,12 @@ func (t *tally) addCounts(o *tally) {
 	for k, n := range o.Errors {
 		t.Errors[k] += n
 	}
+	t.addExamples(o.Examples...)
+}
+
+// addExamples keeps examples while t has fewer than maxExamples.
+func (t *tally) addExamples(examples ...string) {
+	t.Examples = append(t.Examples, examples[:min(len(examples), maxExamples-len(t.Examples))]...)
 }
 
 // wireTally is a tally as a child process reports it: the histogram in
@@ -127,10 +138,16 @@ func (s *shard) held() {
 	s.mu.Unlock()
 }
 
-func (s *shard) fail(kind ErrorKind) {
+// fail counts err under its kind and keeps it as an example while the
+// shard has few.
+func (s *shard) fail(err error) {
+	kind := classify(err)
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.t.Errors[kind]++
-	s.mu.Unlock()
+	if len(s.t.Examples) < maxExamples {
+		s.t.addExamples(fmt.Sprintf("%s: %v", kind, err))
+	}
 }
 
 // recorder spreads a process's goroutines over its shards.

@@ -272,6 +272,7 @@ func (e *EventLoop) addListener(id int, sc syscall.Conn) (*listenerRec, error) {
 	if err != nil {
 		return nil, err
 	}
+	setUserTimeout(fds[0], e.opts.WriteTimeout)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rec, known := e.listeners[id]
@@ -326,6 +327,17 @@ func dupListener(sc syscall.Conn, n int) ([]int, error) {
 		return nil, fmt.Errorf("event loop: duplicate listener: %w", err)
 	}
 	return fds, nil
+}
+
+// setUserTimeout bounds, on a listening socket and so on every connection
+// accepted from it, how long sent data may stay unacknowledged: the write
+// timeout. The loop's own write timeout only runs while a write is blocked
+// in the loop; a client that stops reading can leave megabytes of answers
+// in a kernel send buffer that autotuning grew, and no write ever blocks.
+// TCP_USER_TIMEOUT makes the kernel cut that client too (it applies to
+// zero-window probes as well). It fails harmlessly on a unix socket.
+func setUserTimeout(fd int, d time.Duration) {
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d.Milliseconds()))
 }
 
 func closeFDs(fds []int) {

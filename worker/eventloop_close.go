@@ -94,6 +94,8 @@ func reasonOf(err error) closeReason {
 		return reasonShed
 	case errLimit:
 		return reasonLimit
+	case unix.ETIMEDOUT: // the kernel's TCP_USER_TIMEOUT: answers not taken
+		return reasonWriteTimeout
 	}
 	switch err.(type) {
 	case *unknownError:
@@ -154,6 +156,13 @@ func (l *loop) closeConn(c *elConn, err error) {
 		if l.debug {
 			l.logClose(ex, err)
 		}
+	}
+	if reason == reasonWriteTimeout {
+		// The client reads nothing: a plain close would leave the answers
+		// it never took queued in the kernel, an orphan socket probing a
+		// closed window for minutes, and the client stuck behind it. A
+		// reset cuts it at once and frees that memory.
+		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	}
 	admitted := l.forget(c)
 	unix.Close(fd)

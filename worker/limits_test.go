@@ -6,6 +6,7 @@ package worker_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -342,4 +343,39 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestWriteTimeoutKernelQueue: a client that never reads is cut after the
+// write timeout even when every answer fitted into the kernel's send
+// buffer, which autotuning grows to megabytes, so that no write ever
+// blocked in the loop: the kernel holds the answers and the client sees a
+// closed window. TCP_USER_TIMEOUT, set on the listener, cuts it.
+func TestWriteTimeoutKernelQueue(t *testing.T) {
+	t.Parallel()
+	s := startEngine(t, worker.NewEventLoop, worker.Options{WriteTimeout: 300 * time.Millisecond})
+	for i := range 5 {
+		conn := lancelottest.DialConn(t, s.addr)
+		conn.(*net.TCPConn).SetReadBuffer(4096) // after the handshake: the window the server saw shrinks
+		errc := make(chan error, 1)
+		go func() {
+			chunk := []byte(strings.Repeat(lancelottest.QQuest, 2000))
+			conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
+			for {
+				if _, err := conn.Write(chunk); err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+		select {
+		case err := <-errc:
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("try %d: never-reading client not cut within 20 s", i)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("try %d: writer stuck", i)
+		}
+		conn.Close()
+	}
+	s.waitStatsFunc("5 write timeouts", func(st control.Stats) bool { return st.Closed["write_timeout"] == 5 })
 }

@@ -28,10 +28,6 @@ func (s *Supervisor) heartbeatInterval() time.Duration {
 	return min(s.cfg.WorkerTimeout/4, time.Second)
 }
 
-func (h *heartbeats) start(w *worker, now time.Time) {
-	w.hb = workerHeartbeat{answered: now}
-}
-
 // workerAlive records a heartbeat answer.
 func (s *Supervisor) workerAlive(w *worker, seq uint64) {
 	if seq == w.hb.seq {

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"maps"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -207,9 +208,5 @@ func (s *Supervisor) stats() (control.Stats, supervisorCounts) {
 			total = total.Add(results[i])
 		}
 	}
-	reloads := make(map[string]uint64, len(m.reloads))
-	for k, v := range m.reloads {
-		reloads[k] = v
-	}
-	return total, supervisorCounts{serving: m.serving, restarts: m.restarts, timeouts: m.timeouts, reloads: reloads}
+	return total, supervisorCounts{serving: m.serving, restarts: m.restarts, timeouts: m.timeouts, reloads: maps.Clone(m.reloads)}
 }

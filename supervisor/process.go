@@ -172,11 +172,11 @@ func killedBy(err error) syscall.Signal {
 
 // exitStatus describes how a process ended, for the log.
 func exitStatus(err error) string {
+	if sig := killedBy(err); sig != 0 {
+		return "killed by " + unix.SignalName(sig)
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return "killed by " + unix.SignalName(ws.Signal())
-		}
 		return "exit status " + strconv.Itoa(ee.ExitCode())
 	}
 	if err != nil {

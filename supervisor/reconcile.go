@@ -1,6 +1,8 @@
 package supervisor
 
 import (
+	"slices"
+
 	"github.com/camelot/lancelot/shared/control"
 )
 
@@ -43,7 +45,7 @@ func (s *Supervisor) reconcileOnce() (again bool) {
 				}
 			}
 			for _, sl := range s.slots {
-				if w := sl.cur; w.healthy() && w.serving[k] && !containsWorker(owners[k], w) && !s.reclaim(w, k) {
+				if w := sl.cur; w.healthy() && w.serving[k] && !slices.Contains(owners[k], w) && !s.reclaim(w, k) {
 					return true
 				}
 			}
@@ -72,15 +74,6 @@ func (s *Supervisor) owners() [][]*worker {
 		}
 	}
 	return owners
-}
-
-func containsWorker(ws []*worker, w *worker) bool {
-	for _, x := range ws {
-		if x == w {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *Supervisor) servedByHealthy(k int) bool {

@@ -132,7 +132,7 @@ func (s *Supervisor) workerReady(w *worker) {
 		return
 	}
 	w.ready = true
-	s.hb.start(w, s.env.now())
+	w.hb = workerHeartbeat{answered: s.env.now()} // silent from now on counts
 	s.log.Info("worker ready", "slot", w.slot, "pid", w.proc.pid(), "after", s.env.now().Sub(w.started).Round(time.Millisecond))
 	if sl := s.slotOf(w); sl != nil && sl.next == w {
 		old := sl.cur

@@ -81,7 +81,7 @@ func (s *Supervisor) status() Status {
 		ss := SlotStatus{Slot: sl.index, Home: slices.Clone(sl.home), Serving: []int{}}
 		if w := sl.cur; w != nil {
 			ss.PID, ss.Ready = w.proc.pid(), w.healthy()
-			for _, k := range sortedKeys(w.serving) {
+			for _, k := range slices.Sorted(maps.Keys(w.serving)) {
 				ss.Serving = append(ss.Serving, k)
 				if w.healthy() {
 					servedBy[k] = append(servedBy[k], w.proc.pid())
@@ -116,13 +116,4 @@ func (s *Supervisor) stateName() string {
 		return "starting"
 	}
 	return "serving"
-}
-
-func sortedKeys(m map[int]bool) []int {
-	ks := make([]int, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
 }

@@ -3,7 +3,6 @@ package worker
 import (
 	"errors"
 	"log/slog"
-	"net"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -272,17 +271,13 @@ func (e *EventLoop) runSummaries() {
 // peerName is the connection's remote address as net.Conn.RemoteAddr
 // prints it, for log lines.
 func peerName(fd int) string {
-	sa, err := unix.Getpeername(fd)
-	if err != nil {
-		return "?"
+	if ap, ok := peerAddr(fd); ok {
+		return ap.String()
 	}
-	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
-		return (&net.TCPAddr{IP: sa.Addr[:], Port: sa.Port}).String()
-	case *unix.SockaddrInet6:
-		return (&net.TCPAddr{IP: sa.Addr[:], Port: sa.Port}).String()
-	case *unix.SockaddrUnix:
-		return sa.Name
+	if sa, err := unix.Getpeername(fd); err == nil {
+		if u, ok := sa.(*unix.SockaddrUnix); ok {
+			return u.Name
+		}
 	}
 	return "?"
 }

@@ -31,12 +31,24 @@ func newApp(serve func(*cli.Context, serveSettings) error) *cli.App {
 		Usage: "answer the questions of the Bridge of Death (the Launcelot protocol) on port 1060",
 		Commands: []*cli.Command{
 			serveCommand(serve),
+			checkCommand(),
 			reloadCommand(),
 			statusCommand(),
 			askCommand(),
 			benchCommand(),
+			versionCommand(),
 			workerCommand(),
 			upgradeLaunchCommand(),
+		},
+		// --version as a flag of our own: urfave/cli's would print
+		// through a package-level printer.
+		HideVersion: true,
+		Flags:       []cli.Flag{&cli.BoolFlag{Name: "version", Usage: "print the version, as the version command does"}},
+		Action: func(c *cli.Context) error {
+			if c.Bool("version") {
+				return printVersion(c, false)
+			}
+			return cli.ShowAppHelp(c)
 		},
 		HideHelpCommand: true,
 		OnUsageError:    usageError,

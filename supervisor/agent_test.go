@@ -29,7 +29,7 @@ func TestAgentStates(t *testing.T) {
 		s.handle(event{kind: eventReady, worker: f.w})
 	}
 	check(AgentReady, "ready up 100%\n")
-	s.handleRequest(request{sig: syscall.SIGTERM})
+	s.handleRequest(request{kind: requestSignal, sig: syscall.SIGTERM})
 	check(AgentDrain, "drain\n")
 	if s.stopping != 0 {
 		t.Fatal("stopped at once despite the drain delay")

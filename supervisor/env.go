@@ -2,6 +2,8 @@ package supervisor
 
 import (
 	"context"
+	"log/slog"
+	"os"
 	"syscall"
 	"time"
 
@@ -21,9 +23,22 @@ type env struct {
 	// startWorker starts w's process; the process reports its events
 	// about w through the supervisor's send.
 	startWorker func(w *worker, spec workerSpec) (workerProc, error)
+	// inspect says what the file a binary upgrade would start is.
+	inspect func(path string) binaryInfo
 	// startSuccessor starts a binary upgrade's new supervisor; it reports
-	// eventSuccessorReady or eventSuccessorFailed about the returned proc.
+	// eventSuccessorReport and eventSuccessorFailed about the returned
+	// proc.
 	startSuccessor func(u handoff.Upgrade) (successorProc, error)
+}
+
+// envOptions is what the real env needs from the supervisor's options.
+type envOptions struct {
+	executable     string
+	args, env      []string
+	stdout, stderr *os.File
+	// report delivers an event to the loop.
+	report func(event)
+	log    *slog.Logger
 }
 
 // workerSpec is what a new worker gets.
@@ -50,14 +65,20 @@ type workerProc interface {
 type successorProc interface {
 	// pid is 0 until the launcher reported it.
 	pid() int
-	// kill ends the new supervisor, or the launcher still starting it.
-	kill()
+	// accept tells it to take over.
+	accept() error
+	// refuse tells it why it will not take over and ends it: gracefully
+	// when it serves clients already, at once before (or the launcher
+	// still starting it).
+	refuse(why string, serving bool)
+	// done lets go of it once it took over.
+	done()
 	// signal passes a request on to the new supervisor once it took over.
 	signal(sig syscall.Signal)
 }
 
-// stdEnv is the real operating system, for s.
-func stdEnv(s *Supervisor) env {
+// stdEnv is the real operating system.
+func stdEnv(o envOptions, s *Supervisor) env {
 	var reserve fdReserve
 	reserve.fill()
 	return env{
@@ -71,8 +92,9 @@ func stdEnv(s *Supervisor) env {
 				s.log.Warn("out of descriptors: using the reserve to start a worker", "slot", spec.slot)
 			})
 		},
+		inspect: inspectBinary,
 		startSuccessor: func(u handoff.Upgrade) (successorProc, error) {
-			return startSuccessorProcess(s, u)
+			return startSuccessorProcess(o, u)
 		},
 	}
 }

@@ -2,14 +2,14 @@ package supervisor
 
 import (
 	"fmt"
+
+	"github.com/camelot/lancelot/shared/version"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/camelot/lancelot/shared/handoff"
 )
 
 const (
@@ -17,36 +17,6 @@ const (
 	sigQuit = syscall.SIGQUIT
 	sigKill = syscall.SIGKILL
 )
-
-// announceReady runs once, when every slot first has a ready worker: the
-// pid file is written and systemd (or the old supervisor of an upgrade) is
-// told.
-func (s *Supervisor) announceReady() {
-	s.ready = true
-	if err := s.writePIDFile(); err != nil {
-		s.log.Error("write pid file", "err", err)
-	}
-	if s.opts.Watchdog > 0 {
-		s.wdNext = s.env.now()
-	}
-	state := "READY=1\n" + s.statusLine()
-	if u := s.opts.Upgrade; u != nil {
-		if !u.WaitReparented(time.Second) {
-			s.log.Warn("binary upgrade: the launcher has not exited; systemd may not accept this process as the main one", "launcher", u.Launcher)
-		}
-		// MAINPID first, so systemd follows us before the old supervisor exits.
-		state = "MAINPID=" + strconv.Itoa(os.Getpid()) + "\n" + state
-	}
-	s.opts.Notify(state)
-	s.log.Info("supervisor ready", "pid", os.Getpid(), "workers", len(s.slots), "pids", s.pids())
-	if u := s.opts.Upgrade; u != nil && u.Ready != nil {
-		if err := handoff.ReportReady(u.Ready); err != nil {
-			s.log.Error("tell the old supervisor we are ready", "err", err)
-		}
-		u.Ready.Close()
-		u.Ready = nil
-	}
-}
 
 // announceServing tells systemd the state after a rollout.
 func (s *Supervisor) announceServing(afterReload bool) {
@@ -58,7 +28,7 @@ func (s *Supervisor) announceServing(afterReload bool) {
 }
 
 func (s *Supervisor) statusLine() string {
-	return fmt.Sprintf("STATUS=serving on %s with %d workers (pids %s)", strings.Join(uniq(s.Addrs()), ", "), len(s.slots), s.pids())
+	return fmt.Sprintf("STATUS=lancelot %s serving on %s with %d workers (pids %s)", version.Version, strings.Join(uniq(s.Addrs()), ", "), len(s.slots), s.pids())
 }
 
 func uniq(xs []string) []string {
@@ -82,7 +52,7 @@ func (s *Supervisor) leave() {
 	case s.cfg.DrainDelay > 0 && s.lameDuckUntil.IsZero() && !s.handedOver:
 		s.lameDuckUntil = s.env.now().Add(s.cfg.DrainDelay)
 		s.requests = s.failRequests(s.requests, "supervisor stopping")
-		s.cancelUpgrade("supervisor stopping")
+		s.refuseUpgrade("supervisor stopping")
 		s.log.Info("draining: serving on while the load balancer moves clients away", "drain_delay", s.cfg.DrainDelay)
 		s.opts.Notify("STATUS=draining: stopping in " + s.cfg.DrainDelay.String())
 	default:
@@ -108,7 +78,7 @@ func (s *Supervisor) stop(how syscall.Signal) {
 		s.rollout.reply(errStopping)
 		s.rollout = nil
 	}
-	s.cancelUpgrade("supervisor stopping")
+	s.refuseUpgrade("supervisor stopping")
 	if !s.handedOver {
 		s.opts.Notify("STOPPING=1\nSTATUS=stopping")
 	}
@@ -173,9 +143,7 @@ func (s *Supervisor) nextDeadline() time.Time {
 			earlier(w.drainBy)
 		}
 	}
-	if s.upgrade != nil {
-		earlier(s.upgrade.deadline)
-	}
+	earlier(s.upgradeDeadline())
 	earlier(s.wdNext)
 	earlier(s.lameDuckUntil)
 	earlier(s.convergeAt)
@@ -201,9 +169,7 @@ func (s *Supervisor) fireDeadlines(now time.Time) {
 			s.kill(w)
 		}
 	}
-	if s.upgrade != nil && !now.Before(s.upgrade.deadline) {
-		s.upgradeTimedOut()
-	}
+	s.checkUpgradeDeadlines(now)
 	if !s.convergeAt.IsZero() && !now.Before(s.convergeAt) {
 		s.converge()
 	}
@@ -246,15 +212,28 @@ func (s *Supervisor) writePIDFile() error {
 	return nil
 }
 
+// restorePIDFile makes the pid file name this supervisor again if it names
+// a successor that did not take over (release 0.2.0 writes it before its
+// ready).
+func (s *Supervisor) restorePIDFile(successor int) {
+	if s.cfg.PIDFile == "" || !s.pidFileNames(successor) {
+		return
+	}
+	if err := s.writePIDFile(); err != nil {
+		s.log.Error("restore pid file", "err", err)
+	}
+}
+
+func (s *Supervisor) pidFileNames(pid int) bool {
+	b, err := os.ReadFile(s.cfg.PIDFile)
+	return err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(pid)
+}
+
 // removePIDFile removes the pid file only if it is still ours: after a
 // binary upgrade it names the new supervisor.
 func (s *Supervisor) removePIDFile() {
 	path := s.cfg.PIDFile
-	if path == "" {
-		return
-	}
-	b, err := os.ReadFile(path)
-	if err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(os.Getpid()) {
+	if path == "" || !s.pidFileNames(os.Getpid()) {
 		return
 	}
 	if err := os.Remove(path); err != nil {

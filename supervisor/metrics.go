@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/camelot/lancelot/shared/control"
+	"github.com/camelot/lancelot/shared/version"
 )
 
 // metricsState is what scrapes and the agent port read, from their own
@@ -23,6 +24,8 @@ type metricsState struct {
 	serving  int
 	agent    AgentState
 	status   Status
+	// successor is the pid of the supervisor that took over, once one has.
+	successor int
 }
 
 // AgentState is what the supervisor tells a load balancer about itself.
@@ -130,6 +133,7 @@ var (
 	descRestarts   = prometheus.NewDesc("lancelot_worker_restarts_total", "Workers restarted after an unexpected exit.", nil, nil)
 	descTimeouts   = prometheus.NewDesc("lancelot_worker_timeouts_total", "Workers killed for missing the heartbeat (--worker-timeout).", nil, nil)
 	descReloads    = prometheus.NewDesc("lancelot_reloads_total", "Reloads (HUP), by result.", []string{"result"}, nil)
+	descBuildInfo  = prometheus.NewDesc("lancelot_build_info", "The running supervisor's build; always 1.", []string{"version", "revision", "goversion"}, nil)
 )
 
 type collector struct {
@@ -139,7 +143,7 @@ type collector struct {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAnswered, descUnknown, descAccepted, descActive, descClosed,
-		descProxy, descLogDropped, descWorkers, descRestarts, descTimeouts, descReloads} {
+		descProxy, descLogDropped, descWorkers, descRestarts, descTimeouts, descReloads, descBuildInfo} {
 		ch <- d
 	}
 }
@@ -173,6 +177,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for result, n := range st.reloads {
 		counter(descReloads, n, result)
 	}
+	info := version.Get()
+	ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, info.Version, info.Revision, info.Go)
 }
 
 // supervisorCounts are the loop's own counters, as of a scrape.

@@ -98,17 +98,36 @@ func (f *fakeWorker) send(msg control.Message) error {
 func (f *fakeWorker) fetchStats(context.Context) control.Stats { return control.Stats{} }
 func (f *fakeWorker) lastStats() control.Stats                 { return control.Stats{} }
 
-// fakeSuccessor is a binary upgrade's new supervisor.
+// fakeSuccessor is a binary upgrade's new supervisor. protocol is the
+// handoff protocol it speaks (1: release 0.2.0, which says no hello; 3: one
+// this release does not know); hello, ready and accepted track how far the
+// handshake went.
 type fakeSuccessor struct {
-	pidv    int
-	killed  bool
-	u       handoff.Upgrade // with its own copies of the sockets
-	signals []syscall.Signal
+	pidv                   int
+	protocol               int
+	hello, ready, accepted bool
+	refused                bool
+	u                      handoff.Upgrade // with its own copies of the sockets
+	signals                []syscall.Signal
 }
 
 func (f *fakeSuccessor) pid() int                  { return f.pidv }
-func (f *fakeSuccessor) kill()                     { f.killed = true }
+func (f *fakeSuccessor) accept() error             { f.accepted = true; return nil }
+func (f *fakeSuccessor) refuse(string, bool)       { f.refused = true }
+func (f *fakeSuccessor) done()                     {}
 func (f *fakeSuccessor) signal(sig syscall.Signal) { f.signals = append(f.signals, sig) }
+
+// fakeLink is a successor's link to a fake predecessor.
+type fakeLink struct {
+	m        *model
+	isLegacy bool
+	asked    bool // ready was called: a verdict is due
+	served   bool
+}
+
+func (l *fakeLink) ready()       { l.asked = true }
+func (l *fakeLink) serving()     { l.served = true }
+func (l *fakeLink) legacy() bool { return l.isLegacy }
 
 // model is one episode: a supervisor, its fakes, and what the signals
 // asked for.
@@ -124,6 +143,7 @@ type model struct {
 	answers    []event // heartbeat answers on their way
 	failSpawn  bool    // the next worker start fails
 	successor  *fakeSuccessor
+	link       *fakeLink       // the successor's link to its predecessor, if it is one
 	reloads    []reloadOutcome // what the next HUPs read
 	replies    []chan error
 	lastOK     bool // the last rollout request ended well
@@ -208,9 +228,14 @@ func newModel(t *testing.T, seed uint64) *model {
 // real one.
 func (m *model) newSupervisor(cfg config.Config, u *handoff.Upgrade) *Supervisor {
 	s := newSupervisor(Options{Config: cfg, Upgrade: u, Reload: m.reload, Logger: slog.New(m.trace)})
+	if u != nil {
+		m.link = &fakeLink{m: m, isLegacy: u.Protocol == handoff.LegacyProtocol}
+		s.link = m.link
+	}
 	s.env = env{
 		now:       func() time.Time { return m.now },
 		checkFree: func(string) error { return nil },
+		inspect:   func(string) binaryInfo { return binaryInfo{kind: binaryLancelot, what: "lancelot"} },
 		bind:      bindSocket,
 		startWorker: func(w *worker, spec workerSpec) (workerProc, error) {
 			if m.failSpawn {
@@ -227,7 +252,7 @@ func (m *model) newSupervisor(cfg config.Config, u *handoff.Upgrade) *Supervisor
 		},
 		startSuccessor: func(u handoff.Upgrade) (successorProc, error) {
 			m.nextPID++
-			f := &fakeSuccessor{pidv: m.nextPID, u: u}
+			f := &fakeSuccessor{pidv: m.nextPID, u: u, protocol: []int{1, 2, 2, 2, 3}[m.rng.IntN(5)]}
 			f.u.Sockets = nil
 			for _, file := range u.Sockets {
 				dup, err := dupFile(file)
@@ -305,7 +330,7 @@ func (m *model) request(sig syscall.Signal) {
 	m.tracef("%s (expect %d workers)", signalName(sig), m.expected)
 	reply := make(chan error, 1)
 	m.replies = append(m.replies, reply)
-	m.s.handleRequest(request{sig: sig, reply: reply})
+	m.s.handleRequest(request{kind: requestReload, sig: sig, reply: reply})
 }
 
 // step makes one random thing happen, then lets the supervisor settle.
@@ -320,7 +345,7 @@ func (m *model) step() {
 		m.request(syscall.SIGTTOU)
 	case p < 27:
 		m.tracef("USR2")
-		s.handleRequest(request{sig: syscall.SIGUSR2})
+		s.handleRequest(request{kind: requestSignal, sig: syscall.SIGUSR2})
 	case p < 45:
 		if f := m.pick(func(f *fakeWorker) bool { return !f.dead && !f.ready && !f.hung && !f.termed }); f != nil {
 			f.ready = true
@@ -349,8 +374,10 @@ func (m *model) step() {
 	case p < 92:
 		m.tracef("next worker start will fail")
 		m.failSpawn = true
-	case p < 96:
+	case p < 95:
 		m.settleSuccessor()
+	case p < 96:
+		m.deliverVerdict()
 	default:
 		m.deliverAnswers()
 	}
@@ -416,18 +443,52 @@ func (m *model) advance() {
 	m.tracef("clock")
 }
 
-// settleSuccessor makes an upgrade in flight succeed or fail.
+// settleSuccessor moves an upgrade in flight one step on: the successor
+// fails, or says its next line (hello, ready, serving), as its protocol
+// has it.
 func (m *model) settleSuccessor() {
 	f := m.successor
-	if f == nil || m.s.upgrade == nil || m.s.upgrade.proc != f {
+	if f == nil || m.s.upgrade == nil || m.s.upgrade.proc != f || f.refused {
 		return
 	}
-	kind := eventSuccessorReady
-	if m.rng.IntN(3) == 0 {
-		kind = eventSuccessorFailed
+	if m.rng.IntN(4) == 0 {
+		m.tracef("successor fails")
+		m.s.handle(event{kind: eventSuccessorFailed, successor: f, err: errors.New("injected")})
+		return
 	}
-	m.tracef("successor %v", kind == eventSuccessorReady)
-	m.s.handle(event{kind: kind, successor: f, err: errors.New("injected")})
+	rep := handoff.Report{Kind: handoff.ReportReady, Protocol: f.protocol}
+	switch {
+	case f.protocol > 1 && !f.hello:
+		f.hello = true
+		rep = handoff.Report{Kind: handoff.ReportHello, Protocol: f.protocol, Release: "fake"}
+	case f.accepted:
+		rep = handoff.Report{Kind: handoff.ReportServing}
+	case f.ready:
+		return // waiting for our verdict: it came at once, or never does
+	default:
+		f.ready = true
+	}
+	m.tracef("successor (protocol %d) reports %v", f.protocol, rep)
+	m.s.handle(event{kind: eventSuccessorReport, successor: f, report: rep})
+}
+
+// deliverVerdict answers a successor's ready as its predecessor would:
+// mostly accept, sometimes refuse, sometimes die first.
+func (m *model) deliverVerdict() {
+	l := m.link
+	if l == nil || !l.asked || !m.s.awaitingVerdict {
+		return
+	}
+	l.asked = false
+	var err error
+	switch m.rng.IntN(6) {
+	case 0:
+		err = &handoff.RefusedError{Reason: "injected"}
+	case 1:
+		err = handoff.ErrPredecessorGone
+	}
+	m.tracef("predecessor's verdict: %v", err)
+	m.s.handle(event{kind: eventVerdict, err: err})
 }
 
 // collectReplies notes how the finished rollout requests ended.
@@ -479,6 +540,17 @@ func (m *model) check() {
 	if s.stopping == 0 {
 		m.checkServed()
 	}
+	if f := m.successor; f != nil {
+		if f.protocol == 3 && f.hello && !f.refused {
+			m.fail("a successor announced handoff protocol 3 and was not refused")
+		}
+		if f.accepted && !f.ready {
+			m.fail("a successor was accepted before it said ready")
+		}
+	}
+	if l := m.link; l != nil && l.served && !s.ready {
+		m.fail("the successor told its predecessor it serves before it took over")
+	}
 	if !m.stopSent && s.stopping == 0 && s.upgrade == nil && s.rollout == nil && len(s.requests) == 0 {
 		if s.running != m.expected {
 			m.fail("running count %d, the signals asked for %d", s.running, m.expected)
@@ -520,7 +592,7 @@ func (m *model) stopPhase() {
 		if m.rng.IntN(4) == 0 {
 			sig = syscall.SIGQUIT
 		}
-		s.handleRequest(request{sig: sig})
+		s.handleRequest(request{kind: requestSignal, sig: sig})
 		s.settle()
 	}
 	for i := 0; !s.finished(); i++ {
@@ -551,12 +623,22 @@ func (m *model) stopPhase() {
 func (m *model) takeOver() {
 	f := m.successor
 	u := f.u
+	u.Protocol = f.protocol
+	if f.protocol == handoff.LegacyProtocol {
+		u.Configured = 0 // release 0.2.0 tells only the running count
+	}
 	m.successor = nil
 	old := m.s
 	m.stopPhase()
 	m.fakes, m.pending, m.answers, m.replies, m.failSpawn = nil, nil, nil, nil, false
 	cfg := old.cfg
 	cfg.Workers = m.cfgWorkers
+	if u.Protocol == handoff.LegacyProtocol {
+		// Release 0.2.0 does not tell its configured count: the model's
+		// file says what the predecessor read, so that a HUP passed on at
+		// the handover still finds the change it folded in.
+		cfg.Workers = old.cfg.Workers
+	}
 	m.s = m.newSupervisor(cfg, &u)
 	if err := m.s.start(); err != nil {
 		m.t.Fatalf("successor start: %v", err)
@@ -570,7 +652,7 @@ func (m *model) takeOver() {
 		reply := make(chan error, 1)
 		m.replies = append(m.replies, reply)
 		m.tracef("%s passed on to the successor", signalName(sig))
-		m.s.handleRequest(request{sig: sig, reply: reply})
+		m.s.handleRequest(request{kind: requestReload, sig: sig, reply: reply})
 		m.s.settle()
 	}
 }

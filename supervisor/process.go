@@ -99,7 +99,7 @@ func (p *workerProcess) readControl(s *Supervisor, w *worker) {
 		}
 		switch m.Type {
 		case control.TypeReady:
-			s.send(event{kind: eventReady, worker: w})
+			s.send(event{kind: eventReady, worker: w, version: m.Version})
 		case control.TypeAlive:
 			s.send(event{kind: eventAlive, worker: w, seq: m.Seq})
 		case control.TypeStats:

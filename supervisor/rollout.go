@@ -49,15 +49,18 @@ type step struct {
 }
 
 func (s *Supervisor) handleRequest(req request) {
-	if req.sig == nil {
-		return // only converge makes these, queued directly
-	}
-	if req.reply == nil {
+	switch req.kind {
+	case requestSignal:
 		s.received[signalName(req.sig)]++
 		s.log.Info("signal received", "signal", signalName(req.sig), "pid", os.Getpid())
-	} else {
+	case requestReload:
 		s.received["reload"]++
 		s.log.Info("reload requested", "pid", os.Getpid())
+	case requestUpgrade:
+		s.received["upgrade"]++
+		s.log.Info("binary upgrade requested", "pid", os.Getpid())
+	default:
+		return // only converge makes the others, queued directly
 	}
 	switch req.sig {
 	case syscall.SIGTERM, syscall.SIGINT:
@@ -65,7 +68,7 @@ func (s *Supervisor) handleRequest(req request) {
 	case syscall.SIGQUIT:
 		s.stop(syscall.SIGQUIT)
 	case syscall.SIGUSR2:
-		s.startUpgrade()
+		s.startUpgrade(req.reply)
 	case syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU:
 		if s.leaving() {
 			s.failRequests([]request{req}, "supervisor stopping")
@@ -84,7 +87,7 @@ func (s *Supervisor) nextRollout() {
 	for s.rollout == nil && len(s.requests) > 0 && !s.leaving() && s.upgrade == nil {
 		req := s.requests[0]
 		s.requests = s.requests[1:]
-		r, err := s.plan(req.sig)
+		r, err := s.plan(req)
 		if req.reply != nil && r == nil {
 			req.reply <- err
 		}
@@ -102,8 +105,11 @@ func (s *Supervisor) nextRollout() {
 
 // plan turns a request into steps that bring the slots to the running
 // count it asks for; nil and why when there is nothing to do.
-func (s *Supervisor) plan(sig os.Signal) (*rollout, error) {
-	switch sig {
+func (s *Supervisor) plan(req request) (*rollout, error) {
+	if req.kind == requestConverge {
+		return s.planShape("converge", false), nil
+	}
+	switch req.sig {
 	case syscall.SIGHUP:
 		s.opts.Notify(reloadingState())
 		if err := s.reloadConfig(); err != nil {
@@ -126,8 +132,6 @@ func (s *Supervisor) plan(sig os.Signal) (*rollout, error) {
 		}
 		s.running--
 		return s.planShape("scale down", false), nil
-	case nil: // see converge
-		return s.planShape("converge", false), nil
 	}
 	return nil, nil
 }
@@ -159,7 +163,7 @@ func (s *Supervisor) scheduleConverge() {
 func (s *Supervisor) converge() {
 	s.convergeAt = time.Time{}
 	if len(s.slots) != s.running && !s.leaving() {
-		s.requests = append(s.requests, request{})
+		s.requests = append(s.requests, request{kind: requestConverge})
 		s.nextRollout()
 	}
 }

@@ -2,6 +2,8 @@ package supervisor
 
 import (
 	"fmt"
+
+	"github.com/camelot/lancelot/shared/handoff"
 	"slices"
 	"time"
 )
@@ -26,6 +28,7 @@ type worker struct {
 	slot    int
 	started time.Time
 	ready   bool
+	version string // its release, as it said when ready
 	// draining: told to stop (retired, or the supervisor stops); killed:
 	// sent SIGKILL. Either way it no longer accepts.
 	draining, killed bool
@@ -51,8 +54,9 @@ const (
 	eventAlive                                // a worker answered heartbeat seq
 	eventExited                               // a worker was reaped
 	eventControlError                         // a worker's control channel broke
-	eventSuccessorReady                       // the upgrade's new supervisor is ready
-	eventSuccessorFailed                      // the upgrade's new supervisor failed
+	eventSuccessorReport                      // the upgrade's new supervisor said something
+	eventSuccessorFailed                      // its channel ended, or it exited
+	eventVerdict                              // the predecessor answered our ready
 )
 
 // event is what other goroutines tell the loop.
@@ -60,6 +64,8 @@ type event struct {
 	kind      eventKind
 	worker    *worker
 	successor successorProc
+	report    handoff.Report
+	version   string // a ready worker's release
 	seq       uint64
 	err       error
 }
@@ -67,6 +73,7 @@ type event struct {
 func (s *Supervisor) handle(ev event) {
 	switch ev.kind {
 	case eventReady:
+		ev.worker.version = ev.version
 		s.workerReady(ev.worker)
 	case eventAlive:
 		s.workerAlive(ev.worker, ev.seq)
@@ -74,8 +81,16 @@ func (s *Supervisor) handle(ev event) {
 		s.workerExited(ev.worker, ev.err)
 	case eventControlError:
 		s.log.Warn("worker control channel", "slot", ev.worker.slot, "pid", ev.worker.proc.pid(), "err", ev.err)
-	case eventSuccessorReady, eventSuccessorFailed:
-		s.successorEvent(ev)
+	case eventSuccessorReport:
+		if u := s.upgrade; u != nil && ev.successor == u.proc {
+			s.successorReport(u, ev.report)
+		}
+	case eventSuccessorFailed:
+		s.successorFailed(s.upgrade, ev.successor, ev.err)
+	case eventVerdict:
+		if s.awaitingVerdict {
+			s.verdictEvent(ev.err)
+		}
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 
 	reuseport "github.com/kavu/go_reuseport"
 	"golang.org/x/sys/unix"
+
+	"github.com/camelot/lancelot/shared/handoff"
 )
 
 // socket is a listening socket the supervisor owns, held as a raw
@@ -105,34 +107,19 @@ func adoptSocket(f *os.File) (*socket, error) {
 	if err := sc.Control(func(raw uintptr) { fd, dupErr = unix.FcntlInt(raw, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || dupErr != nil {
 		return nil, fmt.Errorf("dup inherited %s: %w", f.Name(), errors.Join(err, dupErr))
 	}
-	acc, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
-	if err != nil || acc != 1 {
+	info, err := handoff.CheckListener(fd)
+	if err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("inherited %s is not a listening socket", f.Name())
+		return nil, fmt.Errorf("inherited %s: %w", f.Name(), err)
 	}
 	unix.SetNonblock(fd, true)
-	s := &socket{fd: fd, addr: "?", uid: -1}
-	if sa, err := unix.Getsockname(fd); err == nil {
-		s.addr = sockaddrString(sa)
-	}
+	s := &socket{fd: fd, addr: info.Addr, uid: -1}
 	// A socket's inode belongs to the user that created it.
 	var st unix.Stat_t
 	if unix.Fstat(fd, &st) == nil {
 		s.uid = int(st.Uid)
 	}
 	return s, nil
-}
-
-func sockaddrString(sa unix.Sockaddr) string {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return (&net.TCPAddr{IP: a.Addr[:], Port: a.Port}).String()
-	case *unix.SockaddrInet6:
-		return (&net.TCPAddr{IP: a.Addr[:], Port: a.Port}).String()
-	case *unix.SockaddrUnix:
-		return a.Name
-	}
-	return "?"
 }
 
 // file returns a fresh duplicate for passing to a child or a worker, which

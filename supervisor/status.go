@@ -4,21 +4,27 @@ import (
 	"maps"
 	"os"
 	"slices"
+
+	"github.com/camelot/lancelot/shared/version"
 )
 
 // Status is the supervisor's state, as `lancelot status` shows it.
 type Status struct {
 	PID int `json:"pid"`
-	// State is starting, serving, draining (lame duck), stopping or
+	// Version is the supervisor's build.
+	Version version.Info `json:"version"`
+	// State is starting, taking-over (a successor waiting for its
+	// predecessor's verdict), serving, draining (lame duck), stopping or
 	// handed-over.
 	State string `json:"state"`
 	// Running is the worker count the signals asked for; Configured is
 	// what the configuration says.
 	Running    int            `json:"running"`
 	Configured int            `json:"configured"`
-	Rollout    string         `json:"rollout,omitempty"` // the rollout in flight
-	Queued     int            `json:"queued"`            // requests waiting for it
-	Upgrade    bool           `json:"upgrade"`           // a binary upgrade in flight
+	Rollout    string         `json:"rollout,omitempty"`   // the rollout in flight
+	Queued     int            `json:"queued"`              // requests waiting for it
+	Upgrade    bool           `json:"upgrade"`             // a binary upgrade in flight
+	Successor  int            `json:"successor,omitempty"` // its new supervisor's pid, once known
 	Slots      []SlotStatus   `json:"slots"`
 	Sockets    []SocketStatus `json:"sockets"`
 	// Retiring are the pids of workers draining or being killed.
@@ -32,12 +38,13 @@ type Status struct {
 
 // SlotStatus is one slot.
 type SlotStatus struct {
-	Slot    int   `json:"slot"`
-	PID     int   `json:"pid,omitempty"`  // 0 while restarting
-	Ready   bool  `json:"ready"`          // accepting on its sockets
-	Next    int   `json:"next,omitempty"` // a replacement starting
-	Home    []int `json:"home"`           // the sockets it starts with
-	Serving []int `json:"serving"`        // the sockets it accepts on now
+	Slot    int    `json:"slot"`
+	PID     int    `json:"pid,omitempty"`     // 0 while restarting
+	Ready   bool   `json:"ready"`             // accepting on its sockets
+	Version string `json:"version,omitempty"` // the worker's release, once ready
+	Next    int    `json:"next,omitempty"`    // a replacement starting
+	Home    []int  `json:"home"`              // the sockets it starts with
+	Serving []int  `json:"serving"`           // the sockets it accepts on now
 }
 
 // SocketStatus is one listening socket.
@@ -71,16 +78,19 @@ func (s *Supervisor) Status() Status {
 
 // status computes the Status; the loop publishes it after every event.
 func (s *Supervisor) status() Status {
-	st := Status{PID: os.Getpid(), State: s.stateName(), Running: s.running, Configured: s.cfg.Workers,
+	st := Status{PID: os.Getpid(), Version: version.Get(), State: s.stateName(), Running: s.running, Configured: s.cfg.Workers,
 		Queued: len(s.requests), Upgrade: s.upgrade != nil, Retiring: []int{}, Signals: maps.Clone(s.received)}
 	if s.rollout != nil {
 		st.Rollout = s.rollout.name
+	}
+	if s.upgrade != nil {
+		st.Successor = s.upgrade.proc.pid()
 	}
 	servedBy := make([][]int, len(s.sockets))
 	for _, sl := range s.slots {
 		ss := SlotStatus{Slot: sl.index, Home: slices.Clone(sl.home), Serving: []int{}}
 		if w := sl.cur; w != nil {
-			ss.PID, ss.Ready = w.proc.pid(), w.healthy()
+			ss.PID, ss.Ready, ss.Version = w.proc.pid(), w.healthy(), w.version
 			for _, k := range slices.Sorted(maps.Keys(w.serving)) {
 				ss.Serving = append(ss.Serving, k)
 				if w.healthy() {
@@ -112,6 +122,8 @@ func (s *Supervisor) stateName() string {
 		return "stopping"
 	case !s.lameDuckUntil.IsZero():
 		return "draining"
+	case s.awaitingVerdict:
+		return "taking-over"
 	case !s.ready:
 		return "starting"
 	}

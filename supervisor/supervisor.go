@@ -90,10 +90,16 @@ type Supervisor struct {
 	// handedOver: a binary upgrade took over; leave the pid file and
 	// systemd to the successor.
 	handedOver bool
-	ready      bool // every slot served once: the service was announced ready
-	wdNext     time.Time
-	hb         heartbeats
-	received   map[string]uint64 // signals (and Reload calls) by name, for Status
+	// link is, in a successor, the channel to the predecessor until it
+	// took over; awaitingVerdict while the predecessor decides.
+	link            predecessorLink
+	awaitingVerdict bool
+	// exitErr is what Run returns after a stop that was not asked for.
+	exitErr  error
+	ready    bool // every slot served once: the service was announced ready
+	wdNext   time.Time
+	hb       heartbeats
+	received map[string]uint64 // signals (and Reload calls) by name, for Status
 
 	events   chan event
 	requestc chan request
@@ -106,7 +112,13 @@ type Supervisor struct {
 // Run. New must be called before any other goroutine starts processes.
 func New(opts Options) (*Supervisor, error) {
 	s := newSupervisor(opts)
-	s.env = stdEnv(s)
+	s.env = stdEnv(envOptions{
+		executable: opts.Executable, args: opts.Args, env: opts.Env,
+		stdout: s.opts.Stdout, stderr: s.opts.Stderr, report: s.send, log: s.log,
+	}, s)
+	if opts.Upgrade != nil {
+		s.link = &handoffLink{u: opts.Upgrade, report: s.send}
+	}
 	if err := s.openSockets(); err != nil {
 		return nil, err
 	}
@@ -210,7 +222,7 @@ func (s *Supervisor) Addrs() []string {
 // TTOU add and remove a worker. It never blocks once Run has returned.
 func (s *Supervisor) Signal(sig os.Signal) {
 	select {
-	case s.requestc <- request{sig: sig}:
+	case s.requestc <- request{kind: requestSignal, sig: sig}:
 	case <-s.done:
 	}
 }
@@ -218,9 +230,26 @@ func (s *Supervisor) Signal(sig os.Signal) {
 // Reload is HUP that waits: it returns once the reload's rollout has
 // finished (nil), or failed, or ctx ended (the rollout goes on).
 func (s *Supervisor) Reload(ctx context.Context) error {
+	return s.ask(ctx, request{kind: requestReload, sig: syscall.SIGHUP})
+}
+
+// Upgrade is USR2 that waits: it returns the successor's pid once it has
+// taken over, or why it did not, or ctx's error (the upgrade goes on).
+func (s *Supervisor) Upgrade(ctx context.Context) (int, error) {
+	if err := s.ask(ctx, request{kind: requestUpgrade, sig: syscall.SIGUSR2}); err != nil {
+		return 0, err
+	}
+	s.metrics.mu.Lock()
+	defer s.metrics.mu.Unlock()
+	return s.metrics.successor, nil
+}
+
+// ask hands the loop a request and waits for its reply.
+func (s *Supervisor) ask(ctx context.Context, req request) error {
 	reply := make(chan error, 1)
+	req.reply = reply
 	select {
-	case s.requestc <- request{sig: syscall.SIGHUP, reply: reply}:
+	case s.requestc <- req:
 	case <-s.done:
 		return errStopping
 	case <-ctx.Done():
@@ -236,8 +265,19 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 	}
 }
 
-// request is a signal, or a Reload waiting for its reply.
+// requestKind says where a request came from.
+type requestKind int
+
+const (
+	requestSignal   requestKind = iota + 1 // a signal (sig)
+	requestReload                          // Reload: a HUP with a reply
+	requestUpgrade                         // Upgrade: a USR2 with a reply
+	requestConverge                        // the loop's own retry of the running count (see converge)
+)
+
+// request is a signal, a call waiting for its reply, or a converge.
 type request struct {
+	kind  requestKind
 	sig   os.Signal
 	reply chan error // nil for a plain signal
 }
@@ -291,7 +331,7 @@ func (s *Supervisor) Run() error {
 		s.settle()
 	}
 	s.finish()
-	return nil
+	return s.exitErr
 }
 
 // settle runs after every event, signal and timer: it fires what is due,

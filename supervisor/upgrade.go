@@ -1,33 +1,55 @@
 package supervisor
 
 import (
+	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"sync"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/camelot/lancelot/shared/handoff"
 )
 
-// upgrade is a binary upgrade in flight: the successor, started from the
-// binary on disk, has the sockets but has not said it is ready.
+// Upgrade timings. A successor says hello first thing, so one that is not
+// lancelot is found out long before it could have been ready.
+const (
+	helloTimeout   = 3 * time.Second  // hello from a binary not known to be lancelot
+	servingTimeout = 10 * time.Second // "serving" after our accept
+)
+
+// upgrade is a binary upgrade in flight, seen from the predecessor: the
+// successor, started from the binary on disk, has the sockets but has not
+// taken over.
 type upgrade struct {
-	proc     successorProc
-	deadline time.Time
+	proc successorProc
+	bin  binaryInfo // what the executable was found to be
+	// deadline is when it must be ready; helloBy, when it must have said
+	// hello (zero for a binary known to be lancelot, which may be release
+	// 0.2.0 and say nothing before it is ready).
+	deadline, helloBy time.Time
+	// protocol and release are what its hello announced.
+	protocol int
+	release  string
+	// ready: every worker of it accepts, so it serves clients too;
+	// accepted: we answered accept and wait for "serving" until servingBy.
+	ready, accepted bool
+	servingBy       time.Time
+	replies         []chan error // Upgrade calls waiting for the outcome
 }
 
-func (s *Supervisor) startUpgrade() {
-	switch {
-	case s.upgrade != nil:
-		s.log.Warn("USR2 refused: a binary upgrade is already in flight", "new_pid", s.upgrade.proc.pid())
+// startUpgrade starts a successor for USR2 (reply nil) or Upgrade.
+func (s *Supervisor) startUpgrade(reply chan error) {
+	if err := s.upgradeRefusal(); err != nil {
+		s.log.Warn("USR2 refused: "+err.Error(), "pid", os.Getpid())
+		replyTo(reply, err)
 		return
-	case s.leaving() || s.handedOver:
-		s.log.Warn("USR2 refused: supervisor is stopping")
-		return
-	case !s.ready:
-		s.log.Warn("USR2 refused: supervisor is not ready yet")
+	}
+	bin := s.env.inspect(s.opts.Executable)
+	if bin.kind == binaryOther {
+		why := fmt.Sprintf("%s is not lancelot (%s)", s.opts.Executable, bin.what)
+		s.log.Error("binary upgrade refused; still serving", "reason", why)
+		replyTo(reply, errors.New("binary upgrade refused: "+why))
 		return
 	}
 	u := handoff.Upgrade{Running: s.running, Configured: s.cfg.Workers}
@@ -39,38 +61,138 @@ func (s *Supervisor) startUpgrade() {
 	for _, sock := range s.sockets {
 		f, err := sock.file()
 		if err != nil {
-			s.log.Error("binary upgrade failed to start; still serving", "err", err)
+			s.failStart(reply, err)
 			return
 		}
 		u.Sockets = append(u.Sockets, f)
 	}
 	proc, err := s.env.startSuccessor(u)
 	if err != nil {
-		s.log.Error("binary upgrade failed to start; still serving", "err", err)
+		s.failStart(reply, err)
 		return
 	}
-	s.upgrade = &upgrade{proc: proc, deadline: s.env.now().Add(readyTimeout)}
-	s.log.Info("binary upgrade started", "old_pid", os.Getpid(), "binary", s.opts.Executable)
+	now := s.env.now()
+	s.upgrade = &upgrade{proc: proc, bin: bin, deadline: now.Add(readyTimeout)}
+	if bin.kind != binaryLancelot {
+		s.upgrade.helloBy = now.Add(helloTimeout)
+	}
+	if reply != nil {
+		s.upgrade.replies = append(s.upgrade.replies, reply)
+	}
+	s.log.Info("binary upgrade started", "old_pid", os.Getpid(), "binary", s.opts.Executable, "found", bin.what)
 	s.opts.Notify("STATUS=binary upgrade in progress")
 }
 
-func (s *Supervisor) successorEvent(ev event) {
-	if s.upgrade == nil || ev.successor != s.upgrade.proc {
-		return // a late report about an upgrade already settled
+// upgradeRefusal says why an upgrade cannot start now; nil when it can.
+func (s *Supervisor) upgradeRefusal() error {
+	switch {
+	case s.upgrade != nil && s.upgrade.proc.pid() == 0:
+		return fmt.Errorf("another binary upgrade is in flight (its new supervisor is starting)")
+	case s.upgrade != nil:
+		return fmt.Errorf("another binary upgrade is in flight (new supervisor pid %d)", s.upgrade.proc.pid())
+	case s.leaving() || s.handedOver:
+		return errStopping
+	case !s.ready:
+		return fmt.Errorf("supervisor is not ready yet")
 	}
-	pid := s.upgrade.proc.pid()
-	if ev.kind == eventSuccessorFailed {
-		s.log.Error("binary upgrade failed; still serving", "new_pid", pid, "err", ev.err)
-		s.cancelUpgrade("")
-		s.opts.Notify(s.statusLine())
-		s.nextRollout()
+	return nil
+}
+
+func (s *Supervisor) failStart(reply chan error, err error) {
+	err = fmt.Errorf("binary upgrade failed to start: %w", err)
+	s.log.Error(err.Error()+"; still serving", "binary", s.opts.Executable)
+	replyTo(reply, err)
+}
+
+func replyTo(reply chan error, err error) {
+	if reply != nil {
+		reply <- err
+	}
+}
+
+// successorReport acts on what the launcher or the successor said.
+func (s *Supervisor) successorReport(u *upgrade, rep handoff.Report) {
+	switch rep.Kind {
+	case handoff.ReportPID:
+		s.log.Info("binary upgrade: new supervisor started", "new_pid", rep.PID)
+	case handoff.ReportHello:
+		if rep.Protocol == handoff.LegacyProtocol || !handoff.Speaks(rep.Protocol) {
+			s.refuseUpgrade(fmt.Sprintf("the new supervisor announced handoff protocol %d (%s); this one speaks %d and %d",
+				rep.Protocol, rep.Release, handoff.LegacyProtocol, handoff.Protocol))
+			return
+		}
+		u.protocol, u.release, u.helloBy = rep.Protocol, rep.Release, time.Time{}
+		s.log.Info("binary upgrade: new supervisor speaks handoff protocol "+strconv.Itoa(rep.Protocol),
+			"new_pid", u.proc.pid(), "release", rep.Release)
+	case handoff.ReportRefuse:
+		s.refuseUpgrade("the new supervisor gave up: " + rep.Reason)
+	case handoff.ReportReady:
+		s.successorReady(u, rep.Protocol)
+	case handoff.ReportServing:
+		if !u.accepted {
+			s.refuseUpgrade("the new supervisor said serving before it was accepted")
+			return
+		}
+		s.handOver()
+	}
+}
+
+// successorReady accepts a successor whose workers all accept. systemd
+// learns the new main pid from us first, before we accept: the successor
+// may then announce itself, and we stay main until it has.
+func (s *Supervisor) successorReady(u *upgrade, protocol int) {
+	switch {
+	case protocol != handoff.LegacyProtocol && u.protocol == 0:
+		s.refuseUpgrade("the new supervisor said ready without its hello")
+		return
+	case protocol == handoff.LegacyProtocol && u.protocol != 0:
+		s.refuseUpgrade("the new supervisor said hello, then answered as release 0.2.0 does")
 		return
 	}
-	proc := s.upgrade.proc
+	u.ready = true
+	pid := u.proc.pid()
+	s.opts.Notify("MAINPID=" + strconv.Itoa(pid))
+	if protocol == handoff.LegacyProtocol {
+		// Release 0.2.0 wrote its pid file and told systemd before its
+		// byte; it expects no answer.
+		u.protocol = protocol
+		s.handOver()
+		return
+	}
+	if err := u.proc.accept(); err != nil {
+		s.successorFailed(u, u.proc, fmt.Errorf("accept: %w", err))
+		return
+	}
+	u.accepted = true
+	u.servingBy = s.env.now().Add(servingTimeout)
+	s.log.Info("binary upgrade: new supervisor accepted", "new_pid", pid)
+}
+
+// successorFailed handles the successor's channel closing or its process
+// ending before it took over.
+func (s *Supervisor) successorFailed(u *upgrade, proc successorProc, err error) {
+	if u == nil || proc != u.proc {
+		return // a late report about an upgrade already settled
+	}
+	s.refuseUpgrade(fmt.Sprintf("the new supervisor (%s) failed: %v", u.bin.what, err))
+}
+
+// handOver completes the upgrade: the successor serves, this supervisor
+// retires.
+func (s *Supervisor) handOver() {
+	u := s.upgrade
 	s.upgrade = nil
 	s.handedOver = true
-	s.log.Info("binary upgrade complete; old supervisor retiring", "old_pid", os.Getpid(), "new_pid", pid)
-	s.forwardRequests(proc)
+	s.log.Info("binary upgrade complete; old supervisor retiring", "old_pid", os.Getpid(), "new_pid", u.proc.pid(),
+		"release", u.release, "handoff_protocol", u.protocol)
+	s.metrics.mu.Lock()
+	s.metrics.successor = u.proc.pid()
+	s.metrics.mu.Unlock()
+	for _, r := range u.replies {
+		r <- nil
+	}
+	s.forwardRequests(u.proc)
+	u.proc.done()
 	s.stop(sigTerm)
 }
 
@@ -80,7 +202,7 @@ func (s *Supervisor) successorEvent(ev event) {
 func (s *Supervisor) forwardRequests(to successorProc) {
 	for _, req := range s.requests {
 		sig, ok := req.sig.(syscall.Signal)
-		if !ok {
+		if !ok || req.kind == requestConverge {
 			continue // a converge: the successor converges on its own
 		}
 		to.signal(sig)
@@ -92,98 +214,53 @@ func (s *Supervisor) forwardRequests(to successorProc) {
 	s.requests = nil
 }
 
-func (s *Supervisor) upgradeTimedOut() {
-	s.log.Error("binary upgrade: new supervisor not ready in time; killing it, still serving", "new_pid", s.upgrade.proc.pid(), "timeout", readyTimeout)
-	s.cancelUpgrade("")
+// checkUpgradeDeadlines refuses a successor that missed one.
+func (s *Supervisor) checkUpgradeDeadlines(now time.Time) {
+	u := s.upgrade
+	switch {
+	case u == nil:
+	case !u.helloBy.IsZero() && !now.Before(u.helloBy):
+		s.refuseUpgrade(fmt.Sprintf("no handoff hello within %v from %s (%s): not lancelot, or not one that can take over",
+			helloTimeout, s.opts.Executable, u.bin.what))
+	case u.accepted && !now.Before(u.servingBy):
+		s.refuseUpgrade(fmt.Sprintf("accepted, but it did not take over within %v", servingTimeout))
+	case !u.accepted && !now.Before(u.deadline):
+		s.refuseUpgrade(fmt.Sprintf("not ready within %v", readyTimeout))
+	}
 }
 
-// cancelUpgrade kills a successor that has not taken over.
-func (s *Supervisor) cancelUpgrade(why string) {
-	if s.upgrade == nil {
+// upgradeDeadline is the earliest deadline of the upgrade in flight.
+func (s *Supervisor) upgradeDeadline() time.Time {
+	u := s.upgrade
+	if u == nil {
+		return time.Time{}
+	}
+	if u.accepted {
+		return u.servingBy
+	}
+	return earliest(u.deadline, u.helloBy)
+}
+
+// refuseUpgrade ends an upgrade that will not happen: the successor is told
+// why and ended — gracefully once it serves clients, at once before — the
+// pid file and systemd's main pid are ours again, and this supervisor
+// serves on.
+func (s *Supervisor) refuseUpgrade(why string) {
+	u := s.upgrade
+	if u == nil {
 		return
 	}
-	if why != "" {
-		s.log.Warn("binary upgrade cancelled", "reason", why)
-	}
-	s.upgrade.proc.kill()
 	s.upgrade = nil
-}
-
-// successorProcess is a real successor. It is started through a launcher,
-// this binary's hidden `upgrade-launch` command, which starts the new
-// binary, reports its pid on the readiness pipe and exits at once: the
-// successor is then re-parented (to systemd, when it is PID 1) before it
-// announces itself with MAINPID=. systemd treats a main pid that is not its
-// own child as alien, and on stop would SIGKILL it instead of waiting for
-// it to drain.
-type successorProcess struct {
-	launcher *exec.Cmd
-
-	mu   sync.Mutex
-	pidv int
-	fd   *pidfd // the successor, once the launcher reported it
-}
-
-// startSuccessorProcess starts the launcher with u and reports the
-// successor's readiness, or failure, as events.
-func startSuccessorProcess(s *Supervisor, u handoff.Upgrade) (*successorProcess, error) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("readiness pipe: %w", err)
+	pid := u.proc.pid()
+	s.log.Error("binary upgrade refused; still serving", "new_pid", pid, "reason", why)
+	u.proc.refuse(why, u.ready)
+	if u.ready {
+		s.restorePIDFile(pid)
+		s.opts.Notify("MAINPID=" + strconv.Itoa(os.Getpid()))
 	}
-	u.Ready = w
-	args := append([]string{"upgrade-launch", "--", s.opts.Executable}, s.opts.Args...)
-	cmd := u.Command("/proc/self/exe", args, s.opts.Env)
-	cmd.Args[0] = s.opts.Executable
-	cmd.Stdout, cmd.Stderr = s.opts.Stdout, s.opts.Stderr
-	err = handoff.Start(cmd)
-	w.Close()
-	if err != nil {
-		r.Close()
-		return nil, fmt.Errorf("start upgrade launcher: %w", err)
+	for _, r := range u.replies {
+		r <- fmt.Errorf("binary upgrade refused: %s", why)
 	}
-	p := &successorProcess{launcher: cmd}
-	go cmd.Wait() // the launcher exits as soon as the successor started
-	go func() {
-		defer r.Close()
-		err := handoff.ReadReport(r, p.setPID)
-		kind := eventSuccessorReady
-		if err != nil {
-			kind = eventSuccessorFailed
-		}
-		s.send(event{kind: kind, successor: p, err: err})
-	}()
-	return p, nil
-}
-
-func (p *successorProcess) setPID(pid int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.pidv, p.fd = pid, openPidfd(pid)
-}
-
-func (p *successorProcess) pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.pidv
-}
-
-func (p *successorProcess) signal(sig syscall.Signal) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.fd.signal(sig)
-}
-
-func (p *successorProcess) kill() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.fd == nil {
-		// The launcher has not reported the successor yet: it reports
-		// right after starting it, so ending the launcher now almost
-		// always means no successor is ever started.
-		p.launcher.Process.Kill()
-		return
-	}
-	p.fd.kill()
-	p.fd.close()
+	s.opts.Notify(s.statusLine())
+	s.nextRollout()
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/camelot/lancelot/shared/control"
 	"github.com/camelot/lancelot/shared/handoff"
+	"github.com/camelot/lancelot/shared/version"
 )
 
 // Process is one worker process's parts, built by main from what the
@@ -78,7 +79,7 @@ func (p Process) Run(ctx context.Context) error {
 	}, func(err error) {
 		stopc <- err
 	})
-	if err := p.Control.Send(control.Message{Type: control.TypeReady}); err != nil {
+	if err := p.Control.Send(control.Message{Type: control.TypeReady, Version: version.Version}); err != nil {
 		return err
 	}
 	p.Logger.Debug("worker accepting", "sockets", len(p.Sockets))

@@ -33,6 +33,7 @@ func newApp(serve func(*cli.Context, serveSettings) error) *cli.App {
 			serveCommand(serve),
 			checkCommand(),
 			reloadCommand(),
+			upgradeCommand(),
 			statusCommand(),
 			askCommand(),
 			benchCommand(),
@@ -45,18 +46,27 @@ func newApp(serve func(*cli.Context, serveSettings) error) *cli.App {
 		HideVersion: true,
 		Flags:       []cli.Flag{&cli.BoolFlag{Name: "version", Usage: "print the version, as the version command does"}},
 		Action: func(c *cli.Context) error {
-			if c.Bool("version") {
+			switch {
+			case c.Bool("version"):
 				return printVersion(c, false)
+			case c.NArg() > 0:
+				return unknownCommand(c.Args().First())
 			}
 			return cli.ShowAppHelp(c)
 		},
 		HideHelpCommand: true,
 		OnUsageError:    usageError,
 		CommandNotFound: func(c *cli.Context, name string) {
-			fmt.Fprintf(os.Stderr, "lancelot: unknown command %q (try --help)\n", name)
-			os.Exit(2)
+			unknownCommand(name)
 		},
 	}
+}
+
+// unknownCommand exits as a usage error does: one line, status 2.
+func unknownCommand(name string) error {
+	fmt.Fprintf(os.Stderr, "lancelot: unknown command %q (try --help)\n", name)
+	os.Exit(2)
+	return nil
 }
 
 // usageError replaces urfave/cli's multi-line usage dump with one line.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/camelot/lancelot/shared/admin"
 	"github.com/camelot/lancelot/shared/config"
 	"github.com/camelot/lancelot/shared/handoff"
+	"github.com/camelot/lancelot/shared/version"
 	"github.com/camelot/lancelot/supervisor"
 )
 
@@ -41,30 +43,62 @@ type serveSettings struct {
 // start workers.
 const maxSideConnections = 64
 
-// runServe is the supervisor process.
+// runServe is the supervisor process: it opens everything that can fail
+// first (a bad address is a one-line error, not a log), then says which
+// lancelot starts, then runs one run.Group of the supervisor and its side
+// ports until a stop.
 func runServe(c *cli.Context, s serveSettings) error {
 	// Signals meant for a supervisor that is still starting are dropped
 	// (a successor inherits them blocked from its predecessor), not fatal;
 	// forwardSignals below subscribes to them again.
 	handoff.IgnoreOperatorSignals()
 	signal.Ignore(syscall.SIGPIPE) // journald going away must not kill us
+	// A binary upgrade's successor announces its handoff protocol before
+	// anything else is decided.
+	upgrade, err := handoff.ReadUpgrade(version.Version)
+	if err != nil {
+		return fmt.Errorf("binary upgrade: %w", err)
+	}
 	cfg := s.cfg
 	log, logs := cfg.NewLogger(os.Stderr)
 	defer logs.Close(time.Second)
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find own binary: %w", err)
-	}
-	upgrade, err := handoff.ReadUpgrade()
+	sup, err := newSupervisor(cfg, upgrade, log)
 	if err != nil {
 		return err
+	}
+	side, err := openSidePorts(cfg, sup, logs.Dropped)
+	if err != nil {
+		return err
+	}
+	info := version.Get()
+	log.Info("lancelot starting", "version", info.Version, "revision", info.Revision, "modified", info.Modified, "go", info.Go)
+
+	var g run.Group
+	// The supervisor: workers, rollouts, upgrades, stop.
+	g.Add(sup.Run, func(error) { sup.Signal(syscall.SIGTERM) })
+	// Signals: forwarded to the supervisor for as long as it runs.
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return forwardSignals(ctx, sup) }, func(error) { cancel() })
+	}
+	// Admin socket, metrics and agent ports.
+	side.addTo(&g, sup, log)
+	return g.Run()
+}
+
+// newSupervisor builds the supervisor from the configuration and what this
+// process inherited (a predecessor's sockets, or systemd's).
+func newSupervisor(cfg config.Config, upgrade *handoff.Upgrade, log *slog.Logger) (*supervisor.Supervisor, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own binary: %w", err)
 	}
 	var activated []*os.File
 	if upgrade == nil {
 		activated = activation.Files(true) // unset LISTEN_*: workers must not see them
 	}
 	wd, _ := daemon.SdWatchdogEnabled(false)
-	sup, err := supervisor.New(supervisor.Options{
+	return supervisor.New(supervisor.Options{
 		Config:     cfg,
 		Reload:     reloadConfig(os.Args),
 		Executable: exe,
@@ -76,30 +110,50 @@ func runServe(c *cli.Context, s serveSettings) error {
 		Watchdog:   wd,
 		Logger:     log,
 	})
-	if err != nil {
-		return err
-	}
+}
 
-	var g run.Group
-	// The supervisor: workers, rollouts, upgrades, stop.
-	g.Add(sup.Run, func(error) { sup.Signal(syscall.SIGTERM) })
-	// Signals: forwarded to the supervisor for as long as it runs.
-	{
-		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return forwardSignals(ctx, sup) }, func(error) { cancel() })
+// sidePorts are the supervisor's own listeners: the admin socket
+// (`lancelot reload`, `upgrade`, `status`), metrics and the agent port.
+type sidePorts struct {
+	admin          net.Listener // nil when it could not be opened
+	adminErr       error
+	metrics        *http.Server
+	metricsLn      net.Listener
+	agent, agentLn net.Listener
+}
+
+// openSidePorts binds the side ports the configuration asks for.
+func openSidePorts(cfg config.Config, sup *supervisor.Supervisor, logDropped func() uint64) (*sidePorts, error) {
+	p := &sidePorts{}
+	p.admin, p.adminErr = admin.Listen()
+	if cfg.Metrics != "" {
+		srv, ln, err := metricsServer(cfg.Metrics, sup, logDropped)
+		if err != nil {
+			return nil, err
+		}
+		p.metrics, p.metricsLn = srv, ln
 	}
-	// Admin socket: `lancelot reload` asks for a reload and waits for it.
-	if ln, err := admin.Listen(); err != nil {
-		log.Warn("no admin socket; `lancelot reload` cannot confirm reloads", "err", err)
+	if cfg.AgentListen != "" {
+		ln, err := listenReusePort(cfg.AgentListen)
+		if err != nil {
+			return nil, fmt.Errorf("--agent-listen %s: %w", cfg.AgentListen, err)
+		}
+		p.agentLn = ln
+		p.agent = netutil.LimitListener(ln, maxSideConnections)
+	}
+	return p, nil
+}
+
+// addTo adds an actor per side port to g.
+func (p *sidePorts) addTo(g *run.Group, sup *supervisor.Supervisor, log *slog.Logger) {
+	if p.admin == nil {
+		log.Warn("no admin socket; `lancelot reload`, `upgrade` and `status` cannot reach this supervisor", "err", p.adminErr)
 	} else {
+		ln := p.admin
 		g.Add(func() error { return admin.Serve(ln, adminHandler(sup)) }, func(error) { ln.Close() })
 	}
-	// Metrics: Prometheus text on --metrics, and /healthz.
-	if cfg.Metrics != "" {
-		srv, ln, err := metricsServer(cfg.Metrics, sup, logs.Dropped)
-		if err != nil {
-			return err
-		}
+	if p.metrics != nil {
+		srv, ln := p.metrics, p.metricsLn
 		log.Info("metrics listening", "addr", ln.Addr().String())
 		g.Add(func() error {
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -108,17 +162,11 @@ func runServe(c *cli.Context, s serveSettings) error {
 			return nil
 		}, func(error) { srv.Close() })
 	}
-	// Agent: HAProxy's agent check on --agent-listen.
-	if cfg.AgentListen != "" {
-		ln, err := listenReusePort(cfg.AgentListen)
-		if err != nil {
-			return fmt.Errorf("--agent-listen %s: %w", cfg.AgentListen, err)
-		}
-		log.Info("agent listening", "addr", ln.Addr().String())
-		ln = netutil.LimitListener(ln, maxSideConnections)
+	if p.agent != nil {
+		ln := p.agent
+		log.Info("agent listening", "addr", p.agentLn.Addr().String())
 		g.Add(func() error { return sup.ServeAgent(ln) }, func(error) { ln.Close() })
 	}
-	return g.Run()
 }
 
 // forwardSignals hands every signal the supervisor handles to it; unlike
@@ -144,6 +192,9 @@ func adminHandler(sup *supervisor.Supervisor) admin.Handler {
 		switch command {
 		case admin.CommandReload:
 			return "", sup.Reload(ctx)
+		case admin.CommandUpgrade:
+			pid, err := sup.Upgrade(ctx)
+			return strconv.Itoa(pid), err
 		case admin.CommandStatus:
 			b, err := json.Marshal(sup.Status())
 			return string(b), err

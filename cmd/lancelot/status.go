@@ -39,8 +39,8 @@ func statusCommand() *cli.Command {
 				fmt.Fprintln(c.App.Writer, raw)
 				return nil
 			}
-			var st supervisor.Status
-			if err := json.Unmarshal([]byte(raw), &st); err != nil {
+			st, err := decodeStatus(raw)
+			if err != nil {
 				return fmt.Errorf("status of pid %d: %w", pid, err)
 			}
 			printStatus(c.App.Writer, st)
@@ -49,13 +49,24 @@ func statusCommand() *cli.Command {
 	}
 }
 
+// decodeStatus reads the admin socket's status payload.
+func decodeStatus(raw string) (supervisor.Status, error) {
+	var st supervisor.Status
+	err := json.Unmarshal([]byte(raw), &st)
+	return st, err
+}
+
 func printStatus(w io.Writer, st supervisor.Status) {
-	fmt.Fprintf(w, "supervisor %d: %s, %d workers (configured %d)", st.PID, st.State, st.Running, st.Configured)
+	fmt.Fprintf(w, "supervisor %d (lancelot %s, revision %.12s): %s, %d workers (configured %d)",
+		st.PID, st.Version.Version, st.Version.Revision, st.State, st.Running, st.Configured)
 	if st.Rollout != "" {
 		fmt.Fprintf(w, ", %s in progress", st.Rollout)
 	}
 	if st.Upgrade {
 		fmt.Fprint(w, ", binary upgrade in progress")
+		if st.Successor != 0 {
+			fmt.Fprintf(w, " (new supervisor pid %d)", st.Successor)
+		}
 	}
 	fmt.Fprintln(w)
 	for _, sl := range st.Slots {
@@ -66,7 +77,11 @@ func printStatus(w io.Writer, st supervisor.Status) {
 		case !sl.Ready:
 			state = "starting"
 		}
-		fmt.Fprintf(w, "  slot %d: pid %d %s, sockets %v", sl.Slot, sl.PID, state, sl.Serving)
+		fmt.Fprintf(w, "  slot %d: pid %d %s", sl.Slot, sl.PID, state)
+		if sl.Version != "" {
+			fmt.Fprintf(w, ", lancelot %s", sl.Version)
+		}
+		fmt.Fprintf(w, ", sockets %v", sl.Serving)
 		if sl.Next != 0 {
 			fmt.Fprintf(w, ", replacement pid %d starting", sl.Next)
 		}

@@ -1,12 +1,13 @@
 // Package admin is the supervisor's local request channel, through which
-// `lancelot reload` asks for a reload and waits for its outcome, as
+// `lancelot reload` asks for a reload and `lancelot upgrade` for a binary
+// upgrade, and waits for its outcome, as
 // `systemctl reload` needs (a signal says nothing back). It is an abstract
 // unix socket named after the supervisor's pid, so a successor after a
 // binary upgrade has its own, and it leaves no file behind. Only the
 // supervisor's own user and root may use it (SO_PEERCRED).
 //
 // The protocol is one line each way: the client sends a command ("reload",
-// "status"), the supervisor answers "ok", "ok <payload>" or "error: reason"
+// "upgrade", "status"), the supervisor answers "ok", "ok <payload>" or "error: reason"
 // when it is done.
 //
 // Not a public API: this package serves the lancelot binary only.
@@ -33,6 +34,9 @@ const (
 	CommandReload = "reload"
 	// CommandStatus asks for the supervisor's state, as JSON.
 	CommandStatus = "status"
+	// CommandUpgrade asks for a binary upgrade (what USR2 does) and waits
+	// until the successor took over; the payload is its pid.
+	CommandUpgrade = "upgrade"
 )
 
 // Addr is the admin socket of the supervisor with the given pid.

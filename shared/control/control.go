@@ -27,7 +27,7 @@ const maxPacket = 64 << 10
 // Message types. Each names its direction.
 const (
 	// TypeReady: worker -> supervisor, every listener given at start is
-	// accepting.
+	// accepting; Version is the worker's release.
 	TypeReady = "ready"
 	// TypeStats: worker -> supervisor, the worker's counters; sent when
 	// asked with TypeStatsRequest and once more before a graceful exit.
@@ -57,6 +57,8 @@ type Message struct {
 	Seq    uint64 `json:"seq,omitempty"`
 	Socket int    `json:"socket,omitempty"`
 	Stats  *Stats `json:"stats,omitempty"`
+	// Version is the sender's release, in TypeReady.
+	Version string `json:"version,omitempty"`
 	// File is the descriptor a TypeLend message carries; it travels as
 	// SCM_RIGHTS, not in the JSON. Receive hands the receiver its own
 	// close-on-exec copy, which the receiver must close.

@@ -1,7 +1,6 @@
 package handoff_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +30,8 @@ func TestMain(m *testing.M) {
 		os.Exit(workerChild())
 	case "upgrade":
 		os.Exit(upgradeChild())
+	case "legacy-predecessor":
+		os.Exit(legacyPredecessorChild())
 	case "signals":
 		os.Exit(signalsChild())
 	}
@@ -56,29 +57,6 @@ func workerChild() int {
 	_, ctrlErr := w.Control.Stat()
 	fmt.Printf("listen=%s sockets=%s control=%v env=%q args=%q\n", w.Config.Listen, strings.Join(addrs, ","),
 		ctrlErr == nil, os.Getenv("LANCELOT_WORKER_CONFIG"), os.Args[1:])
-	return 0
-}
-
-// upgradeChild decodes an upgrade handoff, reports itself ready and prints
-// what it found.
-func upgradeChild() int {
-	u, err := handoff.ReadUpgrade()
-	if err != nil || u == nil {
-		fmt.Println("error:", err)
-		return 1
-	}
-	var addrs []string
-	for _, f := range u.Sockets {
-		ln, err := net.FileListener(f)
-		if err != nil {
-			fmt.Println("error:", err)
-			return 1
-		}
-		addrs = append(addrs, ln.Addr().String())
-	}
-	handoff.ReportPID(u.Ready, os.Getpid())
-	handoff.ReportReady(u.Ready)
-	fmt.Printf("sockets=%s running=%d configured=%d launcher=%d\n", strings.Join(addrs, ","), u.Running, u.Configured, u.Launcher)
 	return 0
 }
 
@@ -151,62 +129,6 @@ func TestWorkerRoundTrip(t *testing.T) {
 func TestReadWorkerOutsideServe(t *testing.T) {
 	if _, err := handoff.ReadWorker(); err == nil || !strings.Contains(err.Error(), "not started by serve") {
 		t.Errorf("ReadWorker() outside a worker = %v, want a 'not started by serve' error", err)
-	}
-}
-
-func TestUpgradeRoundTrip(t *testing.T) {
-	f1, a1 := listener(t)
-	f2, a2 := listener(t)
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	exe, _ := os.Executable()
-	u := handoff.Upgrade{Sockets: []*os.File{f1, f2}, Ready: w, Running: 3, Configured: 2, Launcher: 4242}
-	cmd := u.Command(exe, nil, append(os.Environ(), envChild+"=upgrade", "LISTEN_PID=1"))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := handoff.Start(cmd); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	var pid int
-	err = handoff.ReadReport(r, func(p int) { pid = p })
-	if werr := cmd.Wait(); werr != nil {
-		t.Fatalf("upgrade child: %v\n%s", werr, out.String())
-	}
-	if err != nil || pid != cmd.Process.Pid {
-		t.Errorf("ReadReport = %v with pid %d, want ready with pid %d", err, pid, cmd.Process.Pid)
-	}
-	if want := fmt.Sprintf("sockets=%s,%s running=3 configured=2 launcher=4242\n", a1, a2); out.String() != want {
-		t.Errorf("upgrade child printed %q, want %q", out.String(), want)
-	}
-}
-
-func TestReadReport(t *testing.T) {
-	for _, tc := range []struct {
-		in      string
-		wantPID int
-		wantErr bool
-	}{
-		// Success cases
-		{"pid 42\nready\n", 42, false},
-		{"ready\n", 0, false},
-		// Failure cases
-		{"pid 42\n", 42, true},       // successor died after the launcher reported it
-		{"", 0, true},                // launcher died
-		{"pid x\nready\n", 0, true},  // garbage
-		{"hello\n", 0, true},         // garbage
-		{"pid 42\nread", 42, true},   // cut short
-		{"\x01", 0, true},            // not this protocol
-		{"pid -3\nready\n", 0, true}, // not a pid
-	} {
-		pid := 0
-		err := handoff.ReadReport(strings.NewReader(tc.in), func(p int) { pid = p })
-		if (err != nil) != tc.wantErr || pid != tc.wantPID {
-			t.Errorf("ReadReport(%q) = %v with pid %d; want error %v, pid %d", tc.in, err, pid, tc.wantErr, tc.wantPID)
-		}
 	}
 }
 

@@ -1,0 +1,117 @@
+package supervisor
+
+import (
+	"errors"
+	"os"
+	"strconv"
+
+	"github.com/camelot/lancelot/shared/handoff"
+	"github.com/camelot/lancelot/shared/version"
+)
+
+// predecessorLink is a successor's channel to the supervisor it takes over
+// from (see handoff's protocol.go).
+type predecessorLink interface {
+	// ready tells the predecessor every worker accepts; its verdict comes
+	// back as an eventVerdict.
+	ready()
+	// serving tells it this supervisor has taken over, and closes the link.
+	serving()
+	// legacy reports a release 0.2.0 predecessor, which expects systemd to
+	// hear from the successor before the successor's ready.
+	legacy() bool
+}
+
+// handoffLink is the real link.
+type handoffLink struct {
+	u      *handoff.Upgrade
+	report func(event)
+}
+
+func (l *handoffLink) ready() {
+	go func() { l.report(event{kind: eventVerdict, err: l.u.Ready()}) }()
+}
+
+func (l *handoffLink) serving() {
+	l.u.Serving()
+}
+
+func (l *handoffLink) legacy() bool {
+	return l.u.Protocol == handoff.LegacyProtocol
+}
+
+// announceReady runs once, when every slot first has a ready worker. A
+// supervisor that takes over from another asks it first (see
+// verdictEvent); any other takes over at once.
+func (s *Supervisor) announceReady() {
+	if s.link == nil {
+		s.takeOver()
+		return
+	}
+	if s.link.legacy() {
+		// Release 0.2.0 retires as soon as it reads our byte: systemd must
+		// follow us before that, or it would see its main process exit.
+		s.opts.Notify(s.readyState())
+	}
+	s.awaitingVerdict = true
+	s.log.Info("ready; asking the old supervisor to hand over", "pid", os.Getpid())
+	s.link.ready()
+}
+
+// verdictEvent acts on the predecessor's answer to ready.
+func (s *Supervisor) verdictEvent(err error) {
+	s.awaitingVerdict = false
+	var refused *handoff.RefusedError
+	switch {
+	case err == nil:
+	case errors.Is(err, handoff.ErrPredecessorGone):
+		s.log.Warn("the old supervisor is gone without an answer; taking over", "err", err)
+	case errors.As(err, &refused):
+		s.fail(err)
+		return
+	default:
+		s.fail(err)
+		return
+	}
+	s.takeOver()
+}
+
+// fail stops the supervisor for a reason Run then returns.
+func (s *Supervisor) fail(err error) {
+	s.log.Error("stopping", "err", err)
+	s.exitErr = err
+	s.stop(sigTerm)
+}
+
+// takeOver makes this supervisor the service's: the pid file names it,
+// systemd is told (after a version 2 handover, the predecessor already
+// sent MAINPID= for us, and we say it again), and the predecessor learns
+// we serve.
+func (s *Supervisor) takeOver() {
+	s.ready = true
+	if err := s.writePIDFile(); err != nil {
+		s.log.Error("write pid file", "err", err)
+	}
+	if s.opts.Watchdog > 0 {
+		s.wdNext = s.env.now()
+	}
+	if s.link == nil || !s.link.legacy() {
+		s.opts.Notify(s.readyState())
+	}
+	if s.link != nil {
+		s.link.serving()
+		s.link = nil
+	}
+	s.log.Info("supervisor ready", "pid", os.Getpid(), "workers", len(s.slots), "pids", s.pids(), "version", version.Version)
+}
+
+// readyState is the notification that makes this process the ready main
+// one: MAINPID first, so systemd follows a successor before its
+// predecessor exits.
+func (s *Supervisor) readyState() string {
+	state := "READY=1\n" + s.statusLine()
+	if s.opts.Upgrade != nil {
+		state = "MAINPID=" + strconv.Itoa(os.Getpid()) + "\n" + state
+	}
+	return state
+}

@@ -65,7 +65,7 @@ func binaryUnderTest(dir string) (string, error) {
 		return filepath.Abs(other)
 	}
 	bin := filepath.Join(dir, "lancelot")
-	build := exec.Command("go", "build", "-o", bin, ".")
+	build := exec.Command("go", "build", "-buildvcs=auto", "-o", bin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return "", fmt.Errorf("build lancelot: %w", err)

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/camelot/lancelot/shared/lancelottest"
+	"github.com/camelot/lancelot/shared/version"
 )
 
 // requireTool finds a tool or skips; with LANCELOT_REQUIRE_TOOLS=1 (set by
@@ -121,8 +122,8 @@ func TestNotifySequence(t *testing.T) {
 	oldPID := s.cmd.Process.Pid
 
 	// Start.
-	if m := ns.expect([]string{"READY=1", "STATUS="}, "STOPPING=1"); m.pid != oldPID {
-		t.Errorf("READY=1 from pid %d, want the supervisor %d", m.pid, oldPID)
+	if m := ns.expect([]string{"READY=1", "STATUS="}, "STOPPING=1"); m.pid != oldPID || !strings.Contains(m.state, "STATUS=lancelot "+version.Version+" serving on ") {
+		t.Errorf("READY=1 %q from pid %d, want the supervisor %d, with its version in STATUS=", m.state, m.pid, oldPID)
 	}
 	// HUP: RELOADING=1 with MONOTONIC_USEC, then READY=1.
 	s.signal(syscall.SIGHUP)
@@ -133,9 +134,16 @@ func TestNotifySequence(t *testing.T) {
 	ns.expect([]string{"READY=1"}, "STOPPING=1")
 	// USR2: the new supervisor sends MAINPID=<its pid> and READY=1; the old
 	// one never says STOPPING=1, or systemd would stop the service.
+	// The old one announces the new main pid first, once it accepted it, so
+	// NotifyAccess=main would do between two releases that speak handoff
+	// protocol 2.
 	s.signal(syscall.SIGUSR2)
+	first := ns.expect([]string{"MAINPID="}, "STOPPING=1")
 	m = ns.expect([]string{"MAINPID=", "READY=1"}, "STOPPING=1")
 	newPID := s.waitNewSupervisor()
+	if first.pid != oldPID || first.state != "MAINPID="+strconv.Itoa(newPID) {
+		t.Errorf("first upgrade notification %q from pid %d, want MAINPID=%d from the old supervisor %d", first.state, first.pid, newPID, oldPID)
+	}
 	if m.state != "" && !hasLine(m.state, "MAINPID="+strconv.Itoa(newPID)) || m.pid != newPID {
 		t.Errorf("upgrade notification %q from pid %d, want MAINPID=%d from it", m.state, m.pid, newPID)
 	}

@@ -108,6 +108,18 @@ func (e *EventLoop) Listen(id int, f *os.File) error {
 // on it: another process serves that queue. Connections already accepted
 // stay. An unknown id is ignored.
 func (e *EventLoop) Unlisten(id int) {
+	e.letGo(id, false)
+}
+
+// Retire stops accepting on listener id once every connection queued on it
+// is accepted (and then served): its address is going away, and closing a
+// listening socket's last descriptor resets what is still queued. An
+// unknown id is ignored.
+func (e *EventLoop) Retire(id int) {
+	e.letGo(id, true)
+}
+
+func (e *EventLoop) letGo(id int, sweep bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rec, ok := e.listeners[id]
@@ -115,7 +127,7 @@ func (e *EventLoop) Unlisten(id int) {
 		return
 	}
 	delete(e.listeners, id)
-	rec.dropped = true
+	rec.dropped, rec.sweep = true, sweep
 	for _, l := range e.loops {
 		l.wakeLocked()
 	}
@@ -258,6 +270,7 @@ type listenerRec struct {
 	refs    int           // loops still holding a duplicate; guarded by EventLoop.mu
 	err     error         // the first fatal accept error; guarded by EventLoop.mu
 	dropped bool          // a loop failed on it, or Unlisten: every loop lets go; guarded
+	sweep   bool          // with dropped, from Retire: accept what is queued first; guarded
 	done    chan struct{} // closed when refs reaches zero
 }
 

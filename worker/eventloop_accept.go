@@ -109,10 +109,15 @@ const (
 	sweepGiveUp     = time.Second
 )
 
-// sweepAll sweeps every listener as the engine stops, keeping those that
-// ran out of descriptors for retrySweeps.
+// sweepAll sweeps every listener as the engine stops, and only the
+// retired ones (see letGo) while it runs, keeping those that ran out of
+// descriptors for retrySweeps.
 func (l *loop) sweepAll() {
+	stopping := l.e.state.Load() >= engineStopped
 	for _, lf := range slices.Clone(l.lns) {
+		if !stopping && !lf.rec.sweep {
+			continue
+		}
 		if !l.sweep(lf) && l.sweepUntil == 0 {
 			l.sweepUntil = l.now + int64(sweepGiveUp)
 		}
@@ -128,14 +133,17 @@ func (l *loop) retrySweeps() {
 	}
 	if l.now >= l.sweepUntil {
 		l.e.opts.Logger.Error("out of descriptors while stopping: closing listeners with clients still queued", "listeners", len(l.lns))
-		for len(l.lns) > 0 {
-			l.dropListener(l.lns[0], nil)
+		stopping := l.e.state.Load() >= engineStopped
+		for _, lf := range slices.Clone(l.lns) {
+			if stopping || lf.rec.sweep {
+				l.dropListener(lf, nil)
+			}
 		}
 		l.sweepUntil = 0
 		return
 	}
 	l.sweepAll()
-	if len(l.lns) == 0 {
+	if !slices.ContainsFunc(l.lns, func(lf *listenerFD) bool { return lf.paused && (lf.rec.sweep || l.e.state.Load() >= engineStopped) }) {
 		l.sweepUntil = 0
 	}
 }

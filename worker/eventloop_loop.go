@@ -280,6 +280,20 @@ func (l *loop) conn(fd int) *elConn {
 	return l.conns[fd]
 }
 
+// letGo gives up a listener taken back (Unlisten) or retired (Retire),
+// sweeping the queue of a retired one first.
+func (l *loop) letGo(lf *listenerFD) {
+	if !lf.rec.sweep {
+		l.dropListener(lf, nil)
+		return
+	}
+	if !l.sweep(lf) && l.sweepUntil == 0 {
+		// Out of descriptors: retrySweeps goes on with it.
+		l.sweepUntil = l.now + int64(sweepGiveUp)
+		l.sweepAt = l.now + int64(sweepRetryEvery)
+	}
+}
+
 // sync takes in what other goroutines handed over: new listeners, the
 // listeners to let go of (taken back, or found broken by another loop),
 // and heartbeats, which it acknowledges: reaching this point is the proof
@@ -304,9 +318,14 @@ func (l *loop) sync() {
 	})
 	l.e.mu.Unlock()
 	for _, lf := range dropped {
-		l.dropListener(lf, nil)
+		l.letGo(lf)
 	}
 	for _, lf := range late {
+		if lf.rec.sweep {
+			l.lns = append(l.lns, lf)
+			l.letGo(lf)
+			continue
+		}
 		unix.Close(lf.fd)
 		l.e.releaseListener(lf.rec, nil)
 	}

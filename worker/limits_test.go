@@ -83,6 +83,44 @@ func TestListenUnlisten(t *testing.T) {
 	queued.ExpectAll(lancelottest.AQuest) // the next holder serves the queue
 }
 
+// TestRetire: a retired listener's queue is accepted and served before the
+// worker lets go of the socket, so closing its last descriptor resets
+// nobody; once let go, the address refuses newcomers.
+func TestRetire(t *testing.T) {
+	t.Parallel()
+	e := startBare(t, worker.Options{})
+	f, addr := lancelottest.ListenerFile(t)
+	again, err := dupFile(f) // the socket outlives Unlisten through it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Listen(7, f); err != nil {
+		t.Fatal(err)
+	}
+	e.Unlisten(7) // nobody accepts: the clients below queue
+	var queued []*lancelottest.Client
+	for range 20 {
+		c := lancelottest.Dial(t, addr)
+		c.Send(lancelottest.QQuest)
+		queued = append(queued, c)
+	}
+	queued[0].ExpectOpen(100 * time.Millisecond)
+	if err := e.Listen(7, again); err != nil {
+		t.Fatal(err)
+	}
+	e.Retire(7) // most likely before a loop even took the listener in
+	for _, c := range queued {
+		c.ExpectAll(lancelottest.AQuest)
+	}
+	lancelottest.WaitFor(t, 5*time.Second, "the retired socket closed", func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return errors.Is(err, unix.ECONNREFUSED)
+	})
+}
+
 func dupFile(f *os.File) (*os.File, error) {
 	sc, err := f.SyscallConn()
 	if err != nil {

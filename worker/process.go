@@ -161,6 +161,9 @@ func (p Process) handle(m control.Message, heartbeats chan<- uint64) error {
 	case control.TypeReclaim:
 		p.Engine.Unlisten(m.Socket)
 		p.Logger.Debug("gave a socket back", "socket", m.Socket)
+	case control.TypeRetire:
+		p.Engine.Retire(m.Socket)
+		p.Logger.Debug("retiring a socket: serving its queue, then closing it", "socket", m.Socket)
 	}
 	return nil
 }

@@ -49,6 +49,10 @@ const (
 	// The worker drops its copy without accepting what is queued: the
 	// supervisor keeps the socket open and another worker serves it.
 	TypeReclaim = "reclaim"
+	// TypeRetire: supervisor -> worker, socket Socket's address is being
+	// removed: accept what is queued on it, serve those clients, and drop
+	// the worker's copy, the socket's last.
+	TypeRetire = "retire"
 )
 
 // Message is one packet on the channel.

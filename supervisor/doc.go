@@ -33,9 +33,8 @@
 // flight. Other goroutines only send it events (a worker is ready, answered
 // a heartbeat, exited; the successor is ready) and requests (signals,
 // Reload). The loop is also the only goroutine that creates sockets and
-// starts processes, because go_reuseport v1.5.0 holds a new socket without
-// close-on-exec for a moment and a child started then would inherit it.
-// The loop reaches the operating system only through env, so the model
+// starts processes, so that which descriptors a child inherits is decided
+// in one place. The loop reaches the operating system only through env, so the model
 // test runs it against fake workers and a fake clock.
 //
 // Other invariants:

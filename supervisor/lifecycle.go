@@ -28,17 +28,7 @@ func (s *Supervisor) announceServing(afterReload bool) {
 }
 
 func (s *Supervisor) statusLine() string {
-	return fmt.Sprintf("STATUS=lancelot %s serving on %s with %d workers (pids %s)", version.Version, strings.Join(uniq(s.Addrs()), ", "), len(s.slots), s.pids())
-}
-
-func uniq(xs []string) []string {
-	var out []string
-	for _, x := range xs {
-		if len(out) == 0 || out[len(out)-1] != x {
-			out = append(out, x)
-		}
-	}
-	return out
+	return fmt.Sprintf("STATUS=lancelot %s serving on %s with %d workers (pids %s)", version.Version, strings.Join(s.listenAddrs(), ", "), len(s.slots), s.pids())
 }
 
 // leave handles TERM and INT. With a drain delay the supervisor first goes

@@ -63,8 +63,8 @@ func (s *Supervisor) reconcileOnce() (again bool) {
 
 // owners returns, for each socket id, the healthy workers of its home
 // slots.
-func (s *Supervisor) owners() [][]*worker {
-	owners := make([][]*worker, len(s.sockets))
+func (s *Supervisor) owners() map[int][]*worker {
+	owners := make(map[int][]*worker, len(s.sockets))
 	for _, sl := range s.slots {
 		if !sl.cur.healthy() {
 			continue
@@ -100,7 +100,7 @@ func (s *Supervisor) leastLoaded() *worker {
 // lend makes w accept on socket k too. It reports false when w was written
 // off instead (see lost).
 func (s *Supervisor) lend(w *worker, k int, why string) bool {
-	f, err := s.sockets[k].file()
+	f, err := s.socket(k).file()
 	if err != nil {
 		s.log.Error("lend socket", "socket", k, "err", err)
 		return true // out of descriptors: the next event tries again

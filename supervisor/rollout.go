@@ -179,15 +179,28 @@ func (s *Supervisor) reloadConfig() error {
 		s.log.Error("reload: configuration rejected; keeping the running one", "err", err)
 		return fmt.Errorf("configuration rejected: %w", err)
 	}
-	if cfg.Listen != s.cfg.Listen {
-		s.log.Warn("reload: listen address changes need a restart; keeping the open sockets", "listen", s.cfg.Listen, "configured", cfg.Listen)
-		cfg.Listen = s.cfg.Listen
+	if err := s.reloadListen(cfg); err != nil {
+		s.log.Error("reload: configuration rejected; keeping the running one", "err", err)
+		return fmt.Errorf("configuration rejected: %w", err)
 	}
 	if cfg.Workers != s.cfg.Workers {
 		s.running = cfg.Workers
 	}
 	s.cfg = cfg
 	s.log.Info("reload: configuration read", "workers", s.running, "configured", cfg.Workers)
+	return nil
+}
+
+// reloadListen opens and closes addresses as the reloaded configuration
+// lists them. Socket-activated sockets are the socket unit's to change.
+func (s *Supervisor) reloadListen(cfg config.Config) error {
+	if len(s.opts.Activated) == 0 {
+		return s.applyListen(listenList(cfg))
+	}
+	if add, remove := s.diffAddrs(listenList(cfg)); len(add)+len(remove) > 0 {
+		s.log.Warn("reload: the listening sockets come from socket activation; change the socket unit's ListenStream= lines instead",
+			"listening", s.listenAddrs(), "configured", listenList(cfg))
+	}
 	return nil
 }
 

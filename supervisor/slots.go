@@ -94,28 +94,41 @@ func (s *Supervisor) handle(ev event) {
 	}
 }
 
-// rehome gives every socket a home slot (see assign); called whenever the
-// number of slots or sockets changes.
+// rehome gives every socket a home slot, address by address (see assign),
+// so that every slot is home to a socket of each address; called whenever
+// the number of slots or sockets changes.
 func (s *Supervisor) rehome() {
-	plan := assign(len(s.sockets), len(s.slots))
-	for i, sl := range s.slots {
-		sl.home = plan[i]
+	for _, sl := range s.slots {
+		sl.home = nil
+	}
+	addrs, groups := s.addrGroups()
+	for _, addr := range addrs {
+		ids := groups[addr]
+		for i, picks := range assign(len(ids), len(s.slots)) {
+			for _, j := range picks {
+				s.slots[i].home = append(s.slots[i].home, ids[j])
+			}
+		}
 	}
 }
 
-// ensureSockets binds a socket for a new slot when there are fewer sockets
-// than slots and more can join the port. Otherwise new slots share the
-// existing sockets.
+// ensureSockets binds, for a new slot, a socket of each address that has
+// fewer sockets than slots and that more can join. Otherwise new slots
+// share the existing sockets.
 func (s *Supervisor) ensureSockets() {
-	if len(s.sockets) >= len(s.slots) || !s.sockets[0].joinable() {
-		return
+	addrs, groups := s.addrGroups()
+	for _, addr := range addrs {
+		first := s.socket(groups[addr][0])
+		if len(groups[addr]) >= len(s.slots) || !first.joinable() {
+			continue
+		}
+		sock, err := s.env.bind(addr)
+		if err != nil {
+			s.log.Warn("cannot add a listening socket; new workers share the existing ones", "addr", addr, "err", err)
+			continue
+		}
+		s.addSocket(sock)
 	}
-	sock, err := s.env.bind(s.sockets[0].addr)
-	if err != nil {
-		s.log.Warn("cannot add a listening socket; new workers share the existing ones", "err", err)
-		return
-	}
-	s.addSocket(sock)
 }
 
 // spawn starts a worker for sl with sl's home sockets and the current
@@ -123,7 +136,7 @@ func (s *Supervisor) ensureSockets() {
 func (s *Supervisor) spawn(sl *slot) (*worker, error) {
 	socks := make([]*socket, len(sl.home))
 	for i, k := range sl.home {
-		socks[i] = s.sockets[k]
+		socks[i] = s.socket(k)
 	}
 	cfg := s.cfg
 	cfg.Workers = len(s.slots) // the running count: workers split the CPUs by it

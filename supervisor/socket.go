@@ -1,13 +1,14 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strconv"
+	"syscall"
 
-	reuseport "github.com/kavu/go_reuseport"
 	"golang.org/x/sys/unix"
 
 	"github.com/camelot/lancelot/shared/handoff"
@@ -18,7 +19,7 @@ import (
 // net.Listener here: either would register it with this process's poller,
 // which would then wake on every connection that arrives for a worker.
 type socket struct {
-	id   int // its index in Supervisor.sockets, as workers know it
+	id   int // its id, as workers know it (see addSocket)
 	fd   int
 	addr string
 	// uid owns the socket. SO_REUSEPORT groups only sockets of one owner,
@@ -34,7 +35,9 @@ var errAddressInUse = errors.New("another process is already listening there (on
 // own sockets have SO_REUSEPORT, which would let us join any same-user
 // group silently; a probe with SO_REUSEADDR but without SO_REUSEPORT can
 // bind wherever nothing listens (a port in TIME_WAIT included), and gets
-// EADDRINUSE where something does. Port 0 is never in use.
+// EADDRINUSE where something does. A wildcard that binds both families
+// (":PORT", "[::]:PORT") is probed as such, so an IPv4-only listener on
+// the port counts too. Port 0 is never in use.
 func checkAddressFree(addr string) error {
 	tcp, err := net.ResolveTCPAddr("tcp", addr)
 	if err != nil {
@@ -44,7 +47,8 @@ func checkAddressFree(addr string) error {
 		return nil
 	}
 	family, sa := unix.AF_INET, unix.Sockaddr(nil)
-	if ip4 := tcp.IP.To4(); ip4 != nil || tcp.IP == nil {
+	dual := dualStack(addr, tcp)
+	if ip4 := tcp.IP.To4(); !dual && (ip4 != nil || tcp.IP == nil) {
 		a := &unix.SockaddrInet4{Port: tcp.Port}
 		copy(a.Addr[:], ip4)
 		sa = a
@@ -59,6 +63,13 @@ func checkAddressFree(addr string) error {
 		return fmt.Errorf("probe socket: %w", err)
 	}
 	defer unix.Close(fd)
+	if family == unix.AF_INET6 {
+		v6only := 1
+		if dual {
+			v6only = 0
+		}
+		unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, v6only)
+	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return fmt.Errorf("probe socket: %w", err)
 	}
@@ -68,10 +79,45 @@ func checkAddressFree(addr string) error {
 	return nil // any other bind error shows up again, better worded, in the real bind
 }
 
-// bindSocket creates one SO_REUSEPORT listening socket on addr. Call it only
-// from the goroutine that starts processes (see the package doc).
+// dualStack reports whether addr binds a socket that takes IPv4 and IPv6
+// clients: ":PORT" and "[::]:PORT", where the host has IPv6.
+func dualStack(addr string, tcp *net.TCPAddr) bool {
+	if tcp.IP != nil && !(tcp.IP.IsUnspecified() && tcp.IP.To4() == nil) {
+		return false
+	}
+	return listenNetwork(addr) == "tcp" && hasIPv6()
+}
+
+// hasIPv6 reports whether this host can open IPv6 sockets.
+func hasIPv6() bool {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	return true
+}
+
+// listenNetwork picks the network Go listens on for addr. An empty host or
+// "::" is "tcp": Go then opens one IPv6 socket that takes IPv4 clients
+// too (IPV6_V6ONLY off), or an IPv4 one on a host without IPv6, as
+// net.Listen(":PORT") does. An IPv4 address, 0.0.0.0 included, stays IPv4
+// only ("tcp4": with "tcp", Go would make 0.0.0.0 dual-stack as well).
+func listenNetwork(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err == nil && ip != nil && ip.To4() != nil {
+		return "tcp4"
+	}
+	return "tcp"
+}
+
+// bindSocket creates one SO_REUSEPORT listening socket on addr, close-on-
+// exec from the start (Go's own socket calls), plain TCP: Go would make it
+// MPTCP where the kernel has it, which a socket systemd passes is not.
 func bindSocket(addr string) (*socket, error) {
-	ln, err := reuseport.Listen("tcp", addr)
+	lc := net.ListenConfig{Control: setReusePort}
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), listenNetwork(addr), addr)
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +137,17 @@ func bindSocket(addr string) (*socket, error) {
 		return nil, fmt.Errorf("dup listening socket: %w", dupErr)
 	}
 	return &socket{fd: fd, addr: ln.Addr().String(), uid: os.Geteuid()}, nil
+}
+
+// setReusePort sets SO_REUSEPORT before bind, as caddy's listeners do.
+func setReusePort(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 // adoptSocket takes over an inherited descriptor (socket activation or a

@@ -86,7 +86,7 @@ func (s *Supervisor) status() Status {
 	if s.upgrade != nil {
 		st.Successor = s.upgrade.proc.pid()
 	}
-	servedBy := make([][]int, len(s.sockets))
+	servedBy := make(map[int][]int, len(s.sockets))
 	for _, sl := range s.slots {
 		ss := SlotStatus{Slot: sl.index, Home: slices.Clone(sl.home), Serving: []int{}}
 		if w := sl.cur; w != nil {

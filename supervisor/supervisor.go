@@ -73,8 +73,10 @@ type Supervisor struct {
 	// count, moved by TTIN and TTOU. Rollouts bring the slots to it; one
 	// that failed half-way leaves it for the next rollout to reach.
 	running  int
-	sockets  []*socket
-	slots    []*slot
+	sockets  []*socket // in the order they were opened
+	// nextSocketID is the id the next socket gets (see addSocket).
+	nextSocketID int
+	slots        []*slot
 	workers  map[*worker]struct{} // every worker not yet reaped
 	requests []request            // rollout requests waiting for the current one
 	rollout  *rollout
@@ -150,8 +152,11 @@ func newSupervisor(opts Options) *Supervisor {
 	}
 }
 
-// openSockets adopts the inherited sockets or binds Config.Workers of its
-// own, every one on the port the first one got (--listen HOST:0).
+// openSockets adopts the inherited sockets, or binds, for every configured
+// address, one socket per worker of its own, every one on the port the
+// first one got (--listen HOST:0). A successor keeps its predecessor's
+// addresses, as it keeps its counts: an edited listen setting is applied
+// by the next reload.
 func (s *Supervisor) openSockets() error {
 	inherited := s.opts.Activated
 	if s.opts.Upgrade != nil {
@@ -168,25 +173,22 @@ func (s *Supervisor) openSockets() error {
 	if len(s.sockets) > 0 {
 		return nil
 	}
-	if err := s.env.checkFree(s.cfg.Listen); err != nil {
-		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
-	}
-	addr := s.cfg.Listen
-	for i := range s.runningAtStart() {
-		sock, err := s.env.bind(addr)
+	for _, listen := range listenList(s.cfg) {
+		socks, err := s.bindAddress(listen, s.runningAtStart())
 		if err != nil {
 			s.closeSockets()
-			return fmt.Errorf("listen on %s (slot %d): %w", addr, i, err)
+			return err
 		}
-		s.addSocket(sock)
-		addr = sock.addr
+		for _, sock := range socks {
+			s.addSocket(sock)
+		}
 	}
 	return nil
 }
 
-func (s *Supervisor) addSocket(sock *socket) {
-	sock.id = len(s.sockets)
-	s.sockets = append(s.sockets, sock)
+// listenList is the configured addresses.
+func listenList(cfg config.Config) []string {
+	return []string{cfg.Listen} // TODO(lead): cfg.Listen once it is a list
 }
 
 // runningAtStart is the worker count to start with: a successor keeps its
@@ -208,13 +210,9 @@ func (s *Supervisor) closeSockets() {
 	}
 }
 
-// Addrs returns the addresses of the listening sockets.
+// Addrs returns the addresses the supervisor listens on, each once.
 func (s *Supervisor) Addrs() []string {
-	addrs := make([]string, len(s.sockets))
-	for i, sock := range s.sockets {
-		addrs[i] = sock.addr
-	}
-	return addrs
+	return s.listenAddrs()
 }
 
 // Signal hands a signal to the running supervisor: TERM and INT drain and
@@ -351,11 +349,14 @@ func (s *Supervisor) start() error {
 		s.cfg.Workers = u.Configured
 	}
 	s.log.Info("supervisor starting", "pid", os.Getpid(), "workers", n, "configured", s.cfg.Workers,
-		"sockets", len(s.sockets), "listen", uniq(s.Addrs()), "open_files_limit", config.OpenFilesLimit(),
+		"sockets", len(s.sockets), "listen", s.listenAddrs(), "open_files_limit", config.OpenFilesLimit(),
 		"max_connections_per_worker", s.cfg.ConnectionLimit())
-	if len(s.sockets) < n && !s.sockets[0].joinable() {
-		s.log.Info("workers share the inherited sockets: more cannot join their port (no SO_REUSEPORT, or another owner)",
-			"sockets", len(s.sockets), "workers", n, "socket_uid", s.sockets[0].uid, "uid", os.Geteuid())
+	addrs, groups := s.addrGroups()
+	for _, addr := range addrs {
+		if first := s.socket(groups[addr][0]); len(groups[addr]) < n && !first.joinable() {
+			s.log.Info("workers share the inherited sockets: more cannot join their port (no SO_REUSEPORT, or another owner)",
+				"addr", addr, "sockets", len(groups[addr]), "workers", n, "socket_uid", first.uid, "uid", os.Geteuid())
+		}
 	}
 	for range n {
 		s.slots = append(s.slots, &slot{index: len(s.slots)})

@@ -189,4 +189,3 @@ func (s *Supervisor) retireSocket(sock *socket) {
 	sock.close()
 	s.sockets = slices.DeleteFunc(s.sockets, func(x *socket) bool { return x == sock })
 }
-

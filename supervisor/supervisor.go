@@ -72,16 +72,16 @@ type Supervisor struct {
 	// running is the worker count the signals asked for: the configured
 	// count, moved by TTIN and TTOU. Rollouts bring the slots to it; one
 	// that failed half-way leaves it for the next rollout to reach.
-	running  int
-	sockets  []*socket // in the order they were opened
+	running int
+	sockets []*socket // in the order they were opened
 	// nextSocketID is the id the next socket gets (see addSocket).
 	nextSocketID int
 	slots        []*slot
-	workers  map[*worker]struct{} // every worker not yet reaped
-	requests []request            // rollout requests waiting for the current one
-	rollout  *rollout
-	upgrade  *upgrade
-	stopping syscall.Signal // SIGTERM (drain) or SIGQUIT (now) once stopping
+	workers      map[*worker]struct{} // every worker not yet reaped
+	requests     []request            // rollout requests waiting for the current one
+	rollout      *rollout
+	upgrade      *upgrade
+	stopping     syscall.Signal // SIGTERM (drain) or SIGQUIT (now) once stopping
 	// lameDuckUntil is when a stop with a drain delay begins; zero unless
 	// TERM arrived with --drain-delay set.
 	lameDuckUntil time.Time

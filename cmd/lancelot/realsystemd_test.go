@@ -54,16 +54,22 @@ func TestRealSystemd(t *testing.T) {
 	t.Logf("container booted in %v (nspawn pid %d, container PID 1 = host pid %d)", time.Since(began).Round(time.Millisecond), c.nspawn, c.pid1)
 	c.install(t, binPath)
 
-	t.Run("SocketActivation", c.testSocketActivation)
-	t.Run("Status", c.testStatus)
-	t.Run("SocketPerWorker", c.testSocketPerWorker)
-	t.Run("Reload", c.testReload)
-	t.Run("Upgrade", c.testUpgrade)
-	t.Run("SignalsToEveryProcess", c.testSignalsToEveryProcess)
-	t.Run("Watchdog", c.testWatchdog)
-	t.Run("StopAfterUpgrade", c.testStopAfterUpgrade)
-	t.Run("SupervisorKilled", c.testSupervisorKilled)
-	t.Run("OpenFilesLimit", c.testOpenFilesLimit)
+	// Every case but DeniedCallLogged also fails on a refusal in the
+	// unit's journal (runCase).
+	c.runCase(t, "SocketActivation", c.testSocketActivation)
+	c.runCase(t, "Hardening", c.testHardening)
+	c.runCase(t, "Status", c.testStatus)
+	c.runCase(t, "SocketPerWorker", c.testSocketPerWorker)
+	c.runCase(t, "Reload", c.testReload)
+	c.runCase(t, "Upgrade", c.testUpgrade)
+	c.runCase(t, "Scale", c.testScale)
+	c.runCase(t, "CPUAffinity", c.testCPUAffinity)
+	t.Run("DeniedCallLogged", c.testDeniedCallLogged)
+	c.runCase(t, "SignalsToEveryProcess", c.testSignalsToEveryProcess)
+	c.runCase(t, "Watchdog", c.testWatchdog)
+	c.runCase(t, "StopAfterUpgrade", c.testStopAfterUpgrade)
+	c.runCase(t, "SupervisorKilled", c.testSupervisorKilled)
+	c.runCase(t, "OpenFilesLimit", c.testOpenFilesLimit)
 }
 
 // SocketActivation: with only lancelot.socket started, a client's

@@ -28,7 +28,9 @@ func (s *Supervisor) announceServing(afterReload bool) {
 }
 
 func (s *Supervisor) statusLine() string {
-	return fmt.Sprintf("STATUS=lancelot %s serving on %s with %d workers (pids %s)", version.Version, strings.Join(s.listenAddrs(), ", "), len(s.slots), s.pids())
+	// "serving on" first, as before the version was added: scripts read it.
+	return fmt.Sprintf("STATUS=serving on %s with %d workers (pids %s), lancelot %s",
+		strings.Join(s.listenAddrs(), ", "), len(s.slots), s.pids(), version.Version)
 }
 
 // leave handles TERM and INT. With a drain delay the supervisor first goes

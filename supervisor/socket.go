@@ -136,7 +136,20 @@ func bindSocket(addr string) (*socket, error) {
 	if dupErr != nil {
 		return nil, fmt.Errorf("dup listening socket: %w", dupErr)
 	}
+	raiseBacklog(fd)
 	return &socket{fd: fd, addr: ln.Addr().String(), uid: os.Geteuid()}, nil
+}
+
+// maxBacklog asks the kernel for the longest accept queue it allows: it
+// caps the request at net.core.somaxconn itself. Go asks for somaxconn as
+// it reads it from /proc/sys, which a unit with ProcSubset=pid hides, and
+// then falls back to 128.
+const maxBacklog = 1 << 16
+
+// raiseBacklog calls listen again on a listening socket, which only
+// changes its backlog.
+func raiseBacklog(fd int) {
+	unix.Listen(fd, maxBacklog)
 }
 
 // setReusePort sets SO_REUSEPORT before bind, as caddy's listeners do.

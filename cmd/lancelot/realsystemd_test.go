@@ -26,6 +26,7 @@ import (
 
 	"github.com/camelot/lancelot/shared/lancelottest"
 	"github.com/camelot/lancelot/shared/loadgen"
+	"github.com/camelot/lancelot/shared/version"
 )
 
 const (
@@ -96,9 +97,12 @@ func (c *container) testStatus(t *testing.T) {
 	c.waitServing(t)
 	l := c.startLoad(t)
 	out, _ := c.shCode(t, "systemctl status --no-pager --lines=0 "+unitName)
-	m := regexp.MustCompile(`Status: "serving on .* with (\d+) workers \(pids ([\d ]+)\)"`).FindStringSubmatch(out)
+	m := regexp.MustCompile(`Status: "serving on .* with (\d+) workers \(pids ([\d ]+)\), lancelot (\S+)"`).FindStringSubmatch(out)
 	if m == nil {
-		t.Fatalf("no `Status: \"serving on ... with N workers (pids ...)\"` line in systemctl status:\n%s", out)
+		t.Fatalf("no `Status: \"serving on ... with N workers (pids ...), lancelot VERSION\"` line in systemctl status:\n%s", out)
+	}
+	if m[3] != version.Version {
+		t.Errorf("status names lancelot %s, want %s", m[3], version.Version)
 	}
 	pids := parsePIDs(m[2])
 	if n, _ := strconv.Atoi(m[1]); n != len(pids) || n < 1 {

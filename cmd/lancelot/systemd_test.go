@@ -122,7 +122,7 @@ func TestNotifySequence(t *testing.T) {
 	oldPID := s.cmd.Process.Pid
 
 	// Start.
-	if m := ns.expect([]string{"READY=1", "STATUS="}, "STOPPING=1"); m.pid != oldPID || !strings.Contains(m.state, "STATUS=lancelot "+version.Version+" serving on ") {
+	if m := ns.expect([]string{"READY=1", "STATUS="}, "STOPPING=1"); m.pid != oldPID || !regexp.MustCompile(`(?m)^STATUS=serving on .*, lancelot `+regexp.QuoteMeta(version.Version)+`$`).MatchString(m.state) {
 		t.Errorf("READY=1 %q from pid %d, want the supervisor %d, with its version in STATUS=", m.state, m.pid, oldPID)
 	}
 	// HUP: RELOADING=1 with MONOTONIC_USEC, then READY=1.

@@ -35,7 +35,6 @@ var acceptedGaps = []string{
 	"RestrictAddressFamilies=~AF_(INET|INET6)", // it is a TCP server
 	"PrivateNetwork=",                          // idem
 	"IPAddressDeny=",                           // it serves any address
-	"ProcSubset=",                              // somaxconn and /proc/stat
 	"NotifyAccess=",                            // all: the 0.2.0 -> successor MAINPID=
 	"DeviceAllow=",                             // char-rtc:r, which ProtectClock= adds
 	"RootDirectory=/RootImage=",                // runs the host's binary

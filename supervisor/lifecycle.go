@@ -183,13 +183,9 @@ func (s *Supervisor) nextDeadline() time.Time {
 	return next
 }
 
-// fireDeadlines acts on every deadline that has passed.
+// fireDeadlines acts on every deadline that has passed, except the
+// slots' restarts: settle does those last (restartDue).
 func (s *Supervisor) fireDeadlines(now time.Time) {
-	for _, sl := range s.slots {
-		if !sl.restartAt.IsZero() && !now.Before(sl.restartAt) {
-			s.restart(sl)
-		}
-	}
 	for _, w := range s.liveWorkers() {
 		switch {
 		case w.killed:

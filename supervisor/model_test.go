@@ -130,8 +130,11 @@ type model struct {
 	expected   int  // the running count the signals asked for
 	cfgWorkers int  // the configured count the model's config file says
 	stopSent   bool
-	failed     bool
-	trace      *traceLog
+	// wasReady: whether each slot's last worker had been ready when it
+	// died, by the model's account (false after a failed start).
+	wasReady map[*slot]bool
+	failed   bool
+	trace    *traceLog
 }
 
 // traceLog collects what happened in an episode: the model's steps and the
@@ -192,7 +195,7 @@ func (m *model) fail(format string, args ...any) {
 
 func newModel(t *testing.T, seed uint64) *model {
 	m := &model{t: t, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), now: time.Unix(1_000_000, 0), nextPID: 100, lastOK: true,
-		trace: &traceLog{}}
+		trace: &traceLog{}, wasReady: map[*slot]bool{}}
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Workers = 1 + m.rng.IntN(3)
@@ -215,6 +218,9 @@ func (m *model) newSupervisor(cfg config.Config, u *handoff.Upgrade) *Supervisor
 		startWorker: func(w *worker, spec workerSpec) (workerProc, error) {
 			if m.failSpawn {
 				m.failSpawn = false
+				if spec.slot < len(m.s.slots) {
+					m.wasReady[m.s.slots[spec.slot]] = false
+				}
 				return nil, errors.New("injected: cannot start a worker")
 			}
 			m.nextPID++
@@ -387,6 +393,11 @@ func (m *model) reap(ev event) {
 		if f.w == ev.worker {
 			f.reaped = true
 			m.tracef("pid %d reaped", f.pidv)
+			for _, sl := range m.s.slots {
+				if sl.cur == f.w {
+					m.wasReady[sl] = f.ready
+				}
+			}
 		}
 	}
 	m.s.handle(ev)
@@ -478,6 +489,7 @@ func (m *model) check() {
 	}
 	if s.stopping == 0 {
 		m.checkServed()
+		m.checkNoIdleBackoff()
 	}
 	if !m.stopSent && s.stopping == 0 && s.upgrade == nil && s.rollout == nil && len(s.requests) == 0 {
 		if s.running != m.expected {
@@ -505,6 +517,26 @@ func (m *model) checkServed() {
 	for _, sock := range m.s.sockets {
 		if !slices.ContainsFunc(able, func(f *fakeWorker) bool { return f.serving[sock.id] }) {
 			m.fail("socket %d is served by no worker, though %d can accept", sock.id, len(able))
+			return
+		}
+	}
+}
+
+// checkNoIdleBackoff: while no worker is healthy, nobody can be lent a
+// socket, so no slot whose last worker had been ready waits out a backoff:
+// it is restarting already. (A slot whose workers die before they are
+// ready, or fail to start, keeps its backoff.)
+func (m *model) checkNoIdleBackoff() {
+	s := m.s
+	for _, sl := range s.slots {
+		if sl.cur.healthy() {
+			return
+		}
+	}
+	for _, sl := range s.slots {
+		if sl.restartAt.After(m.now) && m.wasReady[sl] {
+			m.fail("no worker is healthy, yet slot %d, whose last worker had been ready, waits %v to restart",
+				sl.index, sl.restartAt.Sub(m.now))
 			return
 		}
 	}

@@ -172,6 +172,7 @@ func (s *Supervisor) nextDeadline() time.Time {
 		if w.draining && !w.killed {
 			earlier(w.drainBy)
 		}
+		earlier(w.killAt)
 	}
 	if s.upgrade != nil {
 		earlier(s.upgrade.deadline)
@@ -189,6 +190,10 @@ func (s *Supervisor) fireDeadlines(now time.Time) {
 	for _, w := range s.liveWorkers() {
 		switch {
 		case w.killed:
+			if !w.killAt.IsZero() && !now.Before(w.killAt) {
+				s.log.Warn("hung worker still alive after its stack dump grace; killing it", "slot", w.slot, "pid", w.proc.pid(), "grace", stackDumpGrace)
+				s.kill(w)
+			}
 		case !w.ready && !w.draining && now.Sub(w.started) >= readyTimeout:
 			s.log.Error("worker not ready in time; killing it", "slot", w.slot, "pid", w.proc.pid(), "timeout", readyTimeout)
 			s.kill(w)

@@ -43,7 +43,12 @@ type fakeWorker struct {
 	termed bool // it got TERM or QUIT: draining
 	dead   bool // it ended; its exit event is delivered or queued
 	killed bool // the supervisor killed it, so it knows it is gone
-	reaped bool // its exit event was delivered
+	// abortedAt: when the supervisor asked it for its stacks (SIGABRT);
+	// stuck: it cannot write them (stopped, or its stderr blocked), so
+	// only the SIGKILL after the grace ends it.
+	abortedAt time.Time
+	stuck     bool
+	reaped    bool // its exit event was delivered
 	// serving are the sockets it accepts on, by its own account: those it
 	// started with, plus lends, minus reclaims.
 	serving map[int]bool
@@ -53,7 +58,7 @@ func (f *fakeWorker) pid() int { return f.pidv }
 
 func (f *fakeWorker) signal(sig syscall.Signal) {
 	if f.dead { // the supervisor has not heard yet; it has written it off now
-		f.killed = f.killed || sig == syscall.SIGKILL
+		f.killed = f.killed || sig == syscall.SIGKILL || sig == syscall.SIGABRT
 		f.termed = f.termed || sig == syscall.SIGTERM || sig == syscall.SIGQUIT
 		return
 	}
@@ -66,6 +71,17 @@ func (f *fakeWorker) signal(sig syscall.Signal) {
 		}
 		f.killed = true
 		f.die()
+	case syscall.SIGABRT:
+		if !f.hung {
+			f.m.fail("pid %d: a responsive worker was asked for a stack dump", f.pidv)
+		}
+		f.killed = true // as good as: the supervisor wrote it off
+		f.abortedAt = f.m.now
+		f.stuck = f.m.rng.IntN(2) == 0
+		f.m.tracef("pid %d asked for its stacks (stuck: %v)", f.pidv, f.stuck)
+		if !f.stuck {
+			f.die() // the runtime wrote them and exited
+		}
 	}
 }
 
@@ -468,8 +484,11 @@ func (m *model) check() {
 			live++
 		}
 		if f.hung && !f.dead && !f.termed && s.stopping == 0 && s.cfg.WorkerTimeout > 0 && f.ready &&
-			m.now.Sub(f.hungAt) > s.cfg.WorkerTimeout+s.heartbeatInterval()+time.Second {
+			m.now.Sub(f.hungAt) > s.cfg.WorkerTimeout+s.heartbeatInterval()+stackDumpGrace+time.Second {
 			m.fail("pid %d hung for %v and is still alive (worker-timeout %v)", f.pidv, m.now.Sub(f.hungAt), s.cfg.WorkerTimeout)
+		}
+		if !f.abortedAt.IsZero() && !f.dead && m.now.Sub(f.abortedAt) > stackDumpGrace {
+			m.fail("pid %d still alive %v after it was asked for its stacks (grace %v)", f.pidv, m.now.Sub(f.abortedAt), stackDumpGrace)
 		}
 	}
 	if live != len(s.workers) {

@@ -32,8 +32,9 @@ type worker struct {
 	// draining: told to stop (retired, or the supervisor stops); killed:
 	// sent SIGKILL. Either way it no longer accepts.
 	draining, killed bool
-	// drainBy is when a draining worker is killed if still alive.
-	drainBy time.Time
+	// drainBy is when a draining worker is killed if still alive;
+	// killAt, when a hung worker asked for its stacks is (see abort).
+	drainBy, killAt time.Time
 	// serving are the sockets it accepts on: those it started with, plus
 	// those lent to it, minus those taken back.
 	serving map[int]bool
@@ -286,6 +287,7 @@ func (s *Supervisor) retire(w *worker, why string) {
 // kill ends w at once; its exit event follows.
 func (s *Supervisor) kill(w *worker) {
 	w.killed = true
+	w.killAt = time.Time{}
 	clear(w.serving)
 	w.proc.signal(sigKill)
 }

@@ -61,10 +61,16 @@ func TestResilienceAbortedScaleUp(t *testing.T) {
 	}
 }
 
+// stackDumpGrace is how long the supervisor gives a hung worker to write
+// its stacks before the SIGKILL (supervisor/heartbeat.go).
+const stackDumpGrace = time.Second
+
 // TestResilienceHungWorker: a worker that stops (SIGSTOP) misses its
-// heartbeat and is killed and replaced within --worker-timeout plus a
-// second; meanwhile its socket is lent, so fresh clients, and those queued
-// on its socket, are answered. (6aa9f0d: no timeout, about half hung.)
+// heartbeat, is asked for a stack dump it cannot write, and is killed at
+// the end of the dump's grace and replaced, within --worker-timeout plus
+// the grace plus a second; meanwhile its socket is lent, so fresh clients,
+// and those queued on its socket, are answered. (6aa9f0d: no timeout,
+// about half hung; 6af6cdd: killed at once, no dump asked for.)
 func TestResilienceHungWorker(t *testing.T) {
 	const timeout = time.Second
 	maddr := "127.0.0.1:" + strconv.Itoa(lancelottest.FreePort(t))
@@ -88,7 +94,7 @@ func TestResilienceHungWorker(t *testing.T) {
 	queued := probeBurst(s.addr, 20, 2*time.Second) // about half wait on the hung worker's socket
 	// Not waitFor: without a replacement the clients' figures still count.
 	replaced := time.Duration(-1)
-	lancelottest.Poll(timeout+3*time.Second, func() bool {
+	lancelottest.Poll(timeout+stackDumpGrace+3*time.Second, func() bool {
 		if w := slotWorkers(t, s)[0]; w.pid != 0 && w.pid != hung && w.ready {
 			replaced = time.Since(stopped)
 			return true
@@ -105,7 +111,7 @@ func TestResilienceHungWorker(t *testing.T) {
 	}
 	took := fmt.Sprintf("after %v", replaced.Round(time.Millisecond))
 	if replaced < 0 {
-		took = fmt.Sprintf("not within %v", timeout+3*time.Second)
+		took = fmt.Sprintf("not within %v", timeout+stackDumpGrace+3*time.Second)
 	}
 	t.Logf("hung worker: replaced %s; %d of %d clients unanswered within 2 s, %d answered after waiting > 300 ms (queued on its socket)",
 		took, len(failedProbes(all)), len(all), slow)
@@ -115,11 +121,26 @@ func TestResilienceHungWorker(t *testing.T) {
 	if slow == 0 {
 		t.Errorf("no client waited on the hung worker's socket: the test did not exercise it")
 	}
-	if replaced < 0 || replaced > timeout+time.Second {
-		t.Errorf("hung worker replaced %s, want within --worker-timeout + 1 s = %v", took, timeout+time.Second)
+	if bound := timeout + stackDumpGrace + time.Second; replaced < 0 || replaced > bound {
+		t.Errorf("hung worker replaced %s, want within --worker-timeout + the stack dump's grace + 1 s = %v", took, bound)
 	}
-	if n := scrape(t, maddr)["lancelot_worker_timeouts_total"]; n != 1 {
+	m := scrape(t, maddr)
+	if n := m["lancelot_worker_timeouts_total"]; n != 1 {
 		t.Errorf("lancelot_worker_timeouts_total = %v, want 1", n)
+	}
+	if n := m["lancelot_worker_stack_dumps_total"]; n != 1 {
+		t.Errorf("lancelot_worker_stack_dumps_total = %v, want 1", n)
+	}
+	// Stopped, it could not write its stacks: the grace ended in a SIGKILL.
+	logs := s.logs.String()
+	for _, want := range []string{
+		fmt.Sprintf(`asked for a stack dump, killing it (its sockets are lent meanwhile)" slot=0 pid=%d`, hung),
+		fmt.Sprintf(`hung worker still alive after its stack dump grace; killing it" slot=0 pid=%d`, hung),
+		fmt.Sprintf(`pid=%d status="killed by SIGKILL"`, hung),
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log has no %q", want)
+		}
 	}
 }
 

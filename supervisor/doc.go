@@ -23,7 +23,9 @@
 // at all (a single worker crashing); clients queue meanwhile.
 //
 // Consequences: a crash loop costs clients only the crashed workers' own
-// connections (backoff protects the machine, not the clients); a hung
+// connections (backoff protects the machine, not the clients; when no
+// worker is left serving, a slot whose worker had been ready skips it, so
+// clients wait for a worker's start, not a backoff); a hung
 // worker, one whose serving loops miss the heartbeat for --worker-timeout,
 // is killed and replaced while its sockets are served elsewhere; a new
 // worker that never becomes ready leaves no socket unserved.

@@ -1,9 +1,25 @@
 package supervisor
 
 import (
+	"syscall"
 	"time"
 
 	"github.com/camelot/lancelot/shared/control"
+)
+
+// A hung worker is asked for every goroutine's stack before it is killed,
+// so that its death leaves a trace: SIGABRT, which a worker does not catch
+// (it catches QUIT: close connections now), and on which the Go runtime
+// writes every goroutine's stack to stderr (the worker's stderr is the
+// supervisor's: the journal under systemd) and exits with status 2, as for
+// an uncaught SIGQUIT. That is with the default GOTRACEBACK (unset, or
+// "single"): checked with go1.26, every goroutine is printed, not only the
+// one the signal landed on; GOTRACEBACK=none would print none. A worker
+// that cannot write (stopped, or its stderr blocked) is SIGKILLed
+// stackDumpGrace later regardless.
+const (
+	sigAbort       = syscall.SIGABRT
+	stackDumpGrace = time.Second
 )
 
 // workerHeartbeat is one worker's heartbeat state.
@@ -57,10 +73,12 @@ func (s *Supervisor) checkHeartbeats(now time.Time) {
 			continue
 		}
 		if silent := now.Sub(w.hb.answered); silent >= timeout {
-			s.log.Error("worker missed its heartbeat; killing it (its sockets are lent meanwhile)",
-				"slot", w.slot, "pid", w.proc.pid(), "silent_for", silent.Round(time.Millisecond), "worker_timeout", timeout)
+			s.log.Error("worker missed its heartbeat; asked for a stack dump, killing it (its sockets are lent meanwhile)",
+				"slot", w.slot, "pid", w.proc.pid(), "silent_for", silent.Round(time.Millisecond), "worker_timeout", timeout,
+				"stack_dump", "SIGABRT: every goroutine's stack on the worker's stderr (the journal under systemd)",
+				"sigkill_in", stackDumpGrace)
 			s.metrics.countTimeout()
-			s.kill(w)
+			s.abort(w)
 			continue
 		}
 		if now.Sub(w.hb.sent) >= s.heartbeatInterval() {
@@ -71,6 +89,17 @@ func (s *Supervisor) checkHeartbeats(now time.Time) {
 			}
 		}
 	}
+}
+
+// abort asks a hung worker for its stacks (sigAbort), and has it killed
+// stackDumpGrace later if it has not exited by then (fireDeadlines). It
+// counts as killed at once: it no longer accepts, and its sockets are lent.
+func (s *Supervisor) abort(w *worker) {
+	w.killed = true
+	w.killAt = s.env.now().Add(stackDumpGrace)
+	clear(w.serving)
+	s.metrics.countStackDump()
+	w.proc.signal(sigAbort)
 }
 
 // heartbeatDeadline is when checkHeartbeats next has something to do.

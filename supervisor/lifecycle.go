@@ -134,6 +134,7 @@ func (s *Supervisor) nextDeadline() time.Time {
 		if w.draining && !w.killed {
 			earlier(w.drainBy)
 		}
+		earlier(w.killAt)
 	}
 	earlier(s.upgradeDeadline())
 	earlier(s.wdNext)
@@ -143,16 +144,16 @@ func (s *Supervisor) nextDeadline() time.Time {
 	return next
 }
 
-// fireDeadlines acts on every deadline that has passed.
+// fireDeadlines acts on every deadline that has passed, except the
+// slots' restarts: settle does those last (restartDue).
 func (s *Supervisor) fireDeadlines(now time.Time) {
-	for _, sl := range s.slots {
-		if !sl.restartAt.IsZero() && !now.Before(sl.restartAt) {
-			s.restart(sl)
-		}
-	}
 	for _, w := range s.liveWorkers() {
 		switch {
 		case w.killed:
+			if !w.killAt.IsZero() && !now.Before(w.killAt) {
+				s.log.Warn("hung worker still alive after its stack dump grace; killing it", "slot", w.slot, "pid", w.proc.pid(), "grace", stackDumpGrace)
+				s.kill(w)
+			}
 		case !w.ready && !w.draining && now.Sub(w.started) >= readyTimeout:
 			s.log.Error("worker not ready in time; killing it", "slot", w.slot, "pid", w.proc.pid(), "timeout", readyTimeout)
 			s.kill(w)

@@ -20,10 +20,13 @@ type metricsState struct {
 	retired  control.Stats
 	restarts uint64
 	timeouts uint64
-	reloads  map[string]uint64 // by result: ok, failed
-	serving  int
-	agent    AgentState
-	status   Status
+	// stackDumps counts the hung workers asked for their goroutines'
+	// stacks before they were killed.
+	stackDumps uint64
+	reloads    map[string]uint64 // by result: ok, failed
+	serving    int
+	agent      AgentState
+	status     Status
 	// successor is the pid of the supervisor that took over, once one has.
 	successor int
 }
@@ -65,6 +68,12 @@ func (m *metricsState) countTimeout() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.timeouts++
+}
+
+func (m *metricsState) countStackDump() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stackDumps++
 }
 
 func (m *metricsState) countReload(ok bool) {
@@ -132,6 +141,7 @@ var (
 	descWorkers    = prometheus.NewDesc("lancelot_workers", "Worker slots with a ready worker.", nil, nil)
 	descRestarts   = prometheus.NewDesc("lancelot_worker_restarts_total", "Workers restarted after an unexpected exit.", nil, nil)
 	descTimeouts   = prometheus.NewDesc("lancelot_worker_timeouts_total", "Workers killed for missing the heartbeat (--worker-timeout).", nil, nil)
+	descStackDumps = prometheus.NewDesc("lancelot_worker_stack_dumps_total", "Hung workers asked for every goroutine's stack (SIGABRT, on their stderr) before the kill.", nil, nil)
 	descReloads    = prometheus.NewDesc("lancelot_reloads_total", "Reloads (HUP), by result.", []string{"result"}, nil)
 	descBuildInfo  = prometheus.NewDesc("lancelot_build_info", "The running supervisor's build; always 1.", []string{"version", "revision", "goversion"}, nil)
 )
@@ -143,7 +153,7 @@ type collector struct {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAnswered, descUnknown, descAccepted, descActive, descClosed,
-		descProxy, descLogDropped, descWorkers, descRestarts, descTimeouts, descReloads, descBuildInfo} {
+		descProxy, descLogDropped, descWorkers, descRestarts, descTimeouts, descStackDumps, descReloads, descBuildInfo} {
 		ch <- d
 	}
 }
@@ -174,6 +184,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descWorkers, int64(st.serving))
 	counter(descRestarts, st.restarts)
 	counter(descTimeouts, st.timeouts)
+	counter(descStackDumps, st.stackDumps)
 	for result, n := range st.reloads {
 		counter(descReloads, n, result)
 	}
@@ -183,9 +194,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 // supervisorCounts are the loop's own counters, as of a scrape.
 type supervisorCounts struct {
-	serving            int
-	restarts, timeouts uint64
-	reloads            map[string]uint64
+	serving                        int
+	restarts, timeouts, stackDumps uint64
+	reloads                        map[string]uint64
 }
 
 // stats sums the counters of exited workers and of every live worker,
@@ -214,5 +225,5 @@ func (s *Supervisor) stats() (control.Stats, supervisorCounts) {
 			total = total.Add(results[i])
 		}
 	}
-	return total, supervisorCounts{serving: m.serving, restarts: m.restarts, timeouts: m.timeouts, reloads: maps.Clone(m.reloads)}
+	return total, supervisorCounts{serving: m.serving, restarts: m.restarts, timeouts: m.timeouts, stackDumps: m.stackDumps, reloads: maps.Clone(m.reloads)}
 }

@@ -43,7 +43,12 @@ type fakeWorker struct {
 	termed bool // it got TERM or QUIT: draining
 	dead   bool // it ended; its exit event is delivered or queued
 	killed bool // the supervisor killed it, so it knows it is gone
-	reaped bool // its exit event was delivered
+	// abortedAt: when the supervisor asked it for its stacks (SIGABRT);
+	// stuck: it cannot write them (stopped, or its stderr blocked), so
+	// only the SIGKILL after the grace ends it.
+	abortedAt time.Time
+	stuck     bool
+	reaped    bool // its exit event was delivered
 	// serving are the sockets it accepts on, by its own account: those it
 	// started with, plus lends, minus reclaims.
 	serving map[int]bool
@@ -53,7 +58,7 @@ func (f *fakeWorker) pid() int { return f.pidv }
 
 func (f *fakeWorker) signal(sig syscall.Signal) {
 	if f.dead { // the supervisor has not heard yet; it has written it off now
-		f.killed = f.killed || sig == syscall.SIGKILL
+		f.killed = f.killed || sig == syscall.SIGKILL || sig == syscall.SIGABRT
 		f.termed = f.termed || sig == syscall.SIGTERM || sig == syscall.SIGQUIT
 		return
 	}
@@ -66,6 +71,17 @@ func (f *fakeWorker) signal(sig syscall.Signal) {
 		}
 		f.killed = true
 		f.die()
+	case syscall.SIGABRT:
+		if !f.hung {
+			f.m.fail("pid %d: a responsive worker was asked for a stack dump", f.pidv)
+		}
+		f.killed = true // as good as: the supervisor wrote it off
+		f.abortedAt = f.m.now
+		f.stuck = f.m.rng.IntN(2) == 0
+		f.m.tracef("pid %d asked for its stacks (stuck: %v)", f.pidv, f.stuck)
+		if !f.stuck {
+			f.die() // the runtime wrote them and exited
+		}
 	}
 }
 
@@ -150,8 +166,11 @@ type model struct {
 	expected   int  // the running count the signals asked for
 	cfgWorkers int  // the configured count the model's config file says
 	stopSent   bool
-	failed     bool
-	trace      *traceLog
+	// wasReady: whether each slot's last worker had been ready when it
+	// died, by the model's account (false after a failed start).
+	wasReady map[*slot]bool
+	failed   bool
+	trace    *traceLog
 }
 
 // traceLog collects what happened in an episode: the model's steps and the
@@ -212,7 +231,7 @@ func (m *model) fail(format string, args ...any) {
 
 func newModel(t *testing.T, seed uint64) *model {
 	m := &model{t: t, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), now: time.Unix(1_000_000, 0), nextPID: 100, lastOK: true,
-		trace: &traceLog{}}
+		trace: &traceLog{}, wasReady: map[*slot]bool{}}
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Workers = 1 + m.rng.IntN(3)
@@ -240,6 +259,9 @@ func (m *model) newSupervisor(cfg config.Config, u *handoff.Upgrade) *Supervisor
 		startWorker: func(w *worker, spec workerSpec) (workerProc, error) {
 			if m.failSpawn {
 				m.failSpawn = false
+				if spec.slot < len(m.s.slots) {
+					m.wasReady[m.s.slots[spec.slot]] = false
+				}
 				return nil, errors.New("injected: cannot start a worker")
 			}
 			m.nextPID++
@@ -414,6 +436,11 @@ func (m *model) reap(ev event) {
 		if f.w == ev.worker {
 			f.reaped = true
 			m.tracef("pid %d reaped", f.pidv)
+			for _, sl := range m.s.slots {
+				if sl.cur == f.w {
+					m.wasReady[sl] = f.ready
+				}
+			}
 		}
 	}
 	m.s.handle(ev)
@@ -518,8 +545,11 @@ func (m *model) check() {
 			live++
 		}
 		if f.hung && !f.dead && !f.termed && s.stopping == 0 && s.cfg.WorkerTimeout > 0 && f.ready &&
-			m.now.Sub(f.hungAt) > s.cfg.WorkerTimeout+s.heartbeatInterval()+time.Second {
+			m.now.Sub(f.hungAt) > s.cfg.WorkerTimeout+s.heartbeatInterval()+stackDumpGrace+time.Second {
 			m.fail("pid %d hung for %v and is still alive (worker-timeout %v)", f.pidv, m.now.Sub(f.hungAt), s.cfg.WorkerTimeout)
+		}
+		if !f.abortedAt.IsZero() && !f.dead && m.now.Sub(f.abortedAt) > stackDumpGrace {
+			m.fail("pid %d still alive %v after it was asked for its stacks (grace %v)", f.pidv, m.now.Sub(f.abortedAt), stackDumpGrace)
 		}
 	}
 	if live != len(s.workers) {
@@ -539,6 +569,7 @@ func (m *model) check() {
 	}
 	if s.stopping == 0 {
 		m.checkServed()
+		m.checkNoIdleBackoff()
 	}
 	if f := m.successor; f != nil {
 		if f.protocol == 3 && f.hello && !f.refused {
@@ -577,6 +608,26 @@ func (m *model) checkServed() {
 	for _, sock := range m.s.sockets {
 		if !slices.ContainsFunc(able, func(f *fakeWorker) bool { return f.serving[sock.id] }) {
 			m.fail("socket %d is served by no worker, though %d can accept", sock.id, len(able))
+			return
+		}
+	}
+}
+
+// checkNoIdleBackoff: while no worker is healthy, nobody can be lent a
+// socket, so no slot whose last worker had been ready waits out a backoff:
+// it is restarting already. (A slot whose workers die before they are
+// ready, or fail to start, keeps its backoff.)
+func (m *model) checkNoIdleBackoff() {
+	s := m.s
+	for _, sl := range s.slots {
+		if sl.cur.healthy() {
+			return
+		}
+	}
+	for _, sl := range s.slots {
+		if sl.restartAt.After(m.now) && m.wasReady[sl] {
+			m.fail("no worker is healthy, yet slot %d, whose last worker had been ready, waits %v to restart",
+				sl.index, sl.restartAt.Sub(m.now))
 			return
 		}
 	}

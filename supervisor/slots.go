@@ -17,9 +17,12 @@ type slot struct {
 	next  *worker // a replacement not yet ready
 	// crashes counts consecutive short-lived workers, for backoff;
 	// restartAt is when a crashed worker's replacement is due (zero if
-	// none is).
+	// none is); wasReady: the slot's last worker had become ready before
+	// it died (a failed start clears it), which exempts the slot from its
+	// backoff while no worker serves (see restartDue).
 	crashes   int
 	restartAt time.Time
+	wasReady  bool
 }
 
 // worker is one worker process as the loop sees it.
@@ -32,8 +35,9 @@ type worker struct {
 	// draining: told to stop (retired, or the supervisor stops); killed:
 	// sent SIGKILL. Either way it no longer accepts.
 	draining, killed bool
-	// drainBy is when a draining worker is killed if still alive.
-	drainBy time.Time
+	// drainBy is when a draining worker is killed if still alive;
+	// killAt, when a hung worker asked for its stacks is (see abort).
+	drainBy, killAt time.Time
 	// serving are the sockets it accepts on: those it started with, plus
 	// those lent to it, minus those taken back.
 	serving map[int]bool
@@ -201,30 +205,72 @@ func (s *Supervisor) workerExited(w *worker, err error) {
 		return
 	}
 	sl.cur = nil
+	sl.wasReady = w.ready
 	if s.stopping == 0 {
 		s.scheduleRestart(sl, uptime)
 	}
 }
 
 // scheduleRestart backs off exponentially while a slot's workers keep
-// dying young; the first crash after a stable run restarts at once.
+// dying young; the first crash after a stable run restarts at once. The
+// backoff protects the machine, and costs clients nothing while another
+// worker serves the slot's sockets. When none does, a slot whose worker
+// had become ready restarts at once: waiting would leave every socket
+// without a worker for the whole backoff. A worker that dies before it is
+// ready gains nothing from haste, so its slot still backs off.
 func (s *Supervisor) scheduleRestart(sl *slot, uptime time.Duration) {
 	if uptime >= stableUptime {
 		sl.crashes = 0
 	}
 	delay := time.Duration(0)
-	if sl.crashes > 0 {
+	if sl.crashes > 0 && !s.nobodyServes(sl) {
 		delay = min(firstBackoff<<(sl.crashes-1), maxBackoff)
 	}
 	sl.crashes = min(sl.crashes+1, 16)
 	sl.restartAt = s.env.now().Add(delay)
 	s.metrics.countRestart()
-	if delay > 0 {
+	switch {
+	case delay > 0:
 		s.log.Warn("worker crashing; backing off before restart (its sockets are lent meanwhile)",
 			"slot", sl.index, "backoff", delay, "consecutive_crashes", sl.crashes)
 		return
+	case sl.crashes > 1:
+		s.log.Warn("worker crashing, but no other worker serves; restarting it without backoff",
+			"slot", sl.index, "consecutive_crashes", sl.crashes)
 	}
 	s.restart(sl)
+}
+
+// nobodyServes reports whether sl may skip its backoff: its last worker
+// had become ready, and no worker is healthy now, so nobody can be lent
+// its sockets.
+func (s *Supervisor) nobodyServes(sl *slot) bool {
+	if !sl.wasReady {
+		return false
+	}
+	for _, other := range s.slots {
+		if other.cur.healthy() {
+			return false
+		}
+	}
+	return true
+}
+
+// restartDue restarts the slots whose backoff is over, and those that may
+// skip it now (nobodyServes): a slot already backing off when the last
+// healthy worker stops serving restarts at once too, since from then on
+// its sockets have nobody, and whichever restarted worker is ready first
+// serves every socket.
+func (s *Supervisor) restartDue(now time.Time) {
+	for _, sl := range s.slots {
+		if !sl.restartAt.IsZero() && (!now.Before(sl.restartAt) || s.nobodyServes(sl)) {
+			if now.Before(sl.restartAt) {
+				s.log.Warn("no worker serves; restarting a crashing worker without waiting out its backoff",
+					"slot", sl.index, "backoff_left", sl.restartAt.Sub(now).Round(time.Millisecond))
+			}
+			s.restart(sl)
+		}
+	}
 }
 
 func (s *Supervisor) restart(sl *slot) {
@@ -235,6 +281,7 @@ func (s *Supervisor) restart(sl *slot) {
 	w, err := s.spawn(sl)
 	if err != nil {
 		s.log.Error("restart worker", "slot", sl.index, "err", err)
+		sl.wasReady = false // a start that fails again and again backs off
 		s.scheduleRestart(sl, 0)
 		return
 	}
@@ -268,6 +315,7 @@ func (s *Supervisor) retire(w *worker, why string) {
 // kill ends w at once; its exit event follows.
 func (s *Supervisor) kill(w *worker) {
 	w.killed = true
+	w.killAt = time.Time{}
 	clear(w.serving)
 	w.proc.signal(sigKill)
 }

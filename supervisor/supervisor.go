@@ -50,7 +50,8 @@ type Options struct {
 }
 
 // Timings. Restart backoff protects the machine from a crash loop, not the
-// clients: a crashed worker's sockets are lent to another worker at once.
+// clients: a crashed worker's sockets are lent to another worker at once
+// (and with no worker left to lend them to, see scheduleRestart).
 const (
 	firstBackoff  = 50 * time.Millisecond
 	maxBackoff    = time.Second
@@ -333,10 +334,14 @@ func (s *Supervisor) Run() error {
 }
 
 // settle runs after every event, signal and timer: it fires what is due,
-// then makes every socket served again (see reconcile).
+// makes every socket served again (see reconcile), then restarts the slots
+// that are due, last because the steps before may have left no worker
+// serving, which cuts backoffs short (see restartDue).
 func (s *Supervisor) settle() {
-	s.fireDeadlines(s.env.now())
+	now := s.env.now()
+	s.fireDeadlines(now)
 	s.reconcile()
+	s.restartDue(now)
 	s.updateMetrics()
 }
 

@@ -34,7 +34,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-format", Value: d.LogFormat, Usage: "text or json"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", Value: d.LogLevel, Usage: "debug, info, warn or error"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "cpu-affinity", Usage: "pin worker i to CPU i (mod the CPUs allowed)"}),
-		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "worker-timeout", Value: d.WorkerTimeout, Usage: "kill and replace a worker whose serving loops miss the heartbeat this long (0: off)"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "worker-timeout", Value: d.WorkerTimeout, Usage: "kill (after a stack dump) and replace a worker whose serving loops miss the heartbeat this long (0: off)"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-connections", Usage: "connections per worker (0: the open-files limit minus a reserve)"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-connections-per-source", Usage: "connections per client address per worker (0: no limit)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "proxy-protocol", Value: d.ProxyProtocol, Usage: "PROXY protocol header from trusted peers: off, v1, v2 or auto"}),

@@ -131,16 +131,18 @@ func TestQueuedClientsServedAfterWorkerKill(t *testing.T) {
 	})
 }
 
-// TestCrashLoopBacksOff: a worker killed again and again is restarted
-// after a delay that doubles from 50 ms (none after the first crash),
-// measured from each kill to its replacement's appearance; the supervisor
-// keeps running and clients that arrive meanwhile wait for the next worker
-// instead of being reset.
+// TestCrashLoopBacksOff: a slot's worker killed again and again, while
+// the other slot's worker serves, is restarted after a delay that doubles
+// from 50 ms (none after the first crash), measured from each kill to its
+// replacement's appearance; the supervisor keeps running and clients that
+// arrive meanwhile are answered by the other worker, which serves the
+// crashing slot's socket.
 func TestCrashLoopBacksOff(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, "--workers", "1", "--shutdown-timeout", "1s")
-	pid := s.workerPIDs()[0]
-	killed := []int{}
+	s := startServer(t, "--workers", "2", "--shutdown-timeout", "1s")
+	ws := slotWorkers(t, s)
+	pid, spare := ws[0].pid, ws[1].pid
+	killed := []int{spare} // never a replacement
 	var took []time.Duration
 	for round := range 5 {
 		killedAt := time.Now()
@@ -149,9 +151,8 @@ func TestCrashLoopBacksOff(t *testing.T) {
 		}
 		killed = append(killed, pid)
 		next := watchNewChild(s.cmd.Process.Pid, killed, 5*time.Second)
-		// Clients arriving during the backoff are queued, then served.
 		if errs := askConcurrently(s.addr, 5); len(errs) > 0 {
-			t.Fatalf("round %d: %d of 5 clients failed while the worker restarted: %v", round, len(errs), errs)
+			t.Fatalf("round %d: %d of 5 clients failed while slot 0 restarted: %v", round, len(errs), errs)
 		}
 		r := <-next
 		if r.pid == 0 {
@@ -176,11 +177,56 @@ func TestCrashLoopBacksOff(t *testing.T) {
 			t.Errorf("crash %d: replaced %v after the kill, want the %v backoff and less than a second more (all: %v)", i+1, d, delay, took)
 		}
 	}
-	if st := s.status(); st.Restarts != 5 || len(st.Slots) != 1 || st.Slots[0].PID != pid {
-		t.Errorf("status after 5 crashes: %d restarts, slots %+v; want 5 and worker %d", st.Restarts, st.Slots, pid)
+	if st := s.status(); st.Restarts != 5 || len(st.Slots) != 2 || st.Slots[0].PID != pid || st.Slots[1].PID != spare {
+		t.Errorf("status after 5 crashes: %d restarts, slots %+v; want 5, workers %d and %d", st.Restarts, st.Slots, pid, spare)
 	}
 	if got, err := lancelottest.AskOnce(s.addr, lancelottest.QColor, 5*time.Second); err != nil || got != lancelottest.AColor {
 		t.Errorf("after the crash loop: %q, %v", got, err)
+	}
+	checkLogRecords(t, s.logs.String())
+}
+
+// TestCrashLoopAloneRestartsAtOnce: the only worker, killed again and
+// again after it became ready, is restarted without backoff: nobody else
+// could serve its socket meanwhile. Clients that arrive meanwhile wait for
+// the next worker instead of being reset.
+func TestCrashLoopAloneRestartsAtOnce(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--workers", "1", "--shutdown-timeout", "1s")
+	pid := s.workerPIDs()[0]
+	var killed []int
+	var took []time.Duration
+	for round := range 6 {
+		// Answered: the worker is ready (it is the only one).
+		if errs := askConcurrently(s.addr, 5); len(errs) > 0 {
+			t.Fatalf("round %d: %d of 5 clients failed: %v", round, len(errs), errs)
+		}
+		killedAt := time.Now()
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		killed = append(killed, pid)
+		next := watchNewChild(s.cmd.Process.Pid, killed, 5*time.Second)
+		if errs := askConcurrently(s.addr, 5); len(errs) > 0 {
+			t.Fatalf("round %d: %d of 5 clients failed while the worker restarted: %v", round, len(errs), errs)
+		}
+		r := <-next
+		if r.pid == 0 {
+			t.Fatalf("round %d: no new worker within 5 s of the kill", round)
+		}
+		pid = r.pid
+		took = append(took, r.at.Sub(killedAt))
+	}
+	t.Logf("kill to replacement: %v", took)
+	// With a backoff, crashes 5 and 6 would wait 400 and 800 ms: far
+	// longer than a restart takes even on a loaded machine.
+	for i := 4; i < len(took); i++ {
+		if backoff := 50 * time.Millisecond << (i - 1); took[i] >= backoff {
+			t.Errorf("crash %d: replaced %v after the kill, as late as its %v backoff (all: %v)", i+1, took[i], backoff, took)
+		}
+	}
+	if st := s.status(); st.Restarts != 6 || len(st.Slots) != 1 || st.Slots[0].PID != pid {
+		t.Errorf("status after 6 crashes: %d restarts, slots %+v; want 6 and worker %d", st.Restarts, st.Slots, pid)
 	}
 	checkLogRecords(t, s.logs.String())
 }

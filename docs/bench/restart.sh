@@ -6,9 +6,12 @@
 # worker accepts.
 #
 # The supervisor restarts a worker at once after a stable run, but one that
-# crashes again within 10 s is backed off (50 ms, 100 ms, ...). So KILLS
-# kills are spaced SPACING seconds apart (the figure users see), and RAPID
-# kills follow back to back (the backoff at work). Writes docs/bench-restart.json;
+# crashes again within 10 s is backed off (50 ms, 100 ms, ...) while
+# another worker serves its socket. So KILLS kills are spaced SPACING
+# seconds apart (the figure users see), and RAPID kills follow back to back:
+# with WORKERS=1 (nobody else to serve) a worker that was ready is
+# restarted without backoff, so they measure that; before 2026-12 they
+# showed the backoff. Writes docs/bench-restart.json;
 # compare.sh adds it to the table.
 #
 # usage: docs/bench/restart.sh

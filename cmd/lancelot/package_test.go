@@ -371,7 +371,13 @@ func (p *pkgContainer) install(t *testing.T, deb, what string) {
 func (p *pkgContainer) upgrade(t *testing.T, deb, want string, hasVersion bool) {
 	t.Helper()
 	old := p.mainPID(t)
+	inv := p.show(t, "InvocationID")["InvocationID"]
 	out, code := p.dpkg(t, "-i /root/"+filepath.Base(deb))
+	// A stop and start (even one lancelot.socket hides from clients) is a
+	// new invocation of the unit.
+	if now := p.show(t, "InvocationID")["InvocationID"]; now != inv {
+		t.Errorf("dpkg -i %s: the unit's InvocationID changed from %s to %s: it was stopped and started", filepath.Base(deb), inv, now)
+	}
 	if code != 0 || !strings.Contains(out, "handover done") {
 		t.Fatalf("dpkg -i %s over pid %d: exit %d, want 0 and `handover done`:\n%s", filepath.Base(deb), old, code, out)
 	}

@@ -138,7 +138,7 @@ License: unspecified
  The lancelot repository has no licence file, and no licence has been
  granted yet: until one is, no permission to copy, modify or redistribute
  lancelot is given beyond what the law allows without one.
-Comment: The binary statically links these Go modules, each under its own
+Comment: The binary has these Go modules compiled in, each under its own
  licence (see each module's source):
 $(go version -m "$1" | awk '$1 == "dep" { print " " $2 " " $3 }')
 EOF

@@ -40,7 +40,11 @@ func newApp(serve func(*cli.Context, serveSettings) error) *cli.App {
 			versionCommand(),
 			workerCommand(),
 			upgradeLaunchCommand(),
+			gendocsCommand(),
 		},
+		// Shell completion asks the binary (--generate-bash-completion), so
+		// it always knows the installed version's commands and flags.
+		EnableBashCompletion: true,
 		// --version as a flag of our own: urfave/cli's would print
 		// through a package-level printer.
 		HideVersion: true,

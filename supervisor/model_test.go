@@ -135,15 +135,12 @@ func (f *fakeSuccessor) signal(sig syscall.Signal) { f.signals = append(f.signal
 
 // fakeLink is a successor's link to a fake predecessor.
 type fakeLink struct {
-	m        *model
-	isLegacy bool
-	asked    bool // ready was called: a verdict is due
-	served   bool
+	asked  bool // ready was called: a verdict is due
+	served bool
 }
 
-func (l *fakeLink) ready()       { l.asked = true }
-func (l *fakeLink) serving()     { l.served = true }
-func (l *fakeLink) legacy() bool { return l.isLegacy }
+func (l *fakeLink) ready()   { l.asked = true }
+func (l *fakeLink) serving() { l.served = true }
 
 // model is one episode: a supervisor, its fakes, and what the signals
 // asked for.
@@ -233,7 +230,7 @@ func newModel(t *testing.T, seed uint64) *model {
 	m := &model{t: t, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), now: time.Unix(1_000_000, 0), nextPID: 100, lastOK: true,
 		trace: &traceLog{}, wasReady: map[*slot]bool{}}
 	cfg := config.Default()
-	cfg.Listen = "127.0.0.1:0"
+	cfg.Listen = []string{"127.0.0.1:0"}
 	cfg.Workers = 1 + m.rng.IntN(3)
 	cfg.WorkerTimeout = []time.Duration{0, time.Second, 10 * time.Second}[m.rng.IntN(3)]
 	cfg.DrainDelay = []time.Duration{0, 0, time.Second}[m.rng.IntN(3)]
@@ -248,7 +245,7 @@ func newModel(t *testing.T, seed uint64) *model {
 func (m *model) newSupervisor(cfg config.Config, u *handoff.Upgrade) *Supervisor {
 	s := newSupervisor(Options{Config: cfg, Upgrade: u, Reload: m.reload, Logger: slog.New(m.trace)})
 	if u != nil {
-		m.link = &fakeLink{m: m, isLegacy: u.Protocol == handoff.LegacyProtocol}
+		m.link = &fakeLink{}
 		s.link = m.link
 	}
 	s.env = env{
@@ -674,7 +671,7 @@ func (m *model) stopPhase() {
 func (m *model) takeOver() {
 	f := m.successor
 	u := f.u
-	u.Protocol = f.protocol
+	u.Protocol = handoff.Protocol // a 0.2.0 predecessor's relay speaks 2 too
 	if f.protocol == handoff.LegacyProtocol {
 		u.Configured = 0 // release 0.2.0 tells only the running count
 	}
@@ -684,7 +681,7 @@ func (m *model) takeOver() {
 	m.fakes, m.pending, m.answers, m.replies, m.failSpawn = nil, nil, nil, nil, false
 	cfg := old.cfg
 	cfg.Workers = m.cfgWorkers
-	if u.Protocol == handoff.LegacyProtocol {
+	if f.protocol == handoff.LegacyProtocol {
 		// Release 0.2.0 does not tell its configured count: the model's
 		// file says what the predecessor read, so that a HUP passed on at
 		// the handover still finds the change it folded in.

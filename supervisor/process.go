@@ -63,6 +63,7 @@ func startWorkerProcess(s *Supervisor, w *worker, spec workerSpec) (*workerProce
 		ctrl.Close()
 		return nil, err
 	}
+	defer cmd.ExtraFiles[1].Close() // the configuration: the worker has its own copy once started
 	cmd.Stdout, cmd.Stderr = s.opts.Stdout, s.opts.Stderr
 	if err := handoff.Start(cmd); err != nil {
 		ctrl.Close()

@@ -189,7 +189,7 @@ func (s *Supervisor) openSockets() error {
 
 // listenList is the configured addresses.
 func listenList(cfg config.Config) []string {
-	return []string{cfg.Listen} // TODO(lead): cfg.Listen once it is a list
+	return cfg.Listen
 }
 
 // runningAtStart is the worker count to start with: a successor keeps its

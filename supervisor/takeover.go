@@ -17,9 +17,6 @@ type predecessorLink interface {
 	ready()
 	// serving tells it this supervisor has taken over, and closes the link.
 	serving()
-	// legacy reports a release 0.2.0 predecessor, which expects systemd to
-	// hear from the successor before the successor's ready.
-	legacy() bool
 }
 
 // handoffLink is the real link.
@@ -36,22 +33,15 @@ func (l *handoffLink) serving() {
 	l.u.Serving()
 }
 
-func (l *handoffLink) legacy() bool {
-	return l.u.Protocol == handoff.LegacyProtocol
-}
-
 // announceReady runs once, when every slot first has a ready worker. A
 // supervisor that takes over from another asks it first (see
-// verdictEvent); any other takes over at once.
+// verdictEvent); any other takes over at once. A supervisor always speaks
+// handoff protocol 2 to its predecessor: a release 0.2.0 predecessor's
+// successor is a relay (handoff.Relay) that speaks 2 to this one.
 func (s *Supervisor) announceReady() {
 	if s.link == nil {
 		s.takeOver()
 		return
-	}
-	if s.link.legacy() {
-		// Release 0.2.0 retires as soon as it reads our byte: systemd must
-		// follow us before that, or it would see its main process exit.
-		s.opts.Notify(s.readyState())
 	}
 	s.awaitingVerdict = true
 	s.log.Info("ready; asking the old supervisor to hand over", "pid", os.Getpid())
@@ -84,9 +74,8 @@ func (s *Supervisor) fail(err error) {
 }
 
 // takeOver makes this supervisor the service's: the pid file names it,
-// systemd is told (after a version 2 handover, the predecessor already
-// sent MAINPID= for us, and we say it again), and the predecessor learns
-// we serve.
+// systemd is told (after a handover the predecessor already sent MAINPID=
+// for us, and we say it again), and the predecessor learns we serve.
 func (s *Supervisor) takeOver() {
 	s.ready = true
 	if err := s.writePIDFile(); err != nil {
@@ -95,9 +84,7 @@ func (s *Supervisor) takeOver() {
 	if s.opts.Watchdog > 0 {
 		s.wdNext = s.env.now()
 	}
-	if s.link == nil || !s.link.legacy() {
-		s.opts.Notify(s.readyState())
-	}
+	s.opts.Notify(s.readyState())
 	if s.link != nil {
 		s.link.serving()
 		s.link = nil

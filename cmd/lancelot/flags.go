@@ -2,15 +2,9 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"sort"
-	"strconv"
-	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
-	"gopkg.in/yaml.v3"
 
 	"github.com/camelot/lancelot/shared/config"
 )
@@ -22,7 +16,8 @@ func serveFlags() []cli.Flag {
 	d := config.Default()
 	return []cli.Flag{
 		&cli.StringFlag{Name: "config", Usage: "read settings from this YAML `FILE` (keys = long flag names, plus answers:); flags win"},
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "listen", Value: d.Listen, Usage: "listen on `ADDR` (host:port; [::]:1060 for IPv6)"}),
+		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "listen", Value: cli.NewStringSlice(d.Listen...),
+			Usage: "listen on `ADDR` (host:port; :1060 is every IPv4 and IPv6 address, 0.0.0.0:1060 IPv4 only); repeat for more"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "workers", Value: d.Workers, Usage: "worker processes, one listening socket each (1..1024; default: number of CPUs)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "pid-file", Usage: "write the supervisor's pid to `FILE` once ready"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`ADDR`/metrics"}),
@@ -46,6 +41,7 @@ func serveFlags() []cli.Flag {
 
 func serveCommand(serve func(*cli.Context, serveSettings) error) *cli.Command {
 	flags := serveFlags()
+	var file *configFile // the --config file, read once by Before
 	return &cli.Command{
 		Name:      "serve",
 		Usage:     "run the supervisor and its workers",
@@ -55,13 +51,22 @@ func serveCommand(serve func(*cli.Context, serveSettings) error) *cli.Command {
 		Flags:        flags,
 		OnUsageError: usageError,
 		Before: func(c *cli.Context) error {
-			if err := checkConfigFile(c.String("config"), flags); err != nil {
+			path := c.String("config")
+			if path == "" {
+				return nil
+			}
+			f, err := readConfigFile(path)
+			if err != nil {
 				return err
 			}
-			return altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config"))(c)
+			if err := f.check(flags); err != nil {
+				return err
+			}
+			file = f
+			return altsrc.ApplyInputSourceValues(c, f.inputSource(flags), flags)
 		},
 		Action: func(c *cli.Context) error {
-			cfg, err := configFrom(c)
+			cfg, err := configFrom(c, file)
 			if err != nil {
 				return err
 			}
@@ -72,7 +77,7 @@ func serveCommand(serve func(*cli.Context, serveSettings) error) *cli.Command {
 
 // configFrom resolves flags (already merged with the file by altsrc), the
 // INTERFACE argument and the file's answers table into a valid Config.
-func configFrom(c *cli.Context) (config.Config, error) {
+func configFrom(c *cli.Context, file *configFile) (config.Config, error) {
 	cfg := config.Default()
 	switch {
 	case c.NArg() > 1:
@@ -80,9 +85,9 @@ func configFrom(c *cli.Context) (config.Config, error) {
 	case c.NArg() == 1 && c.IsSet("listen"):
 		return cfg, fmt.Errorf("serve: give INTERFACE or --listen, not both")
 	case c.NArg() == 1:
-		cfg.Listen = config.ListenAddr(c.Args().First())
+		cfg.Listen = []string{config.ListenAddr(c.Args().First())}
 	default:
-		cfg.Listen = c.String("listen")
+		cfg.Listen = c.StringSlice("listen")
 	}
 	cfg.Workers = c.Int("workers")
 	cfg.PIDFile = c.String("pid-file")
@@ -103,118 +108,8 @@ func configFrom(c *cli.Context) (config.Config, error) {
 	cfg.AgentListen = c.String("agent-listen")
 	cfg.DrainDelay = c.Duration("drain-delay")
 	cfg.ConfigFile = c.String("config")
-	if cfg.ConfigFile != "" {
-		answers, err := readAnswers(cfg.ConfigFile)
-		if err != nil {
-			return cfg, err
-		}
-		cfg.Answers = answers
+	if file != nil {
+		cfg.Answers = file.answers
 	}
 	return cfg, cfg.Validate()
-}
-
-// checkConfigFile rejects what altsrc would silently ignore: a key that is
-// no flag (a typo must not pass for a setting) and a file that is not a map.
-func checkConfigFile(path string, flags []cli.Flag) error {
-	if path == "" {
-		return nil
-	}
-	m, err := readConfigMap(path)
-	if err != nil {
-		return err
-	}
-	known := map[string]bool{"answers": true}
-	for _, f := range flags {
-		known[f.Names()[0]] = true
-	}
-	delete(known, "config")
-	var unknown []string
-	for k := range m {
-		if !known[k] {
-			unknown = append(unknown, k)
-		}
-	}
-	sort.Strings(unknown)
-	switch len(unknown) {
-	case 0:
-	case 1:
-		return fmt.Errorf("config %s: unknown key %q", path, unknown[0])
-	default:
-		return fmt.Errorf("config %s: unknown keys %s", path, quoteAll(unknown))
-	}
-	// altsrc checks a value's type only when no flag overrides it; a bad
-	// file must fail whether or not a flag hides the bad value.
-	for _, f := range flags {
-		name := f.Names()[0]
-		if v, ok := m[name]; ok {
-			if want := configValueProblem(f, v); want != "" {
-				return fmt.Errorf("config %s: %s: %v is not %s", path, name, v, want)
-			}
-		}
-	}
-	return nil
-}
-
-// quoteAll quotes each of xs and joins them: "a", "b".
-func quoteAll(xs []string) string {
-	q := make([]string, len(xs))
-	for i, x := range xs {
-		q[i] = strconv.Quote(x)
-	}
-	return strings.Join(q, ", ")
-}
-
-// configValueProblem says what v, as YAML decoded it, should have been for
-// flag f; "" when it is fine.
-func configValueProblem(f cli.Flag, v any) string {
-	ok := true
-	want := ""
-	switch f.(type) {
-	case *altsrc.IntFlag:
-		_, ok = v.(int)
-		want = "a whole number"
-	case *altsrc.BoolFlag:
-		_, ok = v.(bool)
-		want = "true or false"
-	case *altsrc.StringFlag:
-		_, ok = v.(string)
-		want = "a string"
-	case *altsrc.DurationFlag:
-		str, isString := v.(string)
-		_, err := time.ParseDuration(str)
-		ok = isString && err == nil
-		want = "a duration such as 30s or 5m"
-	}
-	if ok {
-		return ""
-	}
-	return want
-}
-
-func readConfigMap(path string) (map[string]any, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	var m map[string]any
-	if err := yaml.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	return m, nil
-}
-
-// readAnswers reads the file's answers: map, which replaces the built-in
-// table; nil when the file has none.
-func readAnswers(path string) (map[string]string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	var f struct {
-		Answers map[string]string `yaml:"answers"`
-	}
-	if err := yaml.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("config %s: answers: %w", path, err)
-	}
-	return f.Answers, nil
 }

@@ -372,6 +372,7 @@ func (p *pkgContainer) upgrade(t *testing.T, deb, want string, hasVersion bool) 
 	t.Helper()
 	old := p.mainPID(t)
 	inv := p.show(t, "InvocationID")["InvocationID"]
+	cursor := p.cursor(t)
 	out, code := p.dpkg(t, "-i /root/"+filepath.Base(deb))
 	// A stop and start (even one lancelot.socket hides from clients) is a
 	// new invocation of the unit.
@@ -386,6 +387,11 @@ func (p *pkgContainer) upgrade(t *testing.T, deb, want string, hasVersion bool) 
 	}
 	p.checkRunning(t, want, hasVersion)
 	p.waitGone(t, old)
+	// The new main process is systemd's own child, so a stop waits for it
+	// to drain (release 0.2.0's successor is a relay for this).
+	if j := p.journalSince(t, cursor); strings.Contains(j, "not our child") {
+		t.Errorf("dpkg -i %s: systemd supervises the new main process as not its child:\n%s", filepath.Base(deb), grepLines(j, "not our child"))
+	}
 }
 
 // failedUpgrade: a configuration the new binary's `lancelot check`

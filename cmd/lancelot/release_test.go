@@ -191,6 +191,9 @@ func TestUpgradeAcrossReleases(t *testing.T) {
 			t.Fatalf("%s: upgrade exited %d (%q), pid file names %d (was %d)", step.name, r.code, r.stderr, next, pid)
 		}
 		pids = append(pids, next)
+		if ppid := parentOf(next); ppid == pid {
+			t.Errorf("%s: the new supervisor %d is the old one's child: systemd would supervise it as not its own", step.name, next)
+		}
 		if want := fmt.Sprintf("upgraded: supervisor %d took over from %d\n", next, pid); r.stdout != want {
 			t.Errorf("%s: upgrade printed %q, want %q", step.name, r.stdout, want)
 		}

@@ -62,6 +62,9 @@ func runServe(c *cli.Context, s serveSettings) error {
 	cfg := s.cfg
 	log, logs := cfg.NewLogger(os.Stderr)
 	defer logs.Close(time.Second)
+	if upgrade != nil && upgrade.Protocol == handoff.LegacyProtocol {
+		return relayLegacy(upgrade, log)
+	}
 	sup, err := newSupervisor(cfg, upgrade, log)
 	if err != nil {
 		return err
@@ -84,6 +87,22 @@ func runServe(c *cli.Context, s serveSettings) error {
 	// Admin socket, metrics and agent ports.
 	side.addTo(&g, sup, log)
 	return g.Run()
+}
+
+// relayLegacy is this process's whole job when release 0.2.0 started it:
+// start the real successor so that it is not 0.2.0's child, and see the
+// handover through (see handoff.Relay).
+func relayLegacy(u *handoff.Upgrade, log *slog.Logger) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own binary: %w", err)
+	}
+	log.Info("taking over from release 0.2.0 through a relay", "relay_pid", os.Getpid(), "version", version.Version)
+	if err := handoff.Relay(u, exe, os.Args[1:], version.Version, notifier(log)); err != nil {
+		return fmt.Errorf("binary upgrade from 0.2.0: %w", err)
+	}
+	log.Info("handover from release 0.2.0 complete; relay exiting", "relay_pid", os.Getpid())
+	return nil
 }
 
 // newSupervisor builds the supervisor from the configuration and what this

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,7 +25,8 @@ const MaxWorkers = 1024
 // Config is one server's settings. Its zero value is not valid: start from
 // Default.
 type Config struct {
-	Listen           string        `json:"listen"`
+	// Listen are the addresses to serve, each with one socket per worker.
+	Listen           []string      `json:"listen"`
 	Workers          int           `json:"workers"`
 	PIDFile          string        `json:"pid_file,omitempty"`
 	Metrics          string        `json:"metrics,omitempty"`
@@ -63,7 +65,7 @@ type Config struct {
 // Default returns the defaults docs/reference.md lists.
 func Default() Config {
 	return Config{
-		Listen:           ":" + Port,
+		Listen:           []string{":" + Port},
 		Workers:          runtime.NumCPU(),
 		MaxQuestionBytes: protocol.DefaultMaxQuestionBytes,
 		IdleTimeout:      5 * time.Minute,
@@ -95,8 +97,16 @@ func (c Config) Validate() error {
 }
 
 func (c Config) validateAddrs() error {
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return fmt.Errorf("--listen %q: %w", c.Listen, err)
+	if len(c.Listen) == 0 {
+		return fmt.Errorf("--listen: no address to listen on")
+	}
+	for i, addr := range c.Listen {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("--listen %q: %w", addr, err)
+		}
+		if slices.Contains(c.Listen[:i], addr) {
+			return fmt.Errorf("--listen %q: listed twice", addr)
+		}
 	}
 	for _, a := range []struct{ flag, addr string }{{"metrics", c.Metrics}, {"agent-listen", c.AgentListen}} {
 		if a.addr == "" {

@@ -3,6 +3,7 @@ package config_test
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ func TestDefaultIsValid(t *testing.T) {
 	if err := d.Validate(); err != nil {
 		t.Fatalf("Default().Validate() = %v, want nil", err)
 	}
-	if d.Listen != ":1060" || d.MaxQuestionBytes != 1024 || d.IdleTimeout != 5*time.Minute ||
+	if !slices.Equal(d.Listen, []string{":1060"}) || d.MaxQuestionBytes != 1024 || d.IdleTimeout != 5*time.Minute ||
 		d.ReadTimeout != 30*time.Second || d.WriteTimeout != 10*time.Second || d.ShutdownTimeout != 30*time.Second ||
 		d.LogFormat != "text" || d.LogLevel != "info" || d.Workers < 1 {
 		t.Errorf("Default() = %+v, want the documented defaults", d)
@@ -33,7 +34,8 @@ func TestValidate(t *testing.T) {
 		{"default", func(*config.Config) {}, ""},
 		{"one worker", func(c *config.Config) { c.Workers = 1 }, ""},
 		{"max workers", func(c *config.Config) { c.Workers = config.MaxWorkers }, ""},
-		{"ipv6 listen", func(c *config.Config) { c.Listen = "[::1]:1060" }, ""},
+		{"ipv6 listen", func(c *config.Config) { c.Listen = []string{"[::1]:1060"} }, ""},
+		{"several listen addresses", func(c *config.Config) { c.Listen = []string{"127.0.0.1:1060", "[::1]:1060"} }, ""},
 		{"json logs", func(c *config.Config) { c.LogFormat = "json" }, ""},
 		{"debug logs", func(c *config.Config) { c.LogLevel = "debug" }, ""},
 		{"one question byte", func(c *config.Config) { c.MaxQuestionBytes = 1 }, ""},
@@ -45,7 +47,9 @@ func TestValidate(t *testing.T) {
 		{"connection caps", func(c *config.Config) { c.MaxConnections, c.MaxConnectionsPerSource = 100, 10 }, ""},
 
 		// Failure cases
-		{"listen without port", func(c *config.Config) { c.Listen = "127.0.0.1" }, "--listen"},
+		{"listen without port", func(c *config.Config) { c.Listen = []string{"127.0.0.1"} }, "--listen"},
+		{"no listen address", func(c *config.Config) { c.Listen = nil }, "--listen"},
+		{"listen address twice", func(c *config.Config) { c.Listen = []string{":1060", "127.0.0.1:1", ":1060"} }, `--listen ":1060": listed twice`},
 		{"zero workers", func(c *config.Config) { c.Workers = 0 }, "--workers"},
 		{"negative workers", func(c *config.Config) { c.Workers = -1 }, "--workers"},
 		{"too many workers", func(c *config.Config) { c.Workers = config.MaxWorkers + 1 }, "--workers"},
@@ -139,7 +143,7 @@ func TestJSONRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.Workers != 3 || got.IdleTimeout != c.IdleTimeout || got.Answers["Who are you?"] != "A knight." || got.Listen != c.Listen {
+	if got.Workers != 3 || got.IdleTimeout != c.IdleTimeout || got.Answers["Who are you?"] != "A knight." || !slices.Equal(got.Listen, c.Listen) {
 		t.Errorf("round trip of %+v = %+v", c, got)
 	}
 }

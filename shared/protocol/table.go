@@ -2,7 +2,6 @@ package protocol
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 )
 
@@ -41,12 +40,21 @@ func NewTable(answers map[string]string) (*Table, error) {
 		return nil, fmt.Errorf("answers: the table is empty")
 	}
 	t := &Table{answers: make(map[string][]byte, len(answers))}
-	for _, q := range sortedKeys(answers) {
-		a := answers[q]
-		if err := checkPair(q, a); err != nil {
-			return nil, fmt.Errorf("answers: %q: %w", q, err)
+	bad := ""
+	for q, a := range answers {
+		if checkPair(q, a) != nil {
+			// The first bad question in sorted order, so that the same
+			// table always gets the same message; no sort when all are
+			// good (a table of 100,000 entries is built by every worker).
+			if bad == "" || q < bad {
+				bad = q
+			}
+			continue
 		}
 		t.answers[q] = []byte(a)
+	}
+	if bad != "" {
+		return nil, fmt.Errorf("answers: %q: %w", bad, checkPair(bad, answers[bad]))
 	}
 	return t, nil
 }
@@ -73,13 +81,4 @@ func checkPair(q, a string) error {
 		return fmt.Errorf("answer must be printable ASCII")
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }

@@ -18,6 +18,9 @@ import (
 func (s *Supervisor) addrGroups() (addrs []string, ids map[string][]int) {
 	ids = make(map[string][]int)
 	for _, sock := range s.sockets {
+		if sock.retiring {
+			continue
+		}
 		if _, seen := ids[sock.addr]; !seen {
 			addrs = append(addrs, sock.addr)
 		}
@@ -151,41 +154,50 @@ func (s *Supervisor) applyListen(listen []string) error {
 		s.log.Info("reload: listening on a new address", "listen", add[i], "addr", socks[0].addr, "sockets", len(socks))
 	}
 	for _, addr := range remove {
-		for _, sock := range slices.Clone(s.sockets) {
+		for _, sock := range s.sockets {
 			if sock.addr == addr {
-				s.retireSocket(sock)
+				sock.retiring = true
 			}
 		}
-		s.log.Info("reload: stopped listening on an address", "addr", addr)
+		s.log.Info("reload: stopping listening on an address, once its queued clients are taken", "addr", addr)
 	}
 	s.rehome()
 	return nil
 }
 
-// retireSocket closes a socket whose address was dropped without resetting
-// its queued clients: every worker that accepts on it is told to accept
-// what is queued, serve it, and close its copy (control.TypeRetire); the
-// supervisor closes its own at once, so the last copy to close is a
-// worker's, right after its last accept.
-func (s *Supervisor) retireSocket(sock *socket) {
-	told := 0
-	for w := range s.workers {
-		if !w.serving[sock.id] {
-			continue
+// retireSocket closes a socket whose address was dropped without resetting its
+// queued clients (see reconcile): every healthy worker that accepts on it
+// is told to accept what is queued, serve it, and close its copy
+// (control.TypeRetire); the supervisor closes its own at once, so the last
+// copy to close is a worker's, right after its last accept. With no
+// healthy worker on it, it is lent to one first; with none at all, it
+// waits. It reports false when a worker was written off on the way.
+func (s *Supervisor) retireSocket(sock *socket) bool {
+	k := sock.id
+	if !s.servedByHealthy(k) {
+		w := s.leastLoaded()
+		if w == nil {
+			return true // nobody can take its queue yet
 		}
-		delete(w.serving, sock.id)
-		if w.killed {
-			continue
+		if !s.lend(w, k, "to take its queue before it closes") {
+			return false
 		}
-		if err := w.proc.send(control.Message{Type: control.TypeRetire, Socket: sock.id}); err != nil {
-			s.lost(w, err)
-			continue
-		}
-		told++
 	}
-	if told == 0 {
-		s.log.Warn("no worker accepts on a removed socket: clients queued on it are reset", "socket", sock.id, "addr", sock.addr)
+	for w := range s.workers {
+		if !w.serving[k] {
+			continue
+		}
+		delete(w.serving, k)
+		if w.killed || w.draining {
+			continue // it lets go of every socket anyway, after a sweep
+		}
+		if err := w.proc.send(control.Message{Type: control.TypeRetire, Socket: k}); err != nil {
+			s.lost(w, err)
+			return false
+		}
 	}
 	sock.close()
 	s.sockets = slices.DeleteFunc(s.sockets, func(x *socket) bool { return x == sock })
+	s.log.Info("socket closed: its address was removed", "socket", k, "addr", sock.addr)
+	return true
 }

@@ -101,7 +101,7 @@ func (f *fakeWorker) send(msg control.Message) error {
 			f.m.fail("lend of socket %d without a descriptor", msg.Socket)
 		}
 		f.serving[msg.Socket] = true
-	case control.TypeReclaim:
+	case control.TypeReclaim, control.TypeRetire:
 		delete(f.serving, msg.Socket)
 	case control.TypeAliveRequest:
 		if !f.hung {
@@ -216,7 +216,25 @@ func (m *model) tracef(format string, args ...any) {
 
 type reloadOutcome struct {
 	workers int
+	listen  []string // nil: unchanged
 	err     error
+}
+
+// modelAddrs are the addresses the model's configurations pick from.
+var modelAddrs = []string{"127.0.0.1:0", "127.0.0.2:0", "127.0.0.3:0"}
+
+// pickAddrs returns 1 to 3 of modelAddrs.
+func (m *model) pickAddrs() []string {
+	var out []string
+	for _, a := range modelAddrs {
+		if m.rng.IntN(2) == 0 {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		out = modelAddrs[:1]
+	}
+	return out
 }
 
 func (m *model) fail(format string, args ...any) {
@@ -230,7 +248,7 @@ func newModel(t *testing.T, seed uint64) *model {
 	m := &model{t: t, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), now: time.Unix(1_000_000, 0), nextPID: 100, lastOK: true,
 		trace: &traceLog{}, wasReady: map[*slot]bool{}}
 	cfg := config.Default()
-	cfg.Listen = []string{"127.0.0.1:0"}
+	cfg.Listen = m.pickAddrs()
 	cfg.Workers = 1 + m.rng.IntN(3)
 	cfg.WorkerTimeout = []time.Duration{0, time.Second, 10 * time.Second}[m.rng.IntN(3)]
 	cfg.DrainDelay = []time.Duration{0, 0, time.Second}[m.rng.IntN(3)]
@@ -322,6 +340,9 @@ func (m *model) reload() (config.Config, error) {
 		return cfg, r.err
 	}
 	cfg.Workers = r.workers
+	if r.listen != nil {
+		cfg.Listen = r.listen
+	}
 	return cfg, nil
 }
 
@@ -336,6 +357,8 @@ func (m *model) request(sig syscall.Signal) {
 			r.err = errors.New("injected: bad config")
 		case 1:
 			r.workers = 1 + m.rng.IntN(4)
+		case 2:
+			r.listen = m.pickAddrs()
 		}
 		m.reloads = append(m.reloads, r)
 		if r.err == nil && r.workers != m.cfgWorkers {
@@ -576,6 +599,7 @@ func (m *model) check() {
 			m.fail("a successor was accepted before it said ready")
 		}
 	}
+	m.checkAddrs()
 	if l := m.link; l != nil && l.served && !s.ready {
 		m.fail("the successor told its predecessor it serves before it took over")
 	}
@@ -585,6 +609,40 @@ func (m *model) check() {
 		}
 		if s.convergeAt.IsZero() && len(s.slots) != s.running {
 			m.fail("%d slots, running count %d, and no retry scheduled", len(s.slots), s.running)
+		}
+	}
+}
+
+// checkAddrs: once no rollout is queued, the sockets are on exactly the
+// configured addresses, every slot is home to a socket of each, and no
+// worker accepts on a socket that was closed.
+func (m *model) checkAddrs() {
+	s := m.s
+	if s.stopping != 0 {
+		return
+	}
+	if s.rollout == nil && len(s.requests) == 0 {
+		if add, remove := s.diffAddrs(s.cfg.Listen); len(add)+len(remove) > 0 {
+			m.fail("configured %v, listening on %v: %v missing, %v extra", s.cfg.Listen, s.listenAddrs(), add, remove)
+		}
+	}
+	addrs := s.listenAddrs()
+	for _, sl := range s.slots {
+		var got []string
+		for _, k := range sl.home {
+			if sock := s.socket(k); sock != nil && !slices.Contains(got, sock.addr) {
+				got = append(got, sock.addr)
+			}
+		}
+		if len(got) != len(addrs) {
+			m.fail("slot %d is home to sockets %v on %v, want one on each of %v", sl.index, sl.home, got, addrs)
+		}
+	}
+	for _, f := range m.fakes {
+		for k := range f.serving {
+			if !f.dead && !f.termed && !f.killed && s.socket(k) == nil {
+				m.fail("pid %d accepts on socket %d, which is closed", f.pidv, k)
+			}
 		}
 	}
 }

@@ -36,8 +36,14 @@ func (s *Supervisor) reconcile() {
 // was written off on the way.
 func (s *Supervisor) reconcileOnce() (again bool) {
 	owners := s.owners()
-	for _, sock := range s.sockets {
+	for _, sock := range slices.Clone(s.sockets) {
 		k := sock.id
+		if sock.retiring {
+			if !s.retireSocket(sock) {
+				return true
+			}
+			continue
+		}
 		if len(owners[k]) > 0 {
 			for _, w := range owners[k] {
 				if !w.serving[k] && !s.lend(w, k, "re-homed") {

@@ -26,6 +26,9 @@ type socket struct {
 	// so a socket systemd created as root cannot be joined by ours.
 	uid    int
 	closed bool
+	// retiring: its address was removed; it closes once a worker has
+	// taken its queue (see retireSocket).
+	retiring bool
 }
 
 // errAddressInUse is a listening address another process already serves.

@@ -52,6 +52,9 @@ type SocketStatus struct {
 	ID       int    `json:"id"`
 	Addr     string `json:"addr"`
 	ServedBy []int  `json:"served_by"` // pids of the workers accepting on it
+	// Retiring: its address was removed by a reload; it closes once a
+	// worker has taken the clients queued on it.
+	Retiring bool `json:"retiring,omitempty"`
 }
 
 // Quiet reports whether nothing is changing: serving, no rollout, upgrade
@@ -104,7 +107,7 @@ func (s *Supervisor) status() Status {
 		st.Slots = append(st.Slots, ss)
 	}
 	for _, sock := range s.sockets {
-		st.Sockets = append(st.Sockets, SocketStatus{ID: sock.id, Addr: sock.addr, ServedBy: append([]int{}, servedBy[sock.id]...)})
+		st.Sockets = append(st.Sockets, SocketStatus{ID: sock.id, Addr: sock.addr, ServedBy: append([]int{}, servedBy[sock.id]...), Retiring: sock.retiring})
 	}
 	for _, w := range s.liveWorkers() {
 		if w.draining || w.killed {

@@ -59,6 +59,9 @@ func (s *Supervisor) startUpgrade(reply chan error) {
 		}
 	}()
 	for _, sock := range s.sockets {
+		if sock.retiring {
+			continue // its address is gone; our workers take its queue
+		}
 		f, err := sock.file()
 		if err != nil {
 			s.failStart(reply, err)

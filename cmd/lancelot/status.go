@@ -88,7 +88,11 @@ func printStatus(w io.Writer, st supervisor.Status) {
 		fmt.Fprintln(w)
 	}
 	for _, sock := range st.Sockets {
-		fmt.Fprintf(w, "  socket %d %s: served by %s\n", sock.ID, sock.Addr, pidList(sock.ServedBy))
+		closing := ""
+		if sock.Retiring {
+			closing = " (address removed: closing)"
+		}
+		fmt.Fprintf(w, "  socket %d %s: served by %s%s\n", sock.ID, sock.Addr, pidList(sock.ServedBy), closing)
 	}
 	if len(st.Retiring) > 0 {
 		fmt.Fprintf(w, "  draining: %s\n", pidList(st.Retiring))

@@ -195,11 +195,21 @@ type activated struct {
 // its workers, and its output is logged if the test failed.
 func startActivated(t *testing.T, activate, addr string, args ...string) *activated {
 	t.Helper()
+	return startActivatedOn(t, activate, []string{addr}, args...)
+}
+
+// startActivatedOn is startActivated with a socket on each of addrs.
+func startActivatedOn(t *testing.T, activate string, addrs []string, args ...string) *activated {
+	t.Helper()
 	f, err := os.Create(filepath.Join(t.TempDir(), "activated.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &activated{cmd: exec.Command(activate, append([]string{"-l", addr, binPath}, args...)...),
+	var argv []string
+	for _, addr := range addrs {
+		argv = append(argv, "-l", addr)
+	}
+	a := &activated{cmd: exec.Command(activate, append(append(argv, binPath), args...)...),
 		exited: make(chan struct{}), logs: &logFile{f: f}}
 	a.cmd.Stdout, a.cmd.Stderr = f, f
 	if err := a.cmd.Start(); err != nil {

@@ -21,7 +21,7 @@ type env struct {
 	checkFree func(addr string) error
 	bind      func(addr string) (*socket, error)
 	// startWorker starts w's process; the process reports its events
-	// about w through the supervisor's send.
+	// about w through envOptions.report.
 	startWorker func(w *worker, spec workerSpec) (workerProc, error)
 	// inspect says what the file a binary upgrade would start is.
 	inspect func(path string) binaryInfo
@@ -78,7 +78,7 @@ type successorProc interface {
 }
 
 // stdEnv is the real operating system.
-func stdEnv(o envOptions, s *Supervisor) env {
+func stdEnv(o envOptions) env {
 	var reserve fdReserve
 	reserve.fill()
 	return env{
@@ -87,9 +87,9 @@ func stdEnv(o envOptions, s *Supervisor) env {
 		bind:      bindSocket,
 		startWorker: func(w *worker, spec workerSpec) (workerProc, error) {
 			return reserve.withReserve(func() (workerProc, error) {
-				return startWorkerProcess(s, w, spec)
+				return startWorkerProcess(o, w, spec)
 			}, func() {
-				s.log.Warn("out of descriptors: using the reserve to start a worker", "slot", spec.slot)
+				o.log.Warn("out of descriptors: using the reserve to start a worker", "slot", spec.slot)
 			})
 		},
 		inspect: inspectBinary,

@@ -36,9 +36,10 @@ type workerProcess struct {
 	waiters map[uint64]chan control.Stats
 }
 
-// startWorkerProcess starts the process for w. Call it only from the loop
-// goroutine (see the package doc).
-func startWorkerProcess(s *Supervisor, w *worker, spec workerSpec) (*workerProcess, error) {
+// startWorkerProcess starts the process for w; its events about w reach
+// the loop through o.report. Call it only from the loop goroutine (see the
+// package doc).
+func startWorkerProcess(o envOptions, w *worker, spec workerSpec) (*workerProcess, error) {
 	ctrl, remote, err := control.Pair()
 	if err != nil {
 		return nil, err
@@ -58,20 +59,20 @@ func startWorkerProcess(s *Supervisor, w *worker, spec workerSpec) (*workerProce
 		}
 		h.Sockets = append(h.Sockets, handoff.Socket{ID: sock.id, File: f})
 	}
-	cmd, err := h.Command(s.opts.Executable, s.opts.Env)
+	cmd, err := h.Command(o.executable, o.env)
 	if err != nil {
 		ctrl.Close()
 		return nil, err
 	}
 	defer cmd.ExtraFiles[1].Close() // the configuration: the worker has its own copy once started
-	cmd.Stdout, cmd.Stderr = s.opts.Stdout, s.opts.Stderr
+	cmd.Stdout, cmd.Stderr = o.stdout, o.stderr
 	if err := handoff.Start(cmd); err != nil {
 		ctrl.Close()
 		return nil, fmt.Errorf("start worker for slot %d: %w", spec.slot, err)
 	}
 	p := &workerProcess{cmd: cmd, ctrl: ctrl, readDone: make(chan struct{}), waiters: make(map[uint64]chan control.Stats)}
-	go p.readControl(s, w)
-	go p.wait(s, w)
+	go p.readControl(o.report, w)
+	go p.wait(o.report, w)
 	return p, nil
 }
 
@@ -88,21 +89,21 @@ func (p *workerProcess) send(m control.Message) error {
 }
 
 // readControl turns the worker's messages into events until EOF.
-func (p *workerProcess) readControl(s *Supervisor, w *worker) {
+func (p *workerProcess) readControl(report func(event), w *worker) {
 	defer close(p.readDone)
 	for {
 		m, err := p.ctrl.Receive()
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
-				s.send(event{kind: eventControlError, worker: w, err: err})
+				report(event{kind: eventControlError, worker: w, err: err})
 			}
 			return
 		}
 		switch m.Type {
 		case control.TypeReady:
-			s.send(event{kind: eventReady, worker: w, version: m.Version})
+			report(event{kind: eventReady, worker: w, version: m.Version})
 		case control.TypeAlive:
-			s.send(event{kind: eventAlive, worker: w, seq: m.Seq})
+			report(event{kind: eventAlive, worker: w, seq: m.Seq})
 		case control.TypeStats:
 			if m.Stats != nil {
 				p.recordStats(m.Seq, *m.Stats)
@@ -112,14 +113,14 @@ func (p *workerProcess) readControl(s *Supervisor, w *worker) {
 }
 
 // wait reaps the process and reports its exit once its last stats are in.
-func (p *workerProcess) wait(s *Supervisor, w *worker) {
+func (p *workerProcess) wait(report func(event), w *worker) {
 	err := p.cmd.Wait()
 	select {
 	case <-p.readDone:
 	case <-time.After(time.Second):
 	}
 	p.ctrl.Close()
-	s.send(event{kind: eventExited, worker: w, err: err})
+	report(event{kind: eventExited, worker: w, err: err})
 }
 
 func (p *workerProcess) recordStats(seq uint64, st control.Stats) {

@@ -206,9 +206,7 @@ func (s *Supervisor) workerExited(w *worker, err error) {
 	}
 	sl.cur = nil
 	sl.wasReady = w.ready
-	if s.stopping == 0 {
-		s.scheduleRestart(sl, uptime)
-	}
+	s.scheduleRestart(sl, uptime)
 }
 
 // scheduleRestart backs off exponentially while a slot's workers keep

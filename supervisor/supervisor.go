@@ -118,7 +118,7 @@ func New(opts Options) (*Supervisor, error) {
 	s.env = stdEnv(envOptions{
 		executable: opts.Executable, args: opts.Args, env: opts.Env,
 		stdout: s.opts.Stdout, stderr: s.opts.Stderr, report: s.send, log: s.log,
-	}, s)
+	})
 	if opts.Upgrade != nil {
 		s.link = &handoffLink{u: opts.Upgrade, report: s.send}
 	}

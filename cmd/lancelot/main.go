@@ -1,7 +1,29 @@
-// Command lancelot serves the Launcelot protocol from the book Foundations of
-// Python Network Programming with a pre-fork supervisor and per-core worker
-// processes, and ships the protocol's client (ask) and load generator
-// (bench).
+// Command lancelot serves the Launcelot protocol from the book Foundations
+// of Python Network Programming with a pre-fork supervisor and per-core
+// worker processes, and ships the protocol's client (ask) and load
+// generator (bench).
+//
+// The process model. One binary plays three roles, each a process:
+//
+//	supervisor  `lancelot serve`           runServe (serve.go) → supervisor.Supervisor.Run
+//	            owns the listening sockets, starts, watches and replaces the
+//	            workers, carries out HUP, USR2, TTIN/TTOU, talks to systemd
+//	worker      `lancelot worker --slot N`  runWorker (worker.go) → worker.Process.Run
+//	            started by the supervisor (re-executing /proc/self/exe) with
+//	            its sockets and control channel; serves clients
+//	launcher    `lancelot upgrade-launch`   launch.go → handoff.Launch
+//	            started by a supervisor for USR2: starts the new binary as
+//	            the successor supervisor and exits at once, so that the
+//	            successor is systemd's own child
+//
+// A successor started by release 0.2.0 is a fourth, short-lived role: a
+// relay (relayLegacy in serve.go) that starts the real successor through
+// the launcher and sees the handover through. Package handoff holds how
+// each role is started and what it is handed.
+//
+// The other commands are clients of those processes: check (serve's
+// configuration, binding nothing), reload, upgrade and status (the
+// supervisor's admin socket), ask and bench (the protocol), version.
 //
 // main only wires: it builds the command line, runs it, and prints the one
 // error line. Each command's Action builds its parts and hands them down.
@@ -30,16 +52,20 @@ func newApp(serve func(*cli.Context, serveSettings) error) *cli.App {
 		Name:  "lancelot",
 		Usage: "answer the questions of the Bridge of Death (the Launcelot protocol) on port 1060",
 		Commands: []*cli.Command{
+			// The process roles (see the package doc); worker and
+			// upgrade-launch are started by serve, never by hand.
 			serveCommand(serve),
+			workerCommand(),
+			upgradeLaunchCommand(),
+			// Clients of a running supervisor.
 			checkCommand(),
 			reloadCommand(),
 			upgradeCommand(),
 			statusCommand(),
+			// Clients of the protocol, and the rest.
 			askCommand(),
 			benchCommand(),
 			versionCommand(),
-			workerCommand(),
-			upgradeLaunchCommand(),
 			gendocsCommand(),
 		},
 		// Shell completion asks the binary (--generate-bash-completion), so

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/camelot/lancelot/cmd/internal/proc"
 	"github.com/camelot/lancelot/shared/lancelottest"
 	"github.com/camelot/lancelot/shared/loadgen"
 )
@@ -41,6 +42,7 @@ const (
 // kills, 10 s with), LANCELOT_CHAOS_SEED replays a run's choices (the
 // timing differs).
 func TestChaosSoak(t *testing.T) {
+	skipIfShort(t)
 	seed := uint64(time.Now().UnixNano())
 	if v := os.Getenv("LANCELOT_CHAOS_SEED"); v != "" {
 		var err error
@@ -218,7 +220,7 @@ func (c *chaos) stuck(what string) {
 	st, err := statusOf(c.s.pidFile)
 	state, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.sup))
 	syscall.Kill(c.sup, syscall.SIGABRT)
-	lancelottest.Poll(2*time.Second, func() bool { return !alive(c.sup) })
+	lancelottest.Poll(2*time.Second, func() bool { return !proc.Alive(c.sup) })
 	c.t.Fatalf("%s; its status %+v (err %v); /proc status:\n%s", what, st, err, state)
 }
 
@@ -246,7 +248,7 @@ func (c *chaos) killWorker() {
 	var ready []int
 	if st, err := statusOf(c.s.pidFile); err == nil {
 		for _, sl := range st.Slots {
-			if sl.Ready && alive(sl.PID) { // not one killed a moment ago
+			if sl.Ready && proc.Alive(sl.PID) { // not one killed a moment ago
 				ready = append(ready, sl.PID)
 			}
 		}
@@ -265,7 +267,7 @@ func (c *chaos) killWorker() {
 // sample records the current tree's processes.
 func (c *chaos) sample() {
 	for _, sup := range c.sups {
-		for _, pid := range childPIDs(sup) {
+		for _, pid := range proc.Children(sup) {
 			c.seen[pid] = true
 		}
 	}

@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camelot/lancelot/cmd/internal/proc"
 	"github.com/camelot/lancelot/shared/lancelottest"
 	"github.com/camelot/lancelot/shared/loadgen"
 )
@@ -70,6 +71,7 @@ func requireFeature(t *testing.T, have bool, what string) {
 // listening socket in the microseconds between a worker's last accept and
 // the socket's close is reset, not refused, and no retry saves that one.
 func TestFleetRollingTermNoDrain(t *testing.T) {
+	skipIfShort(t)
 	opts, _ := fleetSetup(t)
 	opts.agent = false
 	f := newFleet(t, opts)
@@ -83,6 +85,7 @@ func TestFleetRollingTermNoDrain(t *testing.T) {
 // "retries 0", so that a connect refused by a stopping host fails its
 // client. Clients must fail: it proves the suite sees failures.
 func TestFleetRollingTermNoDrainControl(t *testing.T) {
+	skipIfShort(t)
 	opts, _ := fleetSetup(t)
 	opts.agent = false
 	opts.edits = map[string]string{"retries 3": "retries 0"}
@@ -99,6 +102,7 @@ func TestFleetRollingTermNoDrainControl(t *testing.T) {
 // have sent a connection to a stopped host: no client failure, and no
 // retry either (retries would hide failures).
 func TestFleetRollingTermDrain(t *testing.T) {
+	skipIfShort(t)
 	opts, feats := fleetSetup(t)
 	requireFeature(t, feats.agent && feats.drain, "--agent-listen and --drain-delay")
 	f := newFleet(t, opts)
@@ -111,6 +115,7 @@ func TestFleetRollingTermDrain(t *testing.T) {
 // one to exit. The listening sockets pass from one supervisor to the next,
 // so HAProxy must not even have had to retry.
 func TestFleetRollingUpgrade(t *testing.T) {
+	skipIfShort(t)
 	opts, _ := fleetSetup(t)
 	f := newFleet(t, opts)
 	r := f.underLoad("rolling-usr2", 5*time.Second, func() {
@@ -131,20 +136,21 @@ func TestFleetRollingUpgrade(t *testing.T) {
 // reload` where the binary has it, else HUP; either way every worker must
 // be replaced, and no client fail nor HAProxy retry.
 func TestFleetReload(t *testing.T) {
+	skipIfShort(t)
 	opts, feats := fleetSetup(t)
 	f := newFleet(t, opts)
 	r := f.underLoad("reload", 5*time.Second, func() {
 		for _, h := range f.hosts {
 			pid := h.pid()
-			before := childPIDs(pid)
+			before := proc.Children(pid)
 			if feats.reload {
 				h.reloadCommand()
 			} else {
 				h.signal(syscall.SIGHUP)
 			}
 			lancelottest.WaitFor(t, 15*time.Second, h.name+": every worker replaced", func() bool {
-				now := childPIDs(pid)
-				return len(now) == fleetWorkers && !overlaps(now, before)
+				now := proc.Children(pid)
+				return len(now) == fleetWorkers && len(common(now, before)) == 0
 			})
 			f.waitInRotation(h, 10*time.Second)
 		}
@@ -157,6 +163,7 @@ func TestFleetReload(t *testing.T) {
 // (the bench's 127.0.0.1 in the balancer's namespace) as client=, and
 // HAProxy's own address as peer=. No client fails, no connect is retried.
 func TestFleetProxyV2(t *testing.T) {
+	skipIfShort(t)
 	opts, feats := fleetSetup(t)
 	requireFeature(t, feats.proxy, "--proxy-protocol and --proxy-allow-from")
 	opts.debugLog = true // a line per connection, the unknown question's included

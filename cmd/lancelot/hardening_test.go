@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camelot/lancelot/cmd/internal/proc"
 	"github.com/camelot/lancelot/shared/lancelottest"
 )
 
@@ -104,7 +105,7 @@ func floodUnknown(t *testing.T, addr string, n int) {
 
 // killTree ends a server started by hand and its workers, by pid.
 func killTree(cmd *exec.Cmd) {
-	workers := childPIDs(cmd.Process.Pid)
+	workers := proc.Children(cmd.Process.Pid)
 	cmd.Process.Kill()
 	cmd.Wait()
 	for _, pid := range workers {

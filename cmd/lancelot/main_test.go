@@ -14,7 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,6 +24,7 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
+	"github.com/camelot/lancelot/cmd/internal/proc"
 	"github.com/camelot/lancelot/shared/lancelottest"
 	"github.com/camelot/lancelot/supervisor"
 )
@@ -56,6 +57,15 @@ func TestMain(m *testing.M) {
 	}
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// skipIfShort skips a soak or a slow end-to-end run under -short, so that
+// `go test -short ./...` stays quick; CI runs the whole suite.
+func skipIfShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("slow: runs without -short")
+	}
 }
 
 // binaryUnderTest returns LANCELOT_TEST_BIN as an absolute path (tests
@@ -176,7 +186,7 @@ func (s *server) cleanup() {
 // KILL if exited is not closed within 10 s; then it KILLs, by pid, the
 // workers it had.
 func terminate(p *os.Process, exited <-chan struct{}) {
-	workers := childPIDs(p.Pid)
+	workers := proc.Children(p.Pid)
 	select {
 	case <-exited:
 	default:
@@ -273,7 +283,7 @@ func (s *server) servingPIDs() []int {
 	s.t.Helper()
 	var out []int
 	for _, sl := range s.status().Slots {
-		if sl.Ready && alive(sl.PID) {
+		if sl.Ready && proc.Alive(sl.PID) {
 			out = append(out, sl.PID)
 		}
 	}
@@ -282,33 +292,7 @@ func (s *server) servingPIDs() []int {
 
 // workerPIDs returns the supervisor's child processes.
 func (s *server) workerPIDs() []int {
-	return childPIDs(s.cmd.Process.Pid)
-}
-
-// childPIDs lists the children of pid from /proc.
-func childPIDs(pid int) []int {
-	var out []int
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	for _, f := range tasks {
-		b, _ := os.ReadFile(f)
-		for _, field := range strings.Fields(string(b)) {
-			if n, err := strconv.Atoi(field); err == nil {
-				out = append(out, n)
-			}
-		}
-	}
-	return out
-}
-
-// alive reports whether pid exists and is not a zombie.
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && i+2 < len(s) && s[i+2] != 'Z'
+	return proc.Children(s.cmd.Process.Pid)
 }
 
 // listeningSockets counts the listening TCP sockets on port, from /proc.
@@ -437,6 +421,16 @@ func socketInodes(pid int) map[string]bool {
 	return out
 }
 
+// common returns the elements of a that b holds too.
+func common[T comparable](a, b []T) []T {
+	return slices.DeleteFunc(slices.Clone(a), func(x T) bool { return !slices.Contains(b, x) })
+}
+
+// sameSet reports whether a and b hold the same pids.
+func sameSet(a, b []int) bool {
+	return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
+}
+
 // countCommon counts the keys a and b share.
 func countCommon(a, b map[string]bool) int {
 	n := 0
@@ -446,12 +440,6 @@ func countCommon(a, b map[string]bool) int {
 		}
 	}
 	return n
-}
-
-// hasStatusCommand reports whether the binary has `lancelot status`.
-func hasStatusCommand() bool {
-	out, _ := exec.Command(binPath, "--help").CombinedOutput()
-	return regexp.MustCompile(`(?m)^\s+status\b`).Match(out)
 }
 
 // statusOf runs `lancelot status --json` for the supervisor in pidFile.

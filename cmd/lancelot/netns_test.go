@@ -37,6 +37,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camelot/lancelot/cmd/internal/proc"
 	"github.com/camelot/lancelot/shared/lancelottest"
 	"github.com/camelot/lancelot/shared/loadgen"
 )
@@ -111,23 +112,23 @@ type fleet struct {
 	lb        string   // the balancer's namespace
 	made      []string // namespaces created, for the teardown
 	statsSock string
-	haproxy   *proc
+	haproxy   *harnessProc
 	hosts     []*fleetHost
-	benches   []*proc
+	benches   []*harnessProc
 }
 
-// proc is a process the harness started, and how it ended.
-type proc struct {
+// harnessProc is a process the harness started, and how it ended.
+type harnessProc struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
 	err    error
 }
 
-func startProc(cmd *exec.Cmd) (*proc, error) {
+func startProc(cmd *exec.Cmd) (*harnessProc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &proc{cmd: cmd, exited: make(chan struct{})}
+	p := &harnessProc{cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.exited)
@@ -136,7 +137,7 @@ func startProc(cmd *exec.Cmd) (*proc, error) {
 }
 
 // kill kills p (its process group, if it has one) and reaps it.
-func (p *proc) kill() {
+func (p *harnessProc) kill() {
 	pid := p.cmd.Process.Pid
 	if p.cmd.SysProcAttr != nil && p.cmd.SysProcAttr.Setpgid {
 		syscall.Kill(-pid, syscall.SIGKILL)
@@ -528,7 +529,7 @@ type fleetHost struct {
 	addr    string
 	pidFile string
 	logPath string
-	procs   []*proc // every supervisor the harness started
+	procs   []*harnessProc // every supervisor the harness started
 }
 
 // serveArgs are the host's `lancelot serve` arguments.
@@ -569,7 +570,7 @@ func (h *fleetHost) launch() {
 }
 
 // current is the supervisor the harness started last.
-func (h *fleetHost) current() *proc { return h.procs[len(h.procs)-1] }
+func (h *fleetHost) current() *harnessProc { return h.procs[len(h.procs)-1] }
 
 // waitReady waits until the pid file names the supervisor just started.
 func (h *fleetHost) waitReady() {
@@ -623,7 +624,7 @@ func (h *fleetHost) waitGone(pid int, timeout time.Duration) {
 				}
 			}
 		}
-		return !alive(pid)
+		return !proc.Alive(pid)
 	})
 }
 
@@ -639,7 +640,7 @@ func (h *fleetHost) killAll() {
 
 // startBench runs `lancelot bench` in the lb namespace against HAProxy's
 // frontend for d.
-func (f *fleet) startBench(d time.Duration) *proc {
+func (f *fleet) startBench(d time.Duration) *harnessProc {
 	f.t.Helper()
 	cmd := inNamespace(f.lb, f.bin, "bench", "--server", fmt.Sprintf("127.0.0.1:%d", fleetPort), "--mode", "book",
 		"-c", fmt.Sprint(fleetClients), "--duration", d.String(), "--json")
@@ -654,7 +655,7 @@ func (f *fleet) startBench(d time.Duration) *proc {
 }
 
 // benchResult waits for a bench and decodes its JSON.
-func (f *fleet) benchResult(p *proc, timeout time.Duration) loadgen.Result {
+func (f *fleet) benchResult(p *harnessProc, timeout time.Duration) loadgen.Result {
 	f.t.Helper()
 	select {
 	case <-p.exited:

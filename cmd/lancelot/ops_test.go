@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camelot/lancelot/cmd/internal/proc"
 	"github.com/camelot/lancelot/shared/lancelottest"
 	"github.com/camelot/lancelot/shared/loadgen"
 	"github.com/camelot/lancelot/supervisor"
@@ -36,7 +37,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	l.waitExchanges(1000)
 	l.requireNoFailures()
 	after := s.workerPIDs()
-	if len(after) < 2 || overlaps(s.servingPIDs(), before) {
+	if len(after) < 2 || len(common(s.servingPIDs(), before)) > 0 {
 		t.Errorf("workers before HUP %v, serving after %v: want every worker replaced", before, s.servingPIDs())
 	}
 }
@@ -177,7 +178,7 @@ func TestBinaryUpgradeUnderLoad(t *testing.T) {
 	c := lancelottest.Dial(t, s.addr)
 	c.Send(lancelottest.QQuest)
 	c.Expect(lancelottest.AQuest)
-	if n := len(childPIDs(newPID)); n != 2 {
+	if n := len(proc.Children(newPID)); n != 2 {
 		t.Errorf("new supervisor has %d workers, want 2", n)
 	}
 }
@@ -256,10 +257,10 @@ func killUpgraded(s *server) {
 	if pid <= 0 || pid == s.cmd.Process.Pid {
 		return
 	}
-	workers := childPIDs(pid)
+	workers := proc.Children(pid)
 	syscall.Kill(pid, syscall.SIGTERM)
 	deadline := time.Now().Add(10 * time.Second)
-	for alive(pid) && time.Now().Before(deadline) {
+	for proc.Alive(pid) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	syscall.Kill(pid, syscall.SIGKILL)
@@ -287,29 +288,6 @@ func (s *server) pidFromFile() int {
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return pid
-}
-
-func overlaps(a, b []int) bool {
-	for _, x := range a {
-		for _, y := range b {
-			if x == y {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func sameSet(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for _, x := range a {
-		if !overlaps([]int{x}, b) {
-			return false
-		}
-	}
-	return true
 }
 
 func writeFile(t testing.TB, path, content string) {

@@ -79,6 +79,7 @@ func debArch() string {
 }
 
 func TestPackage(t *testing.T) {
+	skipIfShort(t)
 	for _, tool := range []string{"dpkg-deb", "lintian", "dpkg"} {
 		requireTool(t, tool)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camelot/lancelot/cmd/internal/proc"
 	"github.com/camelot/lancelot/shared/lancelottest"
 )
 
@@ -29,10 +30,10 @@ func TestWorkersAndSockets(t *testing.T) {
 		t.Fatalf("supervisor %d has children %v, want 3 workers", s.cmd.Process.Pid, workers)
 	}
 	for _, pid := range workers {
-		if ppid := parentPID(pid); ppid != s.cmd.Process.Pid {
+		if ppid := proc.Parent(pid); ppid != s.cmd.Process.Pid {
 			t.Errorf("worker %d has parent %d, want the supervisor %d", pid, ppid, s.cmd.Process.Pid)
 		}
-		if !alive(pid) {
+		if !proc.Alive(pid) {
 			t.Errorf("worker %d is not running", pid)
 		}
 	}
@@ -87,10 +88,10 @@ func TestWorkerKilledIsReplaced(t *testing.T) {
 			var after []int
 			s.waitFor(5*time.Second, "3 workers again, without the stopped one", func() bool {
 				after = s.workerPIDs()
-				return len(after) == 3 && !contains(after, victim) && allAlive(after)
+				return len(after) == 3 && !slices.Contains(after, victim) && allAlive(after)
 			})
 			for _, pid := range before {
-				if pid != victim && !contains(after, pid) {
+				if pid != victim && !slices.Contains(after, pid) {
 					t.Errorf("worker %d was not signalled but is gone (workers %v -> %v)", pid, before, after)
 				}
 			}
@@ -246,8 +247,8 @@ func watchNewChild(parent int, old []int, timeout time.Duration) <-chan newChild
 	go func() {
 		deadline := time.Now().Add(timeout)
 		for time.Now().Before(deadline) {
-			for _, pid := range childPIDs(parent) {
-				if !contains(old, pid) {
+			for _, pid := range proc.Children(parent) {
+				if !slices.Contains(old, pid) {
 					found <- newChild{pid: pid, at: time.Now()}
 					return
 				}
@@ -564,33 +565,9 @@ func askConcurrently(addr string, n int) []error {
 	return errs
 }
 
-// parentPID reads pid's parent from /proc; 0 if pid is gone.
-func parentPID(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(fields) < 2 {
-		return 0
-	}
-	ppid, _ := strconv.Atoi(fields[1])
-	return ppid
-}
-
-func contains(pids []int, pid int) bool {
-	for _, p := range pids {
-		if p == pid {
-			return true
-		}
-	}
-	return false
-}
-
 func allAlive(pids []int) bool {
 	for _, p := range pids {
-		if !alive(p) {
+		if !proc.Alive(p) {
 			return false
 		}
 	}
@@ -599,7 +576,7 @@ func allAlive(pids []int) bool {
 
 func anyAlive(pids []int) bool {
 	for _, p := range pids {
-		if alive(p) {
+		if proc.Alive(p) {
 			return true
 		}
 	}

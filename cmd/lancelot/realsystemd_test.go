@@ -108,7 +108,7 @@ func (c *container) testStatus(t *testing.T) {
 	if n, _ := strconv.Atoi(m[1]); n != len(pids) || n < 1 {
 		t.Errorf("status %q: %s workers but pids %v", m[0], m[1], pids)
 	}
-	if kids := c.workerPIDs(t, c.mainPID(t)); len(kids) != len(pids) || len(commonPIDs(kids, pids)) != len(pids) {
+	if kids := c.workerPIDs(t, c.mainPID(t)); len(kids) != len(pids) || len(common(kids, pids)) != len(pids) {
 		t.Errorf("status names workers %v; the supervisor's worker children are %v", pids, kids)
 	}
 	l.stopNoFailures(t)
@@ -188,7 +188,7 @@ func (c *container) testReload(t *testing.T) {
 		if p["ActiveState"] != "active" {
 			why = append(why, fmt.Sprintf("unit %s/%s right after systemctl reload returned", p["ActiveState"], p["SubState"]))
 		}
-		if common := commonPIDs(before, after); len(common) > 0 || len(after) != len(before) {
+		if both := common(before, after); len(both) > 0 || len(after) != len(before) {
 			why = append(why, fmt.Sprintf("serving workers %v right after it returned, before it %v (not all replaced)", after, before))
 		}
 		if len(why) > 0 {
@@ -274,8 +274,8 @@ func (c *container) testSignalsToEveryProcess(t *testing.T) {
 	if n := strings.Count(j, "msg=\"rollout starting\" rollout=reload"); n != 1 {
 		t.Errorf("one HUP to every process started %d reloads; want 1:\n%s", n, grepLines(j, "rollout", "signal received"))
 	}
-	if common := commonPIDs(before, c.servingPIDs(t)); len(common) > 0 {
-		t.Errorf("workers %v not replaced by the HUP", common)
+	if both := common(before, c.servingPIDs(t)); len(both) > 0 {
+		t.Errorf("workers %v not replaced by the HUP", both)
 	}
 	if died := grepLines(j, "killed by hangup"); died != "" {
 		t.Errorf("processes died of HUP:\n%s", died)
@@ -307,7 +307,7 @@ func (c *container) testWatchdog(t *testing.T) {
 			c.sh(t, "systemctl kill -s HUP --kill-whom=main "+unitName)
 			lancelottest.WaitFor(t, 10*time.Second, "the reload's new workers serving", func() bool {
 				after := c.statusPIDsOrNil(t)
-				return len(after) == len(before) && len(commonPIDs(before, after)) == 0
+				return len(after) == len(before) && len(common(before, after)) == 0
 			})
 			reloads++
 		} else {
@@ -707,16 +707,6 @@ func parsePIDs(s string) []int {
 		}
 	}
 	return pids
-}
-
-func commonPIDs(a, b []int) []int {
-	var out []int
-	for _, x := range a {
-		if slices.Contains(b, x) {
-			out = append(out, x)
-		}
-	}
-	return out
 }
 
 // cursor returns the journal's current end, for journalSince.

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camelot/lancelot/cmd/internal/proc"
 	"github.com/camelot/lancelot/shared/lancelottest"
 	"github.com/camelot/lancelot/shared/version"
 )
@@ -162,7 +163,7 @@ func TestUpgradeAcrossReleases(t *testing.T) {
 	watch := watchPIDFile(s)
 	s.signal(syscall.SIGTTIN)
 	lancelottest.WaitFor(t, 10*time.Second, "release "+release+" at 3 workers after TTIN", func() bool {
-		return len(childPIDs(s.cmd.Process.Pid)) == 3
+		return len(proc.Children(s.cmd.Process.Pid)) == 3
 	})
 	l := startLoad(t, s.addr, 4, 4)
 	l.waitExchanges(500)
@@ -187,11 +188,11 @@ func TestUpgradeAcrossReleases(t *testing.T) {
 		r := runCLI(t, time.Minute, "upgrade", "--pid-file", s.pidFile)
 		next := s.pidFromFile()
 		t.Logf("%s: `lancelot upgrade` took %v: %s%s", step.name, r.elapsed.Round(time.Millisecond), r.stdout, r.stderr)
-		if r.code != 0 || next == pid || !alive(next) {
+		if r.code != 0 || next == pid || !proc.Alive(next) {
 			t.Fatalf("%s: upgrade exited %d (%q), pid file names %d (was %d)", step.name, r.code, r.stderr, next, pid)
 		}
 		pids = append(pids, next)
-		if ppid := parentOf(next); ppid == pid {
+		if ppid := proc.Parent(next); ppid == pid {
 			t.Errorf("%s: the new supervisor %d is the old one's child: systemd would supervise it as not its own", step.name, next)
 		}
 		if want := fmt.Sprintf("upgraded: supervisor %d took over from %d\n", next, pid); r.stdout != want {
@@ -206,7 +207,7 @@ func TestUpgradeAcrossReleases(t *testing.T) {
 	l.requireNoFailures()
 	// Their clients gone, the old supervisors finish their drain.
 	for _, pid := range pids[:len(pids)-1] {
-		lancelottest.WaitFor(t, 20*time.Second, fmt.Sprintf("old supervisor %d gone once its clients left", pid), func() bool { return !alive(pid) })
+		lancelottest.WaitFor(t, 20*time.Second, fmt.Sprintf("old supervisor %d gone once its clients left", pid), func() bool { return !proc.Alive(pid) })
 	}
 	seen := watch.pids()
 	if !slices.Equal(seen, pids) {
@@ -219,7 +220,7 @@ func TestUpgradeAcrossReleases(t *testing.T) {
 func checkCounts(t *testing.T, step string, pid int, hasStatus bool) {
 	t.Helper()
 	if !hasStatus {
-		lancelottest.WaitFor(t, 10*time.Second, step+": 3 workers", func() bool { return len(childPIDs(pid)) == 3 })
+		lancelottest.WaitFor(t, 10*time.Second, step+": 3 workers", func() bool { return len(proc.Children(pid)) == 3 })
 		return
 	}
 	st, err := statusOfPID(pid)
@@ -239,13 +240,13 @@ func checkCounts(t *testing.T, step string, pid int, hasStatus bool) {
 
 // killSupervisor ends a supervisor the test does not hold, and its workers.
 func killSupervisor(pid int) {
-	if pid <= 0 || !alive(pid) {
+	if pid <= 0 || !proc.Alive(pid) {
 		return
 	}
-	workers := childPIDs(pid)
+	workers := proc.Children(pid)
 	syscall.Kill(pid, syscall.SIGTERM)
 	deadline := time.Now().Add(10 * time.Second)
-	for alive(pid) && time.Now().Before(deadline) {
+	for proc.Alive(pid) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	syscall.Kill(pid, syscall.SIGKILL)

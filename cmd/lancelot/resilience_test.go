@@ -2,17 +2,15 @@ package main
 
 // Resilience: every listening socket stays served (supervisor/doc.go).
 // Each test reproduces one way the service used to lose a socket, a worker
-// or a count, and failed against 6aa9f0d, the version before sockets were
-// lent. LANCELOT_TEST_BIN runs them against another build (see TestMain);
-// a build without `lancelot status` falls back to /proc where a test can,
-// so its clients' figures are still measured.
+// or a count, and failed against release 0.2.0, the version before
+// sockets were lent. LANCELOT_TEST_BIN runs them against another build
+// (see oldbuild_test.go).
 
 import (
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -22,13 +20,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camelot/lancelot/cmd/internal/proc"
 	"github.com/camelot/lancelot/shared/lancelottest"
 	"github.com/camelot/lancelot/supervisor"
 )
 
 // TestResilienceAbortedScaleUp: a TTIN whose new worker dies before it is
 // ready leaves the new slot's socket served by a running worker, so no
-// fresh connection hangs on it. (6aa9f0d: about a third of them hung.)
+// fresh connection hangs on it. (release 0.2.0: about a third of them hung.)
 func TestResilienceAbortedScaleUp(t *testing.T) {
 	s := startServer(t, "--workers", "2")
 	sup := s.cmd.Process.Pid
@@ -38,9 +37,9 @@ func TestResilienceAbortedScaleUp(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for victim == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("no new worker within 5 s of TTIN (children %v)", childPIDs(sup))
+			t.Fatalf("no new worker within 5 s of TTIN (children %v)", proc.Children(sup))
 		}
-		for _, pid := range childPIDs(sup) {
+		for _, pid := range proc.Children(sup) {
 			if !slices.Contains(before, pid) {
 				victim = pid
 				syscall.Kill(pid, syscall.SIGKILL) // at once: before it can be ready
@@ -48,7 +47,7 @@ func TestResilienceAbortedScaleUp(t *testing.T) {
 			}
 		}
 	}
-	s.waitFor(5*time.Second, "the killed worker reaped", func() bool { return !procExists(victim) })
+	s.waitFor(5*time.Second, "the killed worker reaped", func() bool { return !proc.Exists(victim) })
 	probes := probeBurst(s.addr, 60, 2*time.Second)
 	if failed := failedProbes(probes); len(failed) > 0 {
 		t.Errorf("%d of 60 fresh connections unanswered within 2 s after an aborted TTIN; first: %v", len(failed), failed[0])
@@ -69,8 +68,9 @@ const stackDumpGrace = time.Second
 // heartbeat, is asked for a stack dump it cannot write, and is killed at
 // the end of the dump's grace and replaced, within --worker-timeout plus
 // the grace plus a second; meanwhile its socket is lent, so fresh clients,
-// and those queued on its socket, are answered. (6aa9f0d: no timeout,
-// about half hung; 6af6cdd: killed at once, no dump asked for.)
+// and those queued on its socket, are answered. (release 0.2.0: no timeout,
+// about half hung; later builds before the stack dump: killed at once, no
+// dump asked for.)
 func TestResilienceHungWorker(t *testing.T) {
 	const timeout = time.Second
 	maddr := "127.0.0.1:" + strconv.Itoa(lancelottest.FreePort(t))
@@ -89,7 +89,7 @@ func TestResilienceHungWorker(t *testing.T) {
 	}
 	// A group stop takes each thread in turn: one still running may accept
 	// a client after kill returned, and that client would die with it.
-	lancelottest.WaitFor(t, 5*time.Second, "every thread of the hung worker stopped", func() bool { return allThreadsStopped(hung) })
+	lancelottest.WaitFor(t, 5*time.Second, "every thread of the hung worker stopped", func() bool { return proc.AllThreadsStopped(hung) })
 	pr := startProbing(t, s.addr, 25*time.Millisecond, 2*time.Second)
 	queued := probeBurst(s.addr, 20, 2*time.Second) // about half wait on the hung worker's socket
 	// Not waitFor: without a replacement the clients' figures still count.
@@ -148,8 +148,9 @@ func TestResilienceHungWorker(t *testing.T) {
 // slots, cost fresh clients nothing: a crashed worker's socket is lent at
 // once, whatever its backoff. Only a connection the killed worker had
 // accepted may fail. LANCELOT_CRASHLOOP_DURATION sets the length (4s).
-// (6aa9f0d: p99 about 1 s, clients waited out the backoff.)
+// (release 0.2.0: p99 about 1 s, clients waited out the backoff.)
 func TestResilienceCrashLoop(t *testing.T) {
+	skipIfShort(t)
 	duration := envDuration(t, "LANCELOT_CRASHLOOP_DURATION", 4*time.Second)
 	// Kill a slot's worker only while the other slot serves: with both
 	// down nobody could answer, which is no test of lending.
@@ -167,9 +168,10 @@ func TestResilienceCrashLoop(t *testing.T) {
 // no worker serves at all. A ready worker that dies with no other worker
 // ready is restarted at once, and so is a slot backing off then: clients
 // wait for a worker's start, not for a backoff of up to 1 s.
-// LANCELOT_CRASHLOOP_DURATION sets the length (6s). (The version before
-// this rule, 6af6cdd: p99 about 700 ms.)
+// LANCELOT_CRASHLOOP_DURATION sets the length (6s). (Builds before this
+// rule: p99 about 700 ms.)
 func TestResilienceCrashLoopNobodyLeft(t *testing.T) {
+	skipIfShort(t)
 	duration := envDuration(t, "LANCELOT_CRASHLOOP_DURATION", 6*time.Second)
 	kills, probes := crashLoop(t, duration, false)
 	// Every tick finds a worker to kill: a slot backing off is restarted
@@ -243,7 +245,7 @@ func checkCrashLoop(t *testing.T, kills []time.Time, probes []probe) {
 
 // TestResilienceUpgradeThenReloadKeepsScale: a binary upgrade hands over
 // the running count as well as the configured one, so a HUP to the new
-// supervisor keeps the TTIN. (6aa9f0d: back to 2 workers.)
+// supervisor keeps the TTIN. (release 0.2.0: back to 2 workers.)
 func TestResilienceUpgradeThenReloadKeepsScale(t *testing.T) {
 	s := startServer(t, "--workers", "2")
 	t.Cleanup(func() { killUpgraded(s) })
@@ -268,7 +270,7 @@ func TestResilienceUpgradeThenReloadKeepsScale(t *testing.T) {
 // TestResilienceSecondInstanceRefused: `serve` on an address another
 // socket listens on exits at once with one line naming it, and the running
 // server is untouched; a socket-activated start, whose passed socket is
-// that address, is not refused. (6aa9f0d: the second one started and took
+// that address, is not refused. (release 0.2.0: the second one started and took
 // half the connections.)
 func TestResilienceSecondInstanceRefused(t *testing.T) {
 	s := startServer(t, "--workers", "2")
@@ -311,7 +313,7 @@ func TestResilienceSecondInstanceRefused(t *testing.T) {
 }
 
 // TestResiliencePortZero: --listen HOST:0 with two workers puts both
-// sockets on the one port the first got. (6aa9f0d: one port each.)
+// sockets on the one port the first got. (release 0.2.0: one port each.)
 func TestResiliencePortZero(t *testing.T) {
 	s := launchServer(t, []string{"serve", "--listen", "127.0.0.1:0", "--workers", "2", "--pid-file", ""}, nil)
 	s.waitReady()
@@ -336,7 +338,7 @@ func TestResiliencePortZero(t *testing.T) {
 }
 
 // TestResilienceWorkerNames: ps and top show workers as lancelot-worker,
-// with the command line `BINARY worker --slot N`. (6aa9f0d: "exe".)
+// with the command line `BINARY worker --slot N`. (release 0.2.0: "exe".)
 func TestResilienceWorkerNames(t *testing.T) {
 	s := startServer(t, "--workers", "2")
 	bin, err := filepath.EvalSymlinks(binPath)
@@ -346,7 +348,7 @@ func TestResilienceWorkerNames(t *testing.T) {
 	slots := map[string]bool{}
 	for _, pid := range s.workerPIDs() {
 		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		args := procCmdline(pid)
+		args := proc.Cmdline(pid)
 		if got := strings.TrimSpace(string(comm)); got != "lancelot-worker" {
 			t.Errorf("worker %d: comm %q, want lancelot-worker", pid, got)
 		}
@@ -363,7 +365,7 @@ func TestResilienceWorkerNames(t *testing.T) {
 
 // TestResilienceScaleDownKeepsSurvivors: TTOU retires the last slot's
 // worker only; the survivors keep their pids and one of them serves the
-// removed slot's socket. The same after a binary upgrade. (6aa9f0d: a TTOU
+// removed slot's socket. The same after a binary upgrade. (release 0.2.0: a TTOU
 // after an upgrade replaced every worker.)
 func TestResilienceScaleDownKeepsSurvivors(t *testing.T) {
 	s := startServer(t, "--workers", "3")
@@ -393,7 +395,7 @@ func TestResilienceScaleDownKeepsSurvivors(t *testing.T) {
 
 // TestResilienceBackoffSocketServed: while a crashing slot waits out its
 // backoff (no worker at all) its socket is served by the other slot's
-// worker. (6aa9f0d: its clients waited for the restart.)
+// worker. (release 0.2.0: its clients waited for the restart.)
 func TestResilienceBackoffSocketServed(t *testing.T) {
 	s := startServer(t, "--workers", "2")
 	// Six quick crashes: backoffs 0, 50, 100, 200, 400, then 800 ms.
@@ -422,13 +424,6 @@ func TestResilienceBackoffSocketServed(t *testing.T) {
 		t.Logf("slot 0 restarted (pid %d) before the status below was read", st.Slots[0].PID)
 	}
 	requireEverySocketServed(t, st)
-}
-
-// serveHasFlag reports whether the binary's serve takes flag.
-func serveHasFlag(t *testing.T, flag string) bool {
-	t.Helper()
-	out, _ := exec.Command(binPath, "serve", "--help").CombinedOutput()
-	return strings.Contains(string(out), flag)
 }
 
 func requireEverySocketServed(t testing.TB, st supervisor.Status) {
@@ -468,14 +463,14 @@ func slotWorkers(t testing.TB, s *server) map[int]slotWorker {
 		for _, sl := range st.Slots {
 			// alive too: a worker killed a moment ago is still ready in
 			// the status until the supervisor has reaped it.
-			out[sl.Slot] = slotWorker{pid: sl.PID, ready: sl.Ready && alive(sl.PID)}
+			out[sl.Slot] = slotWorker{pid: sl.PID, ready: sl.Ready && proc.Alive(sl.PID)}
 		}
 		return out
 	} else if hasStatusCommand() {
 		t.Fatal(err)
 	}
 	for _, pid := range workerChildren(s.cmd.Process.Pid) {
-		if slot := procSlot(pid); slot >= 0 && alive(pid) {
+		if slot := procSlot(pid); slot >= 0 && proc.Alive(pid) {
 			out[slot] = slotWorker{pid: pid, ready: true}
 		}
 	}
@@ -486,63 +481,20 @@ func slotWorkers(t testing.TB, s *server) map[int]slotWorker {
 // upgrade's launcher).
 func workerChildren(sup int) []int {
 	var out []int
-	for _, pid := range childPIDs(sup) {
-		if args := procCmdline(pid); len(args) > 1 && args[1] == "worker" {
+	for _, pid := range proc.Children(sup) {
+		if args := proc.Cmdline(pid); len(args) > 1 && args[1] == "worker" {
 			out = append(out, pid)
 		}
 	}
 	return out
 }
 
-func procCmdline(pid int) []string {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
-}
-
-// procSlot is a worker's slot: --slot N, or LANCELOT_SLOT=N in older
-// builds; -1 if neither.
-func procSlot(pid int) int {
-	args := procCmdline(pid)
-	if i := slices.Index(args, "--slot"); i >= 0 && i+1 < len(args) {
-		n, _ := strconv.Atoi(args[i+1])
-		return n
-	}
-	env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-	for _, kv := range strings.Split(string(env), "\x00") {
-		if v, ok := strings.CutPrefix(kv, "LANCELOT_SLOT="); ok {
-			n, _ := strconv.Atoi(v)
-			return n
-		}
-	}
-	return -1
-}
-
 // killIfOurs SIGKILLs pid if it still runs the binary under test: a pid
 // seen earlier in a test may have been reused since.
 func killIfOurs(pid int) {
-	if args := procCmdline(pid); alive(pid) && args[0] == binPath {
+	if args := proc.Cmdline(pid); proc.Alive(pid) && args[0] == binPath {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
-}
-
-// allThreadsStopped reports whether every thread of pid is stopped (T).
-func allThreadsStopped(pid int) bool {
-	stats, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
-	for _, f := range stats {
-		b, _ := os.ReadFile(f)
-		s := string(b)
-		if i := strings.LastIndexByte(s, ')'); i < 0 || i+2 >= len(s) || s[i+2] != 'T' {
-			return false
-		}
-	}
-	return len(stats) > 0
-}
-
-// procExists reports whether pid is still in /proc, zombie included: once
-// it is gone its parent has reaped it.
-func procExists(pid int) bool {
-	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
-	return err == nil
 }
 
 // errWrongAnswer marks a probe answered with other bytes than the table's.

@@ -29,7 +29,7 @@ import (
 // stderr, the supervisor's), the hung loop among them, and says so in its
 // own line; the worker exits by itself, within the grace, and is replaced.
 // The loops hang for real: their threads are stopped by ptrace in their
-// epoll_wait (see loopfreeze_test.go). (6af6cdd: SIGKILLed without a trace.)
+// epoll_wait (see loopfreeze_test.go). (0.3.0 before this rule: SIGKILLed without a trace.)
 func TestResilienceHungWorkerDumpsStacks(t *testing.T) {
 	const timeout = time.Second
 	maddr := "127.0.0.1:" + strconv.Itoa(lancelottest.FreePort(t))

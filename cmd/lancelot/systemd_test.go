@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/camelot/lancelot/cmd/internal/proc"
 	"github.com/camelot/lancelot/shared/lancelottest"
 	"github.com/camelot/lancelot/shared/version"
 )
@@ -175,7 +176,7 @@ func TestSocketActivation(t *testing.T) {
 	if st := mustStatus(t, pidFile); len(st.Sockets) != 1 || st.Sockets[0].Addr != addr || len(st.Sockets[0].ServedBy) == 0 {
 		t.Errorf("supervisor's sockets %+v; want it to serve the one passed socket, %s", st.Sockets, addr)
 	}
-	if n := len(childPIDs(a.cmd.Process.Pid)); n != 2 {
+	if n := len(proc.Children(a.cmd.Process.Pid)); n != 2 {
 		t.Errorf("workers = %d, want 2", n)
 	}
 	c.Conn.Close() // or the graceful stop at the test's end waits for this client

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/camelot/lancelot/cmd/internal/proc"
 	"github.com/camelot/lancelot/shared/admin"
 	"github.com/camelot/lancelot/supervisor"
 )
@@ -82,7 +82,7 @@ func waitTakenOver(ctx context.Context, next int, pidFile string) error {
 		named := pidFile == "" || readPID(pidFile) == next
 		st, err := statusOfSupervisor(ctx, next)
 		switch {
-		case !processAlive(next):
+		case !proc.Alive(next):
 			return fmt.Errorf("upgrade: the new supervisor %d exited after it took over", next)
 		case named && errors.Is(err, admin.ErrNoAdminSocket):
 			return nil
@@ -113,68 +113,23 @@ func legacyUpgrade(ctx context.Context, pid int, pidFile string) (int, error) {
 	}
 	seen := 0
 	for {
-		if c := serveChild(pid); c != 0 {
+		if c := proc.ChildRunning(pid, "serve"); c != 0 {
 			seen = c
 		}
 		switch next := readPID(pidFile); {
-		case next != 0 && next != pid && processAlive(next):
+		case next != 0 && next != pid && proc.Alive(next):
 			return next, nil
-		case pidFile == "" && seen != 0 && !processAlive(pid):
+		case pidFile == "" && seen != 0 && !proc.Alive(pid):
 			return seen, nil
-		case seen != 0 && !processAlive(seen):
+		case seen != 0 && !proc.Alive(seen):
 			return 0, fmt.Errorf("upgrade of pid %d failed: the new supervisor %d exited; the old one still serves", pid, seen)
-		case !processAlive(pid):
+		case !proc.Alive(pid):
 			return 0, fmt.Errorf("upgrade of pid %d failed: it exited", pid)
 		}
 		if err := pause(ctx); err != nil {
 			return 0, fmt.Errorf("upgrade of pid %d: timed out waiting for a new supervisor to take over", pid)
 		}
 	}
-}
-
-// serveChild returns a child of pid that runs `serve` (a new supervisor),
-// or 0.
-func serveChild(pid int) int {
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, f := range stats {
-		child, _ := strconv.Atoi(strings.Split(f, "/")[2])
-		if parentOf(child) != pid {
-			continue
-		}
-		if args, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", child)); err == nil {
-			if argv := strings.Split(string(args), "\x00"); len(argv) > 1 && argv[1] == "serve" {
-				return child
-			}
-		}
-	}
-	return 0
-}
-
-// parentOf reads a process's parent from /proc/PID/stat, whose second field
-// (the command name) may hold spaces and parentheses.
-func parentOf(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(fields) < 2 {
-		return 0
-	}
-	ppid, _ := strconv.Atoi(fields[1])
-	return ppid
-}
-
-// processAlive reports whether pid runs (a zombie does not).
-func processAlive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	return len(fields) > 0 && fields[0] != "Z" && fields[0] != "X"
 }
 
 // readPID returns the pid a pid file names, or 0.

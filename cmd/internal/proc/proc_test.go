@@ -25,8 +25,14 @@ func TestProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := child.Process.Pid
-	if !slices.Contains(proc.Children(me), pid) || proc.ChildRunning(me, "30") != pid || proc.ChildRunning(me, "40") != 0 {
-		t.Errorf("children %v, ChildRunning(30) = %d; want %d among them", proc.Children(me), proc.ChildRunning(me, "30"), pid)
+	if !slices.Contains(proc.Children(me), pid) {
+		t.Errorf("children %v; want %d among them", proc.Children(me), pid)
+	}
+	// Start returns once the child is forked; its command line is sleep's
+	// only once it has exec'd.
+	lancelottest.WaitFor(t, 5*time.Second, "the child found by its argument", func() bool { return proc.ChildRunning(me, "30") == pid })
+	if got := proc.ChildRunning(me, "40"); got != 0 {
+		t.Errorf("ChildRunning(40) = %d, want 0", got)
 	}
 	child.Process.Signal(syscall.SIGSTOP)
 	lancelottest.WaitFor(t, 5*time.Second, "the SIGSTOPped child stopped", func() bool { return proc.AllThreadsStopped(pid) })

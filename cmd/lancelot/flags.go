@@ -18,7 +18,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "config", Usage: "read settings from this YAML `FILE` (keys = long flag names, plus answers:); flags win"},
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "listen", Value: cli.NewStringSlice(d.Listen...),
 			Usage: "listen on `ADDR` (host:port; :1060 is every IPv4 and IPv6 address, 0.0.0.0:1060 IPv4 only); repeat for more"}),
-		altsrc.NewIntFlag(&cli.IntFlag{Name: "workers", Value: d.Workers, Usage: "worker processes, one listening socket each (1..1024; default: number of CPUs)"}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "workers", Value: d.Workers, Usage: "worker processes, one listening socket each (1..1024; default: the CPUs this process may use, the affinity mask capped by the cgroup CPU quota)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "pid-file", Usage: "write the supervisor's pid to `FILE` once ready"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`ADDR`/metrics"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-question-bytes", Value: d.MaxQuestionBytes, Usage: "close a connection that sends more than this without a '?'"}),

@@ -75,6 +75,8 @@ func runServe(c *cli.Context, s serveSettings) error {
 	}
 	info := version.Get()
 	log.Info("lancelot starting", "version", info.Version, "revision", info.Revision, "modified", info.Modified, "go", info.Go)
+	cpus := config.AvailableCPUs()
+	log.Info("worker count", "workers", cfg.Workers, "cpus", cpus.N, "source", cpus.Source)
 
 	var g run.Group
 	// The supervisor: workers, rollouts, upgrades, stop.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/camelot/lancelot/shared/config"
 	"github.com/camelot/lancelot/shared/control"
 	"github.com/camelot/lancelot/shared/handoff"
 	"github.com/camelot/lancelot/worker"
@@ -64,7 +65,7 @@ func runWorker(slot int) error {
 	if err != nil {
 		return err
 	}
-	setWorkerProcs(cfg.Workers)
+	setWorkerProcs(config.AvailableCPUs(), cfg.Workers)
 	if cfg.CPUAffinity {
 		pinWorker(slot, log)
 	}
@@ -104,16 +105,17 @@ func setProcessName(name string) {
 }
 
 // setWorkerProcs gives the worker its share of the CPUs, unless the user
-// set GOMAXPROCS: the CPUs the runtime found (affinity mask, cgroup quota)
-// divided among the workers, at least 1. The event loop runs one loop per
-// P. Measured on 2 CPUs, persistent c=100 (exchanges/s, server CPU µs per
+// set GOMAXPROCS: the CPUs the process may use (affinity mask capped by the
+// cgroup quota, the figure the default worker count comes from) divided
+// among the workers, at least 1. The event loop runs one loop per P.
+// Measured on 2 CPUs, persistent c=100 (exchanges/s, server CPU µs per
 // exchange): 2 workers, GOMAXPROCS 1 or 2 each: 157k, 5.75 both; 1 worker,
 // GOMAXPROCS 1: 129k, 5.4; 2: 153k, 5.8; 3: 153k, 6.1.
-func setWorkerProcs(workers int) {
+func setWorkerProcs(cpus config.CPUs, workers int) {
 	if os.Getenv("GOMAXPROCS") != "" {
 		return
 	}
-	runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)/max(1, workers)))
+	runtime.GOMAXPROCS(max(1, cpus.N/max(1, workers)))
 }
 
 // pinWorker applies --cpu-affinity: worker i runs on CPU i (mod the CPUs

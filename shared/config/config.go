@@ -8,7 +8,6 @@ package config
 import (
 	"fmt"
 	"net"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -66,7 +65,7 @@ type Config struct {
 func Default() Config {
 	return Config{
 		Listen:           []string{":" + Port},
-		Workers:          runtime.NumCPU(),
+		Workers:          AvailableCPUs().N,
 		MaxQuestionBytes: protocol.DefaultMaxQuestionBytes,
 		IdleTimeout:      5 * time.Minute,
 		ReadTimeout:      30 * time.Second,

@@ -17,6 +17,7 @@ import (
 
 	"github.com/camelot/lancelot/cmd/internal/proc"
 	"github.com/camelot/lancelot/shared/lancelottest"
+	"github.com/camelot/lancelot/supervisor"
 )
 
 // TestWorkersAndSockets: --workers 3 gives exactly three worker processes,
@@ -165,18 +166,13 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	if s.hasExited() {
 		t.Fatalf("supervisor exited during the crash loop: %v", s.waitErr)
 	}
+	// Kill to replacement is logged, not asserted: the rule is asserted
+	// on what the supervisor decided. With a backoff, crashes 5 and 6
+	// would have waited 400 and 800 ms.
 	t.Logf("kill to replacement: %v", took)
-	// The supervisor starts the delay when it reaps the worker, after the
-	// kill: each restart comes at least its delay after the kill, and well
-	// within a second more on a loaded machine.
-	for i, d := range took {
-		delay := time.Duration(0)
-		if i > 0 {
-			delay = 50 * time.Millisecond << (i - 1)
-		}
-		if d < delay || d > delay+time.Second {
-			t.Errorf("crash %d: replaced %v after the kill, want the %v backoff and less than a second more (all: %v)", i+1, d, delay, took)
-		}
+	logs := s.logs.String()
+	if n := strings.Count(logs, "restarting it without backoff"); n != 5 || strings.Contains(logs, "backing off before restart") {
+		t.Errorf("crashes 2 to 6: %d restarts without backoff, want 5, and none backing off (kill to replacement: %v)", n, took)
 	}
 	if st := s.status(); st.Restarts != 5 || len(st.Slots) != 2 || st.Slots[0].PID != pid || st.Slots[1].PID != spare {
 		t.Errorf("status after 5 crashes: %d restarts, slots %+v; want 5, workers %d and %d", st.Restarts, st.Slots, pid, spare)
@@ -202,6 +198,11 @@ func TestCrashLoopAloneRestartsAtOnce(t *testing.T) {
 		if errs := askConcurrently(s.addr, 5); len(errs) > 0 {
 			t.Fatalf("round %d: %d of 5 clients failed: %v", round, len(errs), errs)
 		}
+		// The rule is for a worker the supervisor knows was ready: one
+		// that answers may not have told it yet on a loaded machine.
+		s.waitStatus("the worker ready", func(st supervisor.Status) bool {
+			return len(st.Slots) == 1 && st.Slots[0].PID == pid && st.Slots[0].Ready
+		})
 		killedAt := time.Now()
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)

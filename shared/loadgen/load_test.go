@@ -133,8 +133,15 @@ func TestLoadCountsErrorKinds(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := startTestServer(t, tc.reply)
+			// Only the silent server needs a timeout short enough to
+			// expire within the run; elsewhere a short one would count a
+			// busy machine's late answer as a timeout.
+			timeout := 5 * time.Second
+			if tc.want == loadgen.Timeout {
+				timeout = 100 * time.Millisecond
+			}
 			res := run(t, loadgen.Config{Server: s.addr(), Connections: 2, Pipeline: 2,
-				Timeout: 100 * time.Millisecond, Duration: 400 * time.Millisecond})
+				Timeout: timeout, Duration: 400 * time.Millisecond})
 			for _, k := range loadgen.Kinds() {
 				if n := res.Errors[k]; (k == tc.want) != (n > 0) {
 					t.Errorf("errors[%s] = %d (all: %v); want only %s", k, n, res.Errors, tc.want)

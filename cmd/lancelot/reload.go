@@ -27,13 +27,7 @@ func reloadCommand() *cli.Command {
 		),
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {
-			pid, err := supervisorPID(c)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), c.Duration("timeout"))
-			defer cancel()
-			return reload(ctx, pid)
+			return onSupervisor(c, c.Duration("timeout"), reload)
 		},
 	}
 }
@@ -44,6 +38,18 @@ func supervisorFlags() []cli.Flag {
 		&cli.StringFlag{Name: "pid-file", Usage: "the server's --pid-file `FILE`"},
 		&cli.IntFlag{Name: "pid", Usage: "the supervisor's `PID` (instead of --pid-file)"},
 	}
+}
+
+// onSupervisor finds the supervisor the command's flags name and acts on
+// it, for at most timeout.
+func onSupervisor(c *cli.Context, timeout time.Duration, act func(ctx context.Context, pid int) error) error {
+	pid, err := supervisorPID(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return act(ctx, pid)
 }
 
 // supervisorPID reads the pid from --pid or --pid-file.

@@ -25,28 +25,30 @@ func statusCommand() *cli.Command {
 		),
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {
-			pid, err := supervisorPID(c)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			raw, err := admin.Do(ctx, pid, admin.CommandStatus)
-			if err != nil {
-				return fmt.Errorf("status of pid %d: %w", pid, err)
-			}
-			if c.Bool("json") {
-				fmt.Fprintln(c.App.Writer, raw)
-				return nil
-			}
-			st, err := decodeStatus(raw)
-			if err != nil {
-				return fmt.Errorf("status of pid %d: %w", pid, err)
-			}
-			printStatus(c.App.Writer, st)
-			return nil
+			return onSupervisor(c, 5*time.Second, func(ctx context.Context, pid int) error {
+				return showStatus(ctx, c.App.Writer, pid, c.Bool("json"))
+			})
 		},
 	}
+}
+
+// showStatus prints pid's status: as the admin socket gives it (JSON), or
+// as text.
+func showStatus(ctx context.Context, w io.Writer, pid int, asJSON bool) error {
+	raw, err := admin.Do(ctx, pid, admin.CommandStatus)
+	if err != nil {
+		return fmt.Errorf("status of pid %d: %w", pid, err)
+	}
+	if asJSON {
+		fmt.Fprintln(w, raw)
+		return nil
+	}
+	st, err := decodeStatus(raw)
+	if err != nil {
+		return fmt.Errorf("status of pid %d: %w", pid, err)
+	}
+	printStatus(w, st)
+	return nil
 }
 
 // decodeStatus reads the admin socket's status payload.

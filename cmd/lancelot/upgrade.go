@@ -32,18 +32,14 @@ func upgradeCommand() *cli.Command {
 		),
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {
-			pid, err := supervisorPID(c)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), c.Duration("timeout"))
-			defer cancel()
-			next, err := upgrade(ctx, pid, c.String("pid-file"))
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(c.App.Writer, "upgraded: supervisor %d took over from %d\n", next, pid)
-			return nil
+			return onSupervisor(c, c.Duration("timeout"), func(ctx context.Context, pid int) error {
+				next, err := upgrade(ctx, pid, c.String("pid-file"))
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "upgraded: supervisor %d took over from %d\n", next, pid)
+				return nil
+			})
 		},
 	}
 }

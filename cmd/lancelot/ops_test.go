@@ -252,20 +252,10 @@ func launchServerBinary(t testing.TB, bin string, args ...string) *server {
 	return s
 }
 
+// killUpgraded ends the supervisor an upgrade left in s's pid file.
 func killUpgraded(s *server) {
-	pid := s.pidFromFile()
-	if pid <= 0 || pid == s.cmd.Process.Pid {
-		return
-	}
-	workers := proc.Children(pid)
-	syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.Now().Add(10 * time.Second)
-	for proc.Alive(pid) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	syscall.Kill(pid, syscall.SIGKILL)
-	for _, w := range workers {
-		syscall.Kill(w, syscall.SIGKILL)
+	if pid := s.pidFromFile(); pid != s.cmd.Process.Pid {
+		killSupervisor(pid)
 	}
 }
 

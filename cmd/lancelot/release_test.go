@@ -245,10 +245,7 @@ func killSupervisor(pid int) {
 	}
 	workers := proc.Children(pid)
 	syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.Now().Add(10 * time.Second)
-	for proc.Alive(pid) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	lancelottest.Poll(10*time.Second, func() bool { return !proc.Alive(pid) })
 	syscall.Kill(pid, syscall.SIGKILL)
 	for _, w := range workers {
 		syscall.Kill(w, syscall.SIGKILL)

@@ -150,17 +150,11 @@ func TestResilienceHungWorker(t *testing.T) {
 // accepted may fail. LANCELOT_CRASHLOOP_DURATION sets the length (4s).
 // (release 0.2.0: p99 about 1 s, clients waited out the backoff.)
 func TestResilienceCrashLoop(t *testing.T) {
-	skipIfShort(t)
-	duration := envDuration(t, "LANCELOT_CRASHLOOP_DURATION", 4*time.Second)
 	// Kill a slot's worker only while the other slot serves: with both
-	// down nobody could answer, which is no test of lending.
-	kills, probes := crashLoop(t, duration, true)
-	// Once the backoff reaches its 1 s cap a slot can be killed about
-	// once a second, the other slot's kills waiting for it.
-	if len(kills) < int(duration/(1200*time.Millisecond)) {
-		t.Errorf("only %d kills in %v", len(kills), duration)
-	}
-	checkCrashLoop(t, kills, probes)
+	// down nobody could answer, which is no test of lending. Once the
+	// backoff reaches its 1 s cap a slot can be killed about once a
+	// second, the other slot's kills waiting for it.
+	testCrashLoop(t, 4*time.Second, true, 1200*time.Millisecond)
 }
 
 // TestResilienceCrashLoopNobodyLeft: the same crash loop, but a slot's
@@ -171,12 +165,19 @@ func TestResilienceCrashLoop(t *testing.T) {
 // LANCELOT_CRASHLOOP_DURATION sets the length (6s). (Builds before this
 // rule: p99 about 700 ms.)
 func TestResilienceCrashLoopNobodyLeft(t *testing.T) {
-	skipIfShort(t)
-	duration := envDuration(t, "LANCELOT_CRASHLOOP_DURATION", 6*time.Second)
-	kills, probes := crashLoop(t, duration, false)
 	// Every tick finds a worker to kill: a slot backing off is restarted
 	// when the other slot's worker is killed, 0.3 s before its turn.
-	if len(kills) < int(duration/(600*time.Millisecond)) {
+	testCrashLoop(t, 6*time.Second, false, 600*time.Millisecond)
+}
+
+// testCrashLoop runs crashLoop for LANCELOT_CRASHLOOP_DURATION (or def)
+// and checks it: at least one kill per perKill, and what checkCrashLoop
+// asks of the clients.
+func testCrashLoop(t *testing.T, def time.Duration, whileOtherServes bool, perKill time.Duration) {
+	skipIfShort(t)
+	duration := envDuration(t, "LANCELOT_CRASHLOOP_DURATION", def)
+	kills, probes := crashLoop(t, duration, whileOtherServes)
+	if len(kills) < int(duration/perKill) {
 		t.Errorf("only %d kills in %v", len(kills), duration)
 	}
 	checkCrashLoop(t, kills, probes)

@@ -155,6 +155,14 @@ func raiseBacklog(fd int) {
 	unix.Listen(fd, maxBacklog)
 }
 
+// ListenSidePort binds one of the supervisor's own ports (metrics, agent)
+// with SO_REUSEPORT, so a binary upgrade's successor can bind it while
+// this supervisor still serves it.
+func ListenSidePort(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{Control: setReusePort}
+	return lc.Listen(context.Background(), "tcp", addr)
+}
+
 // setReusePort sets SO_REUSEPORT before bind, as caddy's listeners do.
 func setReusePort(_, _ string, rc syscall.RawConn) error {
 	var serr error

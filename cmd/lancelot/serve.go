@@ -23,7 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/net/netutil"
-	"golang.org/x/sys/unix"
 
 	"github.com/camelot/lancelot/shared/admin"
 	"github.com/camelot/lancelot/shared/config"
@@ -155,7 +154,7 @@ func openSidePorts(cfg config.Config, sup *supervisor.Supervisor, logDropped fun
 		p.metrics, p.metricsLn = srv, ln
 	}
 	if cfg.AgentListen != "" {
-		ln, err := listenReusePort(cfg.AgentListen)
+		ln, err := supervisor.ListenSidePort(cfg.AgentListen)
 		if err != nil {
 			return nil, fmt.Errorf("--agent-listen %s: %w", cfg.AgentListen, err)
 		}
@@ -233,26 +232,11 @@ func notifier(log *slog.Logger) func(string) {
 	}
 }
 
-// listenReusePort binds addr with SO_REUSEPORT, so a binary upgrade's
-// successor can bind it while this supervisor still serves it.
-func listenReusePort(addr string) (net.Listener, error) {
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
-	return lc.Listen(context.Background(), "tcp", addr)
-}
-
 // metricsServer serves /metrics and /healthz on addr. Every limit is set:
 // the port must not be a way to exhaust the supervisor's memory or
 // descriptors (slow or huge headers, idle keep-alive connections).
 func metricsServer(addr string, sup *supervisor.Supervisor, logDropped func() uint64) (*http.Server, net.Listener, error) {
-	ln, err := listenReusePort(addr)
+	ln, err := supervisor.ListenSidePort(addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--metrics %s: %w", addr, err)
 	}

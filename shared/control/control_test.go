@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/camelot/lancelot/shared/control"
+	"github.com/camelot/lancelot/shared/lancelottest"
 )
 
 // pair returns both ends of a channel: the supervisor's Conn and the
@@ -202,15 +203,7 @@ func TestStatsAdd(t *testing.T) {
 // the receiver gets its own close-on-exec descriptor of the same socket.
 func TestLendPassesSocket(t *testing.T) {
 	sup, wrk := pair(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, addr := lancelottest.ListenerFile(t)
 	if err := sup.Send(control.Message{Type: control.TypeLend, Socket: 2, File: f}); err != nil {
 		t.Fatalf("Send(lend): %v", err)
 	}
@@ -229,8 +222,8 @@ func TestLendPassesSocket(t *testing.T) {
 		t.Fatalf("received descriptor is not a listener: %v", err)
 	}
 	defer got.Close()
-	if got.Addr().String() != ln.Addr().String() {
-		t.Errorf("received listener on %s, want %s", got.Addr(), ln.Addr())
+	if got.Addr().String() != addr {
+		t.Errorf("received listener on %s, want %s", got.Addr(), addr)
 	}
 }
 

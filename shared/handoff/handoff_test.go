@@ -14,6 +14,7 @@ import (
 
 	"github.com/camelot/lancelot/shared/config"
 	"github.com/camelot/lancelot/shared/handoff"
+	"github.com/camelot/lancelot/shared/lancelottest"
 )
 
 // The test binary impersonates the processes a handoff starts, as
@@ -68,24 +69,9 @@ func signalsChild() int {
 	return 3
 }
 
-func listener(t *testing.T) (*os.File, string) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f, ln.Addr().String()
-}
-
 func TestWorkerRoundTrip(t *testing.T) {
-	f1, a1 := listener(t)
-	f2, a2 := listener(t)
+	f1, a1 := lancelottest.ListenerFile(t)
+	f2, a2 := lancelottest.ListenerFile(t)
 	ctrl, err := os.Open(os.DevNull)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/camelot/lancelot/shared/handoff"
+	"github.com/camelot/lancelot/shared/lancelottest"
 )
 
 // upgradeChild is a successor: it reads the handoff, prints what it found,
@@ -85,8 +86,8 @@ func readLine(t *testing.T, br *bufio.Reader, ch *os.File) string {
 // TestUpgradeRoundTrip is a whole version 2 handoff between two processes,
 // byte for byte.
 func TestUpgradeRoundTrip(t *testing.T) {
-	f1, a1 := listener(t)
-	f2, a2 := listener(t)
+	f1, a1 := lancelottest.ListenerFile(t)
+	f2, a2 := lancelottest.ListenerFile(t)
 	local, remote, err := handoff.NewChannel()
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +121,7 @@ func TestUpgradeRoundTrip(t *testing.T) {
 // TestUpgradeRefusedByPredecessor: the successor's Ready returns the
 // predecessor's reason.
 func TestUpgradeRefusedByPredecessor(t *testing.T) {
-	f1, _ := listener(t)
+	f1, _ := lancelottest.ListenerFile(t)
 	local, remote, _ := handoff.NewChannel()
 	defer local.Close()
 	cmd, out := startSuccessor(t, "upgrade", handoff.Upgrade{Sockets: []*os.File{f1}, Channel: remote, Running: 1})
@@ -139,7 +140,7 @@ func TestUpgradeRefusedByPredecessor(t *testing.T) {
 // (its three variables, a pipe) speaks version 1: the byte 0x01, and it
 // takes the predecessor's closing of the pipe as acceptance.
 func TestUpgradeFromLegacy(t *testing.T) {
-	f1, _ := listener(t)
+	f1, _ := lancelottest.ListenerFile(t)
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +198,7 @@ func TestUpgradeFromLegacy(t *testing.T) {
 // TestUpgradeNoCommonProtocol: an offer of versions this release does not
 // speak is refused on the channel, with the offer named.
 func TestUpgradeNoCommonProtocol(t *testing.T) {
-	f1, _ := listener(t)
+	f1, _ := lancelottest.ListenerFile(t)
 	local, remote, _ := handoff.NewChannel()
 	defer local.Close()
 	cmd, out := startSuccessor(t, "upgrade", handoff.Upgrade{Sockets: []*os.File{f1}, Channel: remote, Running: 1},
@@ -301,8 +302,8 @@ func TestProtocolPinned(t *testing.T) {
 	if handoff.Protocol != 2 || handoff.LegacyProtocol != 1 {
 		t.Fatalf("protocol versions %d and %d, pinned 2 and 1", handoff.Protocol, handoff.LegacyProtocol)
 	}
-	f1, _ := listener(t)
-	f2, _ := listener(t)
+	f1, _ := lancelottest.ListenerFile(t)
+	f2, _ := lancelottest.ListenerFile(t)
 	ch, _ := os.Open(os.DevNull)
 	defer ch.Close()
 	u := handoff.Upgrade{Sockets: []*os.File{f1, f2}, Channel: ch, Running: 3, Configured: 2}

@@ -8,8 +8,10 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -26,24 +28,29 @@ import (
 // long is a timeout no test waits for: set where a test is not about it.
 const long = 10 * time.Second
 
-type newEngineFunc = func(worker.Options) *worker.EventLoop
-
-// forEachEngine runs test once per loop count, as parallel subtests.
-func forEachEngine(t *testing.T, test func(t *testing.T, newEngine newEngineFunc)) {
+// forEachLoopCount runs test once per loop count, as parallel subtests:
+// 0 for NewEventLoop's own count, and 3.
+func forEachLoopCount(t *testing.T, test func(t *testing.T, loops int)) {
 	t.Helper()
-	for name, newEngine := range map[string]newEngineFunc{
-		"loops":  worker.NewEventLoop,
-		"3loops": func(o worker.Options) *worker.EventLoop { return worker.NewEventLoopN(o, 3) },
-	} {
-		t.Run(name, func(t *testing.T) {
+	for _, loops := range []int{0, 3} {
+		t.Run(fmt.Sprintf("%dloops", loops), func(t *testing.T) {
 			t.Parallel()
-			test(t, newEngine)
+			test(t, loops)
 		})
 	}
 }
 
-// testServer is an engine serving one listener on 127.0.0.1.
-type testServer struct {
+// newEngine is an engine with o and the given number of loops (0: one
+// per GOMAXPROCS).
+func newEngine(o worker.Options, loops int) *worker.EventLoop {
+	if loops == 0 {
+		return worker.NewEventLoop(o)
+	}
+	return worker.NewEventLoopN(o, loops)
+}
+
+// testEngine is an engine serving one listener on 127.0.0.1.
+type testEngine struct {
 	t      *testing.T
 	eng    *worker.EventLoop
 	addr   string
@@ -54,14 +61,14 @@ type testServer struct {
 // startEngine builds an engine with o (timeouts not set default to long)
 // and serves a fresh listener with it. When the test ends the engine is
 // closed and Serve must have returned.
-func startEngine(t *testing.T, newEngine newEngineFunc, o worker.Options) *testServer {
+func startEngine(t *testing.T, loops int, o worker.Options) *testEngine {
 	t.Helper()
 	for _, d := range []*time.Duration{&o.IdleTimeout, &o.ReadTimeout, &o.WriteTimeout} {
 		if *d == 0 {
 			*d = long
 		}
 	}
-	s := &testServer{t: t, eng: newEngine(o)}
+	s := &testEngine{t: t, eng: newEngine(o, loops)}
 	s.addr = s.serve()
 	t.Cleanup(func() {
 		s.eng.Close()
@@ -73,7 +80,7 @@ func startEngine(t *testing.T, newEngine newEngineFunc, o worker.Options) *testS
 }
 
 // serve starts Serve on a new listener and returns its address.
-func (s *testServer) serve() string {
+func (s *testEngine) serve() string {
 	s.t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -88,14 +95,14 @@ func (s *testServer) serve() string {
 }
 
 // waitServed waits for one Serve call to return and checks it returned
-// ErrServerClosed.
-func (s *testServer) waitServed(within time.Duration) {
+// ErrStopped.
+func (s *testEngine) waitServed(within time.Duration) {
 	s.t.Helper()
 	select {
 	case err := <-s.served:
 		s.serves--
-		if !errors.Is(err, worker.ErrServerClosed) {
-			s.t.Errorf("Serve() = %v, want worker.ErrServerClosed", err)
+		if !errors.Is(err, worker.ErrStopped) {
+			s.t.Errorf("Serve() = %v, want worker.ErrStopped", err)
 		}
 	case <-time.After(within):
 		s.t.Fatalf("Serve still running %v after the engine was stopped", within)
@@ -104,7 +111,7 @@ func (s *testServer) waitServed(within time.Duration) {
 
 // waitStats waits until the engine's question and connection counters
 // equal want's (the close reasons have tests of their own).
-func (s *testServer) waitStats(want control.Stats) {
+func (s *testEngine) waitStats(want control.Stats) {
 	s.t.Helper()
 	var got control.Stats
 	deadline := time.Now().Add(5 * time.Second)
@@ -121,7 +128,7 @@ func counters(s control.Stats) [4]int64 {
 }
 
 // waitStatsFunc waits until the engine's counters satisfy ok.
-func (s *testServer) waitStatsFunc(what string, ok func(control.Stats) bool) {
+func (s *testEngine) waitStatsFunc(what string, ok func(control.Stats) bool) {
 	s.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for got := s.eng.Stats(); !ok(got); got = s.eng.Stats() {
@@ -133,7 +140,7 @@ func (s *testServer) waitStatsFunc(what string, ok func(control.Stats) bool) {
 }
 
 // shutdown calls Shutdown with a timeout in the background.
-func (s *testServer) shutdown(timeout time.Duration) <-chan error {
+func (s *testEngine) shutdown(timeout time.Duration) <-chan error {
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -156,8 +163,8 @@ func waitErr(t *testing.T, c <-chan error, within time.Duration, what string) er
 
 func TestAnswers(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{})
 		c := lancelottest.Dial(t, s.addr)
 		for _, qa := range [][2]string{{lancelottest.QName, lancelottest.AName}, {lancelottest.QQuest, lancelottest.AQuest}, {lancelottest.QColor, lancelottest.AColor}, {lancelottest.QName, lancelottest.AName}} {
 			c.Send(qa[0])
@@ -168,12 +175,12 @@ func TestAnswers(t *testing.T) {
 
 func TestCustomTable(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+	forEachLoopCount(t, func(t *testing.T, loops int) {
 		table, err := protocol.NewTable(map[string]string{"Who are you?": "A knight.", "Why?": "Because."})
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := startEngine(t, newEngine, worker.Options{Table: table})
+		s := startEngine(t, loops, worker.Options{Table: table})
 		c := lancelottest.Dial(t, s.addr)
 		c.Send("Who are you?Why?")
 		c.ExpectAll("A knight.Because.")
@@ -184,8 +191,8 @@ func TestCustomTable(t *testing.T) {
 
 func TestPipelined(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{})
 		c := lancelottest.Dial(t, s.addr)
 		var qs, as strings.Builder
 		table := lancelottest.Exchanges()
@@ -205,8 +212,8 @@ func TestPipelined(t *testing.T) {
 // reaches the server in its own segment.
 func TestSplitReads(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{})
 		c := lancelottest.Dial(t, s.addr)
 		for _, b := range []byte(lancelottest.QName + lancelottest.QColor) {
 			c.Send(string(b))
@@ -224,8 +231,8 @@ func TestSplitReads(t *testing.T) {
 
 func TestWhitespace(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{})
 		c := lancelottest.Dial(t, s.addr)
 		c.Send(" \t\r\n" + lancelottest.QName + "\r\n")
 		c.ExpectAll(lancelottest.AName)
@@ -245,8 +252,8 @@ func TestWhitespace(t *testing.T) {
 
 func TestUnknownQuestion(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{})
 		other := lancelottest.Dial(t, s.addr)
 		c := lancelottest.Dial(t, s.addr)
 		// Earlier questions are answered; the unknown one and everything
@@ -271,8 +278,8 @@ func TestNotASCII(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-				s := startEngine(t, newEngine, worker.Options{})
+			forEachLoopCount(t, func(t *testing.T, loops int) {
+				s := startEngine(t, loops, worker.Options{})
 				c := lancelottest.Dial(t, s.addr)
 				c.Send(tc.in)
 				c.ExpectAll(tc.answer)
@@ -311,8 +318,8 @@ func TestTooLong(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-				s := startEngine(t, newEngine, worker.Options{Table: table, MaxQuestionBytes: 8})
+			forEachLoopCount(t, func(t *testing.T, loops int) {
+				s := startEngine(t, loops, worker.Options{Table: table, MaxQuestionBytes: 8})
 				c := lancelottest.Dial(t, s.addr)
 				c.Send(tc.in)
 				c.ExpectAll(tc.answer)
@@ -330,8 +337,8 @@ func TestTooLong(t *testing.T) {
 
 func TestDefaultMaxQuestionBytes(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{})
 		ok := lancelottest.Dial(t, s.addr)
 		ok.Send(strings.Repeat(" ", 5000) + lancelottest.QName) // whitespace does not count
 		ok.ExpectAll(lancelottest.AName)
@@ -343,8 +350,8 @@ func TestDefaultMaxQuestionBytes(t *testing.T) {
 
 func TestStatsExact(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{})
 		if got := s.eng.Stats(); !reflect.DeepEqual(got, control.Stats{}) {
 			t.Fatalf("Stats() of a new engine = %+v, want zero", got)
 		}
@@ -378,8 +385,8 @@ func TestStatsExact(t *testing.T) {
 func TestFirstByteTimeout(t *testing.T) {
 	t.Parallel()
 	const read = 300 * time.Millisecond
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{ReadTimeout: read, IdleTimeout: long})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{ReadTimeout: read, IdleTimeout: long})
 		talker := lancelottest.Dial(t, s.addr)
 		talker.Send(lancelottest.QName)
 		talker.ExpectAll(lancelottest.AName)
@@ -399,8 +406,8 @@ func TestFirstByteTimeout(t *testing.T) {
 func TestIdleTimeout(t *testing.T) {
 	t.Parallel()
 	const idle = 300 * time.Millisecond
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{IdleTimeout: idle})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{IdleTimeout: idle})
 		// Between questions: questions closer than the idle timeout keep
 		// the connection open longer than the timeout in total.
 		c := lancelottest.Dial(t, s.addr)
@@ -428,8 +435,8 @@ func TestIdleTimeout(t *testing.T) {
 func TestReadTimeout(t *testing.T) {
 	t.Parallel()
 	const readTimeout = 300 * time.Millisecond
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{ReadTimeout: readTimeout})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{ReadTimeout: readTimeout})
 		stalled := lancelottest.Dial(t, s.addr)
 		stalled.Send(lancelottest.QName)
 		stalled.ExpectAll(lancelottest.AName)
@@ -462,8 +469,8 @@ func TestReadTimeout(t *testing.T) {
 func TestWriteTimeout(t *testing.T) {
 	t.Parallel()
 	const writeTimeout = 300 * time.Millisecond
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{WriteTimeout: writeTimeout})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{WriteTimeout: writeTimeout})
 		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 			// A small receive window fills quickly.
 			return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
@@ -514,8 +521,8 @@ func floodWithoutReading(conn net.Conn, limit time.Duration) error {
 
 func TestShutdownNoConnections(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{})
 		start := time.Now()
 		err := waitErr(t, s.shutdown(long), 2*time.Second, "Shutdown with no connections")
 		if err != nil || time.Since(start) > time.Second {
@@ -537,8 +544,8 @@ func TestShutdownNoConnections(t *testing.T) {
 func TestShutdownIdleAndMidQuestion(t *testing.T) {
 	t.Parallel()
 	const timeout = time.Second
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{})
 		idle := lancelottest.Dial(t, s.addr)
 		idle.Send(lancelottest.QName)
 		idle.ExpectAll(lancelottest.AName)
@@ -584,8 +591,8 @@ func TestShutdownIdleAndMidQuestion(t *testing.T) {
 // connection closes by itself, before its deadline.
 func TestShutdownWaitsForClients(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{})
 		c := lancelottest.Dial(t, s.addr)
 		c.Send(lancelottest.QName)
 		c.ExpectAll(lancelottest.AName)
@@ -608,8 +615,8 @@ func TestShutdownWaitsForClients(t *testing.T) {
 
 func TestClose(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{})
 		idle := lancelottest.Dial(t, s.addr)
 		idle.Send(lancelottest.QName)
 		idle.ExpectAll(lancelottest.AName)
@@ -634,15 +641,15 @@ func TestClose(t *testing.T) {
 	})
 }
 
-// TestServeAfterStop: Serve on a stopped engine returns ErrServerClosed at
+// TestServeAfterStop: Serve on a stopped engine returns ErrStopped at
 // once and closes the listener it was given.
 func TestServeAfterStop(t *testing.T) {
 	t.Parallel()
 	for _, stop := range []string{"Shutdown", "Close"} {
 		t.Run(stop, func(t *testing.T) {
 			t.Parallel()
-			forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-				eng := newEngine(worker.Options{})
+			forEachLoopCount(t, func(t *testing.T, loops int) {
+				eng := newEngine(worker.Options{}, loops)
 				if stop == "Shutdown" {
 					if err := eng.Shutdown(context.Background()); err != nil {
 						t.Fatalf("Shutdown of an idle engine = %v, want nil", err)
@@ -657,8 +664,8 @@ func TestServeAfterStop(t *testing.T) {
 				defer ln.Close()
 				served := make(chan error, 1)
 				go func() { served <- eng.Serve(ln) }()
-				if err := waitErr(t, served, 2*time.Second, "Serve after "+stop); !errors.Is(err, worker.ErrServerClosed) {
-					t.Errorf("Serve after %s = %v, want ErrServerClosed", stop, err)
+				if err := waitErr(t, served, 2*time.Second, "Serve after "+stop); !errors.Is(err, worker.ErrStopped) {
+					t.Errorf("Serve after %s = %v, want ErrStopped", stop, err)
 				}
 				if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
 					t.Errorf("Accept on the listener Serve returned from = %v, want net.ErrClosed", err)
@@ -672,8 +679,8 @@ func TestServeAfterStop(t *testing.T) {
 // a removed slot's socket too), and Shutdown stops every Serve.
 func TestManyListeners(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{})
 		second := s.serve()
 		for _, addr := range []string{s.addr, second} {
 			c := lancelottest.Dial(t, addr)
@@ -694,8 +701,8 @@ func TestManyListeners(t *testing.T) {
 // one.
 func TestManyClients(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{})
 		holders := make([]*lancelottest.Client, 200)
 		for i := range holders {
 			holders[i] = lancelottest.Dial(t, s.addr)
@@ -733,8 +740,8 @@ func TestManyClients(t *testing.T) {
 // the connection closes.
 func TestHalfClose(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{})
 		c := lancelottest.Dial(t, s.addr)
 		c.Send(lancelottest.QName + "\n" + lancelottest.QQuest + "\n")
 		if err := c.Conn.(*net.TCPConn).CloseWrite(); err != nil {
@@ -751,8 +758,8 @@ func TestHalfClose(t *testing.T) {
 func TestLongPipeline(t *testing.T) {
 	t.Parallel()
 	const n = 60000 // about 1.4 MB of answers
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{})
 		c := lancelottest.Dial(t, s.addr)
 		table := lancelottest.Exchanges()
 		var qs, as strings.Builder
@@ -789,20 +796,51 @@ func TestLongPipeline(t *testing.T) {
 func TestTimeoutsApart(t *testing.T) {
 	t.Parallel()
 	const short = 200 * time.Millisecond
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		idleShort := startEngine(t, newEngine, worker.Options{IdleTimeout: short})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		idleShort := startEngine(t, loops, worker.Options{IdleTimeout: short})
 		c := lancelottest.Dial(t, idleShort.addr)
 		c.Send("What is your")
 		c.ExpectOpen(3 * short)
 		c.Send(" name?")
 		c.ExpectAll(lancelottest.AName)
 
-		readShort := startEngine(t, newEngine, worker.Options{ReadTimeout: short})
+		readShort := startEngine(t, loops, worker.Options{ReadTimeout: short})
 		c = lancelottest.Dial(t, readShort.addr)
 		c.Send(lancelottest.QName)
 		c.ExpectAll(lancelottest.AName)
 		c.ExpectOpen(3 * short)
 		c.Send(lancelottest.QQuest)
 		c.ExpectAll(lancelottest.AQuest)
+	})
+}
+
+// TestUnixListener: an engine serves a unix socket too, and Serve closes
+// it, removing its path, as a unix net.Listener's Close does.
+func TestUnixListener(t *testing.T) {
+	t.Parallel()
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		path := filepath.Join(t.TempDir(), "s")
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng := newEngine(worker.Options{}, loops)
+		served := make(chan error, 1)
+		go func() { served <- eng.Serve(ln) }()
+		conn, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		c := lancelottest.NewClient(t, conn)
+		c.Send(lancelottest.QName)
+		c.ExpectAll(lancelottest.AName)
+		eng.Close()
+		if err := waitErr(t, served, 5*time.Second, "Serve"); !errors.Is(err, worker.ErrStopped) {
+			t.Errorf("Serve() = %v, want ErrStopped", err)
+		}
+		if _, err := net.Dial("unix", path); err == nil {
+			t.Errorf("dial %s after Close succeeded", path)
+		}
 	})
 }

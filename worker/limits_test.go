@@ -191,8 +191,8 @@ func TestAliveVouchesForLoops(t *testing.T) {
 // byte; with none of those, the newcomer is closed at once.
 func TestCapShedsSilentForNewcomer(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{MaxConnections: 3})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{MaxConnections: 3})
 		talker := lancelottest.Dial(t, s.addr)
 		talker.Send(lancelottest.QName)
 		talker.ExpectAll(lancelottest.AName)
@@ -223,8 +223,8 @@ func TestCapShedsSilentForNewcomer(t *testing.T) {
 // connections; another address is not affected.
 func TestPerSourceCap(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{MaxConnectionsPerSource: 2})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{MaxConnectionsPerSource: 2})
 		a, b := lancelottest.DialFrom(t, s.addr, "127.0.0.2"), lancelottest.DialFrom(t, s.addr, "127.0.0.2")
 		for _, c := range []*lancelottest.Client{a, b} { // admitted before the third comes
 			c.Send(lancelottest.QName)
@@ -248,8 +248,8 @@ func TestPerSourceCap(t *testing.T) {
 // connections are closed long before their idle timeout.
 func TestOverloadShrinksIdleTimeout(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{MaxConnections: 10})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		s := startEngine(t, loops, worker.Options{MaxConnections: 10})
 		for range 10 {
 			c := lancelottest.Dial(t, s.addr)
 			c.Send(lancelottest.QName)
@@ -270,7 +270,7 @@ func TestOverloadShrinksIdleTimeout(t *testing.T) {
 func TestShutdownSpreadsCloses(t *testing.T) {
 	t.Parallel()
 	const spread = 600 * time.Millisecond
-	s := startEngine(t, worker.NewEventLoop, worker.Options{CloseSpread: spread})
+	s := startEngine(t, 0, worker.Options{CloseSpread: spread})
 	var clients []*lancelottest.Client
 	for range 30 {
 		c := lancelottest.Dial(t, s.addr)
@@ -390,7 +390,7 @@ func (b *syncBuffer) String() string {
 // closed window. TCP_USER_TIMEOUT, set on the listener, cuts it.
 func TestWriteTimeoutKernelQueue(t *testing.T) {
 	t.Parallel()
-	s := startEngine(t, worker.NewEventLoop, worker.Options{WriteTimeout: 300 * time.Millisecond})
+	s := startEngine(t, 0, worker.Options{WriteTimeout: 300 * time.Millisecond})
 	for i := range 5 {
 		conn := lancelottest.DialConn(t, s.addr)
 		conn.(*net.TCPConn).SetReadBuffer(4096) // after the handshake: the window the server saw shrinks

@@ -1,8 +1,7 @@
 package worker_test
 
-// Behaviour the event loop implements with extra machinery (a blocked
-// write keeps answers and unanswered input per connection): run against
-// every engine, so they stay equal.
+// A client that reads slowly: a blocked write keeps the connection's
+// answers and unanswered input until the client reads again.
 
 import (
 	"bytes"
@@ -10,14 +9,12 @@ import (
 	"errors"
 	"io"
 	"net"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/camelot/lancelot/shared/control"
-	"github.com/camelot/lancelot/shared/lancelottest"
 	"github.com/camelot/lancelot/shared/protocol"
 	"github.com/camelot/lancelot/worker"
 )
@@ -60,9 +57,9 @@ func readAllWithin(t *testing.T, conn net.Conn, within time.Duration) ([]byte, e
 // and reads only later gets every answer, in order, exactly once.
 func TestBlockedWriteKeepsOrder(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+	forEachLoopCount(t, func(t *testing.T, loops int) {
 		table, answer := longTable(t)
-		s := startEngine(t, newEngine, worker.Options{Table: table})
+		s := startEngine(t, loops, worker.Options{Table: table})
 		conn := dialSmall(t, s.addr)
 		const n = 3000 // 3 MB of answers to 6 KB of questions
 		if _, err := conn.Write([]byte(strings.Repeat("a?", n))); err != nil {
@@ -86,9 +83,9 @@ func TestBlockedWriteKeepsOrder(t *testing.T) {
 // only then is the connection closed.
 func TestUnknownAfterBlockedWrite(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+	forEachLoopCount(t, func(t *testing.T, loops int) {
 		table, answer := longTable(t)
-		s := startEngine(t, newEngine, worker.Options{Table: table})
+		s := startEngine(t, loops, worker.Options{Table: table})
 		conn := dialSmall(t, s.addr)
 		const n = 1000
 		if _, err := conn.Write([]byte(strings.Repeat("a?", n) + "b?a?")); err != nil {
@@ -111,9 +108,9 @@ func TestUnknownAfterBlockedWrite(t *testing.T) {
 // before.
 func TestShutdownDuringBlockedWrite(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+	forEachLoopCount(t, func(t *testing.T, loops int) {
 		table, answer := longTable(t)
-		s := startEngine(t, newEngine, worker.Options{Table: table})
+		s := startEngine(t, loops, worker.Options{Table: table})
 		conn := dialSmall(t, s.addr)
 		const n = 2000
 		if _, err := conn.Write([]byte(strings.Repeat("a?", n))); err != nil {
@@ -131,37 +128,6 @@ func TestShutdownDuringBlockedWrite(t *testing.T) {
 		}
 		if err := waitErr(t, done, 5*time.Second, "Shutdown"); !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Shutdown() = %v, want context.DeadlineExceeded", err)
-		}
-	})
-}
-
-// TestUnixListener: an engine serves a unix socket too, and Serve closes
-// it, removing its path, as a unix net.Listener's Close does.
-func TestUnixListener(t *testing.T) {
-	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		path := filepath.Join(t.TempDir(), "s")
-		ln, err := net.Listen("unix", path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		eng := newEngine(worker.Options{})
-		served := make(chan error, 1)
-		go func() { served <- eng.Serve(ln) }()
-		conn, err := net.Dial("unix", path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		c := lancelottest.NewClient(t, conn)
-		c.Send(lancelottest.QName)
-		c.ExpectAll(lancelottest.AName)
-		eng.Close()
-		if err := waitErr(t, served, 5*time.Second, "Serve"); !errors.Is(err, worker.ErrServerClosed) {
-			t.Errorf("Serve() = %v, want ErrServerClosed", err)
-		}
-		if _, err := net.Dial("unix", path); err == nil {
-			t.Errorf("dial %s after Close succeeded", path)
 		}
 	})
 }

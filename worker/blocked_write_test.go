@@ -19,16 +19,22 @@ import (
 	"github.com/camelot/lancelot/worker"
 )
 
-// longTable answers a two-byte question with a kilobyte, so a pipelined
-// burst fills every buffer on the way back.
-func longTable(t *testing.T) (*protocol.Table, string) {
+// slowReader starts an engine that answers "a?" with a kilobyte, so a
+// pipelined burst fills every buffer on the way back, and connects a
+// client with a small receive buffer (dialSmall) that sends burst.
+func slowReader(t *testing.T, loops int, burst string) (s *testEngine, conn net.Conn, answer string) {
 	t.Helper()
-	answer := strings.Repeat("x", 1023) + "."
+	answer = strings.Repeat("x", 1023) + "."
 	table, err := protocol.NewTable(map[string]string{"a?": answer})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return table, answer
+	s = startEngine(t, loops, worker.Options{Table: table})
+	conn = dialSmall(t, s.addr)
+	if _, err := conn.Write([]byte(burst)); err != nil {
+		t.Fatal(err)
+	}
+	return s, conn, answer
 }
 
 // dialSmall connects with a small receive buffer, so the server's writes
@@ -58,13 +64,8 @@ func readAllWithin(t *testing.T, conn net.Conn, within time.Duration) ([]byte, e
 func TestBlockedWriteKeepsOrder(t *testing.T) {
 	t.Parallel()
 	forEachLoopCount(t, func(t *testing.T, loops int) {
-		table, answer := longTable(t)
-		s := startEngine(t, loops, worker.Options{Table: table})
-		conn := dialSmall(t, s.addr)
 		const n = 3000 // 3 MB of answers to 6 KB of questions
-		if _, err := conn.Write([]byte(strings.Repeat("a?", n))); err != nil {
-			t.Fatal(err)
-		}
+		s, conn, answer := slowReader(t, loops, strings.Repeat("a?", n))
 		time.Sleep(100 * time.Millisecond) // let the server's writes block
 		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		got := make([]byte, n*len(answer))
@@ -84,13 +85,8 @@ func TestBlockedWriteKeepsOrder(t *testing.T) {
 func TestUnknownAfterBlockedWrite(t *testing.T) {
 	t.Parallel()
 	forEachLoopCount(t, func(t *testing.T, loops int) {
-		table, answer := longTable(t)
-		s := startEngine(t, loops, worker.Options{Table: table})
-		conn := dialSmall(t, s.addr)
 		const n = 1000
-		if _, err := conn.Write([]byte(strings.Repeat("a?", n) + "b?a?")); err != nil {
-			t.Fatal(err)
-		}
+		s, conn, answer := slowReader(t, loops, strings.Repeat("a?", n)+"b?a?")
 		time.Sleep(100 * time.Millisecond)
 		got, err := readAllWithin(t, conn, 10*time.Second)
 		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
@@ -109,13 +105,8 @@ func TestUnknownAfterBlockedWrite(t *testing.T) {
 func TestShutdownDuringBlockedWrite(t *testing.T) {
 	t.Parallel()
 	forEachLoopCount(t, func(t *testing.T, loops int) {
-		table, answer := longTable(t)
-		s := startEngine(t, loops, worker.Options{Table: table})
-		conn := dialSmall(t, s.addr)
 		const n = 2000
-		if _, err := conn.Write([]byte(strings.Repeat("a?", n))); err != nil {
-			t.Fatal(err)
-		}
+		s, conn, answer := slowReader(t, loops, strings.Repeat("a?", n))
 		s.waitStatsFunc("some answered", func(st control.Stats) bool { return st.Answered > 0 })
 		done := s.shutdown(50 * time.Millisecond)
 		time.Sleep(200 * time.Millisecond) // past the deadline, answers pending

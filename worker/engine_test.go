@@ -14,8 +14,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,6 +36,15 @@ func forEachLoopCount(t *testing.T, test func(t *testing.T, loops int)) {
 			test(t, loops)
 		})
 	}
+}
+
+// withEngines runs test once per loop count, as forEachLoopCount does,
+// with an engine started by startEngine(t, loops, o).
+func withEngines(t *testing.T, o worker.Options, test func(t *testing.T, s *testEngine)) {
+	t.Helper()
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		test(t, startEngine(t, loops, o))
+	})
 }
 
 // newEngine is an engine with o and the given number of loops (0: one
@@ -109,6 +116,17 @@ func (s *testEngine) waitServed(within time.Duration) {
 	}
 }
 
+// expectStopped checks the engine stopped serving its listener, after
+// the call named what: Serve returned, and new clients are refused.
+func (s *testEngine) expectStopped(what string) {
+	s.t.Helper()
+	s.waitServed(2 * time.Second)
+	if conn, err := net.DialTimeout("tcp", s.addr, time.Second); err == nil {
+		conn.Close()
+		s.t.Errorf("dial after %s succeeded, want refused", what)
+	}
+}
+
 // waitStats waits until the engine's question and connection counters
 // equal want's (the close reasons have tests of their own).
 func (s *testEngine) waitStats(want control.Stats) {
@@ -163,12 +181,10 @@ func waitErr(t *testing.T, c <-chan error, within time.Duration, what string) er
 
 func TestAnswers(t *testing.T) {
 	t.Parallel()
-	forEachLoopCount(t, func(t *testing.T, loops int) {
-		s := startEngine(t, loops, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		c := lancelottest.Dial(t, s.addr)
 		for _, qa := range [][2]string{{lancelottest.QName, lancelottest.AName}, {lancelottest.QQuest, lancelottest.AQuest}, {lancelottest.QColor, lancelottest.AColor}, {lancelottest.QName, lancelottest.AName}} {
-			c.Send(qa[0])
-			c.ExpectAll(qa[1])
+			c.Ask(qa[0], qa[1])
 		}
 	})
 }
@@ -182,8 +198,7 @@ func TestCustomTable(t *testing.T) {
 		}
 		s := startEngine(t, loops, worker.Options{Table: table})
 		c := lancelottest.Dial(t, s.addr)
-		c.Send("Who are you?Why?")
-		c.ExpectAll("A knight.Because.")
+		c.Ask("Who are you?Why?", "A knight.Because.")
 		c.Send(lancelottest.QName) // not in the custom table
 		c.ExpectClosed(5 * time.Second)
 	})
@@ -191,8 +206,7 @@ func TestCustomTable(t *testing.T) {
 
 func TestPipelined(t *testing.T) {
 	t.Parallel()
-	forEachLoopCount(t, func(t *testing.T, loops int) {
-		s := startEngine(t, loops, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		c := lancelottest.Dial(t, s.addr)
 		var qs, as strings.Builder
 		table := lancelottest.Exchanges()
@@ -202,8 +216,7 @@ func TestPipelined(t *testing.T) {
 		}
 		// One write, read while writing would block neither side: 500
 		// answers are far below the socket buffers.
-		c.Send(qs.String())
-		c.ExpectAll(as.String())
+		c.Ask(qs.String(), as.String())
 		s.waitStats(control.Stats{Answered: 500, Accepted: 1, Active: 1})
 	})
 }
@@ -212,8 +225,7 @@ func TestPipelined(t *testing.T) {
 // reaches the server in its own segment.
 func TestSplitReads(t *testing.T) {
 	t.Parallel()
-	forEachLoopCount(t, func(t *testing.T, loops int) {
-		s := startEngine(t, loops, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		c := lancelottest.Dial(t, s.addr)
 		for _, b := range []byte(lancelottest.QName + lancelottest.QColor) {
 			c.Send(string(b))
@@ -222,28 +234,22 @@ func TestSplitReads(t *testing.T) {
 		c.ExpectAll(lancelottest.AName + lancelottest.AColor)
 		// A question split across two writes in the middle of another
 		// answer's batch.
-		c.Send(lancelottest.QQuest + "What is")
-		c.ExpectAll(lancelottest.AQuest)
-		c.Send(" your name?")
-		c.ExpectAll(lancelottest.AName)
+		c.Ask(lancelottest.QQuest+"What is", lancelottest.AQuest)
+		c.Ask(" your name?", lancelottest.AName)
 	})
 }
 
 func TestWhitespace(t *testing.T) {
 	t.Parallel()
-	forEachLoopCount(t, func(t *testing.T, loops int) {
-		s := startEngine(t, loops, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		c := lancelottest.Dial(t, s.addr)
-		c.Send(" \t\r\n" + lancelottest.QName + "\r\n")
-		c.ExpectAll(lancelottest.AName)
-		c.Send("\n\n" + lancelottest.QQuest + "  \t" + lancelottest.QColor + "\r\n")
-		c.ExpectAll(lancelottest.AQuest + lancelottest.AColor)
+		c.Ask(" \t\r\n"+lancelottest.QName+"\r\n", lancelottest.AName)
+		c.Ask("\n\n"+lancelottest.QQuest+"  \t"+lancelottest.QColor+"\r\n", lancelottest.AQuest+lancelottest.AColor)
 		// Whitespace alone, in many reads, is not a question.
 		for range 3 {
 			c.Send(" \r\n\t")
 		}
-		c.Send(lancelottest.QName)
-		c.ExpectAll(lancelottest.AName)
+		c.Ask(lancelottest.QName, lancelottest.AName)
 		// Whitespace inside a question is part of it: this one is unknown.
 		c.Send("What  is your name?")
 		c.ExpectClosed(5 * time.Second)
@@ -252,17 +258,14 @@ func TestWhitespace(t *testing.T) {
 
 func TestUnknownQuestion(t *testing.T) {
 	t.Parallel()
-	forEachLoopCount(t, func(t *testing.T, loops int) {
-		s := startEngine(t, loops, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		other := lancelottest.Dial(t, s.addr)
 		c := lancelottest.Dial(t, s.addr)
 		// Earlier questions are answered; the unknown one and everything
 		// after it are not.
-		c.Send(lancelottest.QName + lancelottest.QQuest + "What is the capital of Assyria?" + lancelottest.QColor)
-		c.ExpectAll(lancelottest.AName + lancelottest.AQuest)
+		c.Ask(lancelottest.QName+lancelottest.QQuest+"What is the capital of Assyria?"+lancelottest.QColor, lancelottest.AName+lancelottest.AQuest)
 		c.ExpectClosed(5 * time.Second)
-		other.Send(lancelottest.QColor)
-		other.ExpectAll(lancelottest.AColor)
+		other.Ask(lancelottest.QColor, lancelottest.AColor)
 		s.waitStats(control.Stats{Answered: 3, Unknown: 1, Accepted: 2, Active: 1})
 	})
 }
@@ -278,11 +281,9 @@ func TestNotASCII(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			forEachLoopCount(t, func(t *testing.T, loops int) {
-				s := startEngine(t, loops, worker.Options{})
+			withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 				c := lancelottest.Dial(t, s.addr)
-				c.Send(tc.in)
-				c.ExpectAll(tc.answer)
+				c.Ask(tc.in, tc.answer)
 				// Closed without waiting for a '?' or the read timeout.
 				c.ExpectClosed(5 * time.Second)
 				s.waitStatsFunc("one connection accepted, none active", func(st control.Stats) bool {
@@ -318,18 +319,15 @@ func TestTooLong(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			forEachLoopCount(t, func(t *testing.T, loops int) {
-				s := startEngine(t, loops, worker.Options{Table: table, MaxQuestionBytes: 8})
+			withEngines(t, worker.Options{Table: table, MaxQuestionBytes: 8}, func(t *testing.T, s *testEngine) {
 				c := lancelottest.Dial(t, s.addr)
-				c.Send(tc.in)
-				c.ExpectAll(tc.answer)
+				c.Ask(tc.in, tc.answer)
 				if tc.closed {
 					// Well before the read timeout (long).
 					c.ExpectClosed(5 * time.Second)
 					return
 				}
-				c.Send("Ab?")
-				c.ExpectAll("No.")
+				c.Ask("Ab?", "No.")
 			})
 		})
 	}
@@ -337,8 +335,7 @@ func TestTooLong(t *testing.T) {
 
 func TestDefaultMaxQuestionBytes(t *testing.T) {
 	t.Parallel()
-	forEachLoopCount(t, func(t *testing.T, loops int) {
-		s := startEngine(t, loops, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		ok := lancelottest.Dial(t, s.addr)
 		ok.Send(strings.Repeat(" ", 5000) + lancelottest.QName) // whitespace does not count
 		ok.ExpectAll(lancelottest.AName)
@@ -350,19 +347,16 @@ func TestDefaultMaxQuestionBytes(t *testing.T) {
 
 func TestStatsExact(t *testing.T) {
 	t.Parallel()
-	forEachLoopCount(t, func(t *testing.T, loops int) {
-		s := startEngine(t, loops, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		if got := s.eng.Stats(); !reflect.DeepEqual(got, control.Stats{}) {
 			t.Fatalf("Stats() of a new engine = %+v, want zero", got)
 		}
 		a := lancelottest.Dial(t, s.addr)
-		a.Send(lancelottest.QName + lancelottest.QQuest + lancelottest.QColor)
-		a.ExpectAll(lancelottest.AName + lancelottest.AQuest + lancelottest.AColor)
+		a.Ask(lancelottest.QName+lancelottest.QQuest+lancelottest.QColor, lancelottest.AName+lancelottest.AQuest+lancelottest.AColor)
 		s.waitStats(control.Stats{Answered: 3, Accepted: 1, Active: 1})
 
 		b := lancelottest.Dial(t, s.addr)
-		b.Send(lancelottest.QName + "Huh?")
-		b.ExpectAll(lancelottest.AName)
+		b.Ask(lancelottest.QName+"Huh?", lancelottest.AName)
 		b.ExpectClosed(5 * time.Second)
 		s.waitStats(control.Stats{Answered: 4, Unknown: 1, Accepted: 2, Active: 1})
 
@@ -372,8 +366,7 @@ func TestStatsExact(t *testing.T) {
 
 		a.Conn.Close()
 		s.waitStats(control.Stats{Answered: 4, Unknown: 1, Accepted: 3, Active: 1})
-		c.Send(" your quest?")
-		c.ExpectAll(lancelottest.AQuest)
+		c.Ask(" your quest?", lancelottest.AQuest)
 		c.Conn.Close()
 		s.waitStats(control.Stats{Answered: 5, Unknown: 1, Accepted: 3, Active: 0})
 	})
@@ -385,20 +378,13 @@ func TestStatsExact(t *testing.T) {
 func TestFirstByteTimeout(t *testing.T) {
 	t.Parallel()
 	const read = 300 * time.Millisecond
-	forEachLoopCount(t, func(t *testing.T, loops int) {
-		s := startEngine(t, loops, worker.Options{ReadTimeout: read, IdleTimeout: long})
+	withEngines(t, worker.Options{ReadTimeout: read, IdleTimeout: long}, func(t *testing.T, s *testEngine) {
 		talker := lancelottest.Dial(t, s.addr)
-		talker.Send(lancelottest.QName)
-		talker.ExpectAll(lancelottest.AName)
+		talker.Ask(lancelottest.QName, lancelottest.AName)
 		silent := lancelottest.Dial(t, s.addr)
-		start := time.Now()
-		silent.ExpectClosed(5 * time.Second)
-		if d := time.Since(start); d < read/2 {
-			t.Errorf("silent connection closed after %v, want about %v", d, read)
-		}
+		silent.ExpectClosedAfter(read)
 		talker.ExpectOpen(read)
-		talker.Send(lancelottest.QQuest)
-		talker.ExpectAll(lancelottest.AQuest)
+		talker.Ask(lancelottest.QQuest, lancelottest.AQuest)
 		s.waitStatsFunc("one read_timeout close", func(st control.Stats) bool { return st.Closed["read_timeout"] == 1 })
 	})
 }
@@ -406,27 +392,20 @@ func TestFirstByteTimeout(t *testing.T) {
 func TestIdleTimeout(t *testing.T) {
 	t.Parallel()
 	const idle = 300 * time.Millisecond
-	forEachLoopCount(t, func(t *testing.T, loops int) {
-		s := startEngine(t, loops, worker.Options{IdleTimeout: idle})
+	withEngines(t, worker.Options{IdleTimeout: idle}, func(t *testing.T, s *testEngine) {
 		// Between questions: questions closer than the idle timeout keep
 		// the connection open longer than the timeout in total.
 		c := lancelottest.Dial(t, s.addr)
 		start := time.Now()
 		for range 4 {
-			c.Send(lancelottest.QName)
-			c.ExpectAll(lancelottest.AName)
+			c.Ask(lancelottest.QName, lancelottest.AName)
 			time.Sleep(idle / 3) // the client's think time under test
 		}
 		if time.Since(start) < idle {
 			t.Fatalf("test too fast to mean anything")
 		}
-		c.Send(lancelottest.QQuest)
-		c.ExpectAll(lancelottest.AQuest)
-		start = time.Now()
-		c.ExpectClosed(5 * time.Second)
-		if d := time.Since(start); d < idle/2 {
-			t.Errorf("connection closed %v after its last answer, want about %v", d, idle)
-		}
+		c.Ask(lancelottest.QQuest, lancelottest.AQuest)
+		c.ExpectClosedAfter(idle)
 	})
 }
 
@@ -435,28 +414,16 @@ func TestIdleTimeout(t *testing.T) {
 func TestReadTimeout(t *testing.T) {
 	t.Parallel()
 	const readTimeout = 300 * time.Millisecond
-	forEachLoopCount(t, func(t *testing.T, loops int) {
-		s := startEngine(t, loops, worker.Options{ReadTimeout: readTimeout})
+	withEngines(t, worker.Options{ReadTimeout: readTimeout}, func(t *testing.T, s *testEngine) {
 		stalled := lancelottest.Dial(t, s.addr)
-		stalled.Send(lancelottest.QName)
-		stalled.ExpectAll(lancelottest.AName)
-		start := time.Now()
+		stalled.Ask(lancelottest.QName, lancelottest.AName)
 		stalled.Send("What is")
-		stalled.ExpectClosed(5 * time.Second)
-		if d := time.Since(start); d < readTimeout/2 {
-			t.Errorf("stalled question closed after %v, want about %v", d, readTimeout)
-		}
+		stalled.ExpectClosedAfter(readTimeout)
 
 		// One byte every 50ms: the question would take 900ms.
 		trickle := lancelottest.Dial(t, s.addr)
-		start = time.Now()
-		var werr error
-		for _, b := range []byte(lancelottest.QName) {
-			if _, werr = trickle.Conn.Write([]byte{b}); werr != nil {
-				break
-			}
-			time.Sleep(50 * time.Millisecond) // the slow client under test
-		}
+		start := time.Now()
+		werr := lancelottest.Trickle(trickle.Conn, lancelottest.QName, 50*time.Millisecond)
 		trickle.ExpectClosed(5 * time.Second)
 		if d := time.Since(start); d > 3*readTimeout && werr == nil {
 			t.Errorf("trickling client kept for %v; want it cut after about %v", d, readTimeout)
@@ -469,71 +436,31 @@ func TestReadTimeout(t *testing.T) {
 func TestWriteTimeout(t *testing.T) {
 	t.Parallel()
 	const writeTimeout = 300 * time.Millisecond
-	forEachLoopCount(t, func(t *testing.T, loops int) {
-		s := startEngine(t, loops, worker.Options{WriteTimeout: writeTimeout})
-		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-			// A small receive window fills quickly.
-			return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-		}}
-		conn, err := d.Dial("tcp", s.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		start := time.Now()
-		errc := make(chan error, 1)
-		go func() { errc <- floodWithoutReading(conn, 20*time.Second) }()
+	withEngines(t, worker.Options{WriteTimeout: writeTimeout}, func(t *testing.T, s *testEngine) {
+		conn := dialSmall(t, s.addr) // a small receive window fills quickly
+		errc := lancelottest.Flood(conn, lancelottest.QName, 20*time.Second)
 
 		// Meanwhile another client is served.
 		other := lancelottest.Dial(t, s.addr)
-		other.Send(lancelottest.QColor)
-		other.ExpectAll(lancelottest.AColor)
+		other.Ask(lancelottest.QColor, lancelottest.AColor)
 
-		select {
-		case err := <-errc:
-			if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
-				t.Errorf("flooding client got %v after %v, want the server to reset it", err, time.Since(start))
-			}
-		case <-time.After(15 * time.Second):
-			conn.Close()
-			<-errc
-			t.Fatalf("client that never reads still connected after 15s (write timeout %v)", writeTimeout)
-		}
-		other.Send(lancelottest.QName)
-		other.ExpectAll(lancelottest.AName)
+		lancelottest.ExpectCut(t, conn, errc, 15*time.Second)
+		other.Ask(lancelottest.QName, lancelottest.AName)
 		s.waitStatsFunc("the flooding client gone, the other active", func(st control.Stats) bool {
 			return st.Accepted == 2 && st.Active == 1 && st.Unknown == 0
 		})
 	})
 }
 
-// floodWithoutReading writes pipelined questions to conn until a write
-// fails, and never reads; it returns the error.
-func floodWithoutReading(conn net.Conn, limit time.Duration) error {
-	chunk := []byte(strings.Repeat(lancelottest.QName, 1000))
-	conn.SetWriteDeadline(time.Now().Add(limit))
-	for {
-		if _, err := conn.Write(chunk); err != nil {
-			return err
-		}
-	}
-}
-
 func TestShutdownNoConnections(t *testing.T) {
 	t.Parallel()
-	forEachLoopCount(t, func(t *testing.T, loops int) {
-		s := startEngine(t, loops, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		start := time.Now()
 		err := waitErr(t, s.shutdown(long), 2*time.Second, "Shutdown with no connections")
 		if err != nil || time.Since(start) > time.Second {
 			t.Errorf("Shutdown with no connections = %v after %v, want nil at once", err, time.Since(start))
 		}
-		s.waitServed(2 * time.Second)
-		// The listener is closed: new clients are refused.
-		if conn, err := net.DialTimeout("tcp", s.addr, time.Second); err == nil {
-			conn.Close()
-			t.Errorf("dial after Shutdown succeeded, want refused")
-		}
+		s.expectStopped("Shutdown")
 	})
 }
 
@@ -544,14 +471,11 @@ func TestShutdownNoConnections(t *testing.T) {
 func TestShutdownIdleAndMidQuestion(t *testing.T) {
 	t.Parallel()
 	const timeout = time.Second
-	forEachLoopCount(t, func(t *testing.T, loops int) {
-		s := startEngine(t, loops, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		idle := lancelottest.Dial(t, s.addr)
-		idle.Send(lancelottest.QName)
-		idle.ExpectAll(lancelottest.AName)
+		idle.Ask(lancelottest.QName, lancelottest.AName)
 		mid := lancelottest.Dial(t, s.addr)
-		mid.Send(lancelottest.QQuest)
-		mid.ExpectAll(lancelottest.AQuest)
+		mid.Ask(lancelottest.QQuest, lancelottest.AQuest)
 		mid.Send("What is your")
 		s.waitStats(control.Stats{Answered: 2, Accepted: 2, Active: 2})
 
@@ -559,8 +483,7 @@ func TestShutdownIdleAndMidQuestion(t *testing.T) {
 		done := s.shutdown(timeout)
 		s.waitServed(2 * time.Second)
 		// Before the deadline: still served.
-		idle.Send(lancelottest.QColor)
-		idle.ExpectAll(lancelottest.AColor)
+		idle.Ask(lancelottest.QColor, lancelottest.AColor)
 		if time.Since(start) >= timeout {
 			t.Fatalf("test too slow: the shutdown deadline passed before it could check")
 		}
@@ -575,8 +498,7 @@ func TestShutdownIdleAndMidQuestion(t *testing.T) {
 			t.Errorf("idle connection closed %v into Shutdown, want at its %v deadline", d, timeout)
 		}
 		// The mid-question one is still open and gets its answer.
-		mid.Send(" favorite color?")
-		mid.ExpectAll(lancelottest.AColor)
+		mid.Ask(" favorite color?", lancelottest.AColor)
 		mid.ExpectClosed(5 * time.Second)
 		if err := waitErr(t, done, 5*time.Second, "Shutdown"); !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Shutdown() = %v, want context.DeadlineExceeded", err)
@@ -591,15 +513,12 @@ func TestShutdownIdleAndMidQuestion(t *testing.T) {
 // connection closes by itself, before its deadline.
 func TestShutdownWaitsForClients(t *testing.T) {
 	t.Parallel()
-	forEachLoopCount(t, func(t *testing.T, loops int) {
-		s := startEngine(t, loops, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		c := lancelottest.Dial(t, s.addr)
-		c.Send(lancelottest.QName)
-		c.ExpectAll(lancelottest.AName)
+		c.Ask(lancelottest.QName, lancelottest.AName)
 		done := s.shutdown(long)
 		s.waitServed(2 * time.Second)
-		c.Send(lancelottest.QQuest)
-		c.ExpectAll(lancelottest.AQuest)
+		c.Ask(lancelottest.QQuest, lancelottest.AQuest)
 		select {
 		case err := <-done:
 			t.Fatalf("Shutdown returned %v while a connection was open", err)
@@ -615,11 +534,9 @@ func TestShutdownWaitsForClients(t *testing.T) {
 
 func TestClose(t *testing.T) {
 	t.Parallel()
-	forEachLoopCount(t, func(t *testing.T, loops int) {
-		s := startEngine(t, loops, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		idle := lancelottest.Dial(t, s.addr)
-		idle.Send(lancelottest.QName)
-		idle.ExpectAll(lancelottest.AName)
+		idle.Ask(lancelottest.QName, lancelottest.AName)
 		mid := lancelottest.Dial(t, s.addr)
 		mid.Send("What is your")
 		s.waitStats(control.Stats{Answered: 1, Accepted: 2, Active: 2})
@@ -633,11 +550,7 @@ func TestClose(t *testing.T) {
 		}
 		idle.ExpectClosed(2 * time.Second)
 		mid.ExpectClosed(2 * time.Second)
-		s.waitServed(2 * time.Second)
-		if conn, err := net.DialTimeout("tcp", s.addr, time.Second); err == nil {
-			conn.Close()
-			t.Errorf("dial after Close succeeded, want refused")
-		}
+		s.expectStopped("Close")
 	})
 }
 
@@ -679,13 +592,11 @@ func TestServeAfterStop(t *testing.T) {
 // a removed slot's socket too), and Shutdown stops every Serve.
 func TestManyListeners(t *testing.T) {
 	t.Parallel()
-	forEachLoopCount(t, func(t *testing.T, loops int) {
-		s := startEngine(t, loops, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		second := s.serve()
 		for _, addr := range []string{s.addr, second} {
 			c := lancelottest.Dial(t, addr)
-			c.Send(lancelottest.QName)
-			c.ExpectAll(lancelottest.AName)
+			c.Ask(lancelottest.QName, lancelottest.AName)
 			c.Conn.Close()
 		}
 		s.waitStats(control.Stats{Answered: 2, Accepted: 2, Active: 0})
@@ -701,8 +612,7 @@ func TestManyListeners(t *testing.T) {
 // one.
 func TestManyClients(t *testing.T) {
 	t.Parallel()
-	forEachLoopCount(t, func(t *testing.T, loops int) {
-		s := startEngine(t, loops, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		holders := make([]*lancelottest.Client, 200)
 		for i := range holders {
 			holders[i] = lancelottest.Dial(t, s.addr)
@@ -711,26 +621,11 @@ func TestManyClients(t *testing.T) {
 		s.waitStats(control.Stats{Accepted: 200, Active: 200})
 		start := time.Now()
 		c := lancelottest.Dial(t, s.addr)
-		c.Send(lancelottest.QName)
-		c.ExpectAll(lancelottest.AName)
+		c.Ask(lancelottest.QName, lancelottest.AName)
 		if d := time.Since(start); d > time.Second {
 			t.Errorf("new client answered after %v with 200 clients holding questions", d)
 		}
-		var wg sync.WaitGroup
-		for _, h := range holders {
-			wg.Go(func() {
-				if _, err := h.Conn.Write([]byte(" quest?")); err != nil {
-					t.Errorf("finish held question: %v", err)
-					return
-				}
-				h.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-				got := make([]byte, len(lancelottest.AQuest))
-				if _, err := io.ReadFull(h.Reader, got); err != nil || string(got) != lancelottest.AQuest {
-					t.Errorf("held question answered %q, %v", got, err)
-				}
-			})
-		}
-		wg.Wait()
+		lancelottest.AskAll(t, holders, " quest?", lancelottest.AQuest)
 		s.waitStats(control.Stats{Answered: 201, Accepted: 201, Active: 201})
 	})
 }
@@ -740,8 +635,7 @@ func TestManyClients(t *testing.T) {
 // the connection closes.
 func TestHalfClose(t *testing.T) {
 	t.Parallel()
-	forEachLoopCount(t, func(t *testing.T, loops int) {
-		s := startEngine(t, loops, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		c := lancelottest.Dial(t, s.addr)
 		c.Send(lancelottest.QName + "\n" + lancelottest.QQuest + "\n")
 		if err := c.Conn.(*net.TCPConn).CloseWrite(); err != nil {
@@ -758,8 +652,7 @@ func TestHalfClose(t *testing.T) {
 func TestLongPipeline(t *testing.T) {
 	t.Parallel()
 	const n = 60000 // about 1.4 MB of answers
-	forEachLoopCount(t, func(t *testing.T, loops int) {
-		s := startEngine(t, loops, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		c := lancelottest.Dial(t, s.addr)
 		table := lancelottest.Exchanges()
 		var qs, as strings.Builder
@@ -801,16 +694,13 @@ func TestTimeoutsApart(t *testing.T) {
 		c := lancelottest.Dial(t, idleShort.addr)
 		c.Send("What is your")
 		c.ExpectOpen(3 * short)
-		c.Send(" name?")
-		c.ExpectAll(lancelottest.AName)
+		c.Ask(" name?", lancelottest.AName)
 
 		readShort := startEngine(t, loops, worker.Options{ReadTimeout: short})
 		c = lancelottest.Dial(t, readShort.addr)
-		c.Send(lancelottest.QName)
-		c.ExpectAll(lancelottest.AName)
+		c.Ask(lancelottest.QName, lancelottest.AName)
 		c.ExpectOpen(3 * short)
-		c.Send(lancelottest.QQuest)
-		c.ExpectAll(lancelottest.AQuest)
+		c.Ask(lancelottest.QQuest, lancelottest.AQuest)
 	})
 }
 
@@ -833,8 +723,7 @@ func TestUnixListener(t *testing.T) {
 		}
 		defer conn.Close()
 		c := lancelottest.NewClient(t, conn)
-		c.Send(lancelottest.QName)
-		c.ExpectAll(lancelottest.AName)
+		c.Ask(lancelottest.QName, lancelottest.AName)
 		eng.Close()
 		if err := waitErr(t, served, 5*time.Second, "Serve"); !errors.Is(err, worker.ErrStopped) {
 			t.Errorf("Serve() = %v, want ErrStopped", err)

@@ -146,8 +146,7 @@ func TestProcessAnswers(t *testing.T) {
 	t.Parallel()
 	w := startWorker(t, long)
 	c := lancelottest.Dial(t, w.addr)
-	c.Send(lancelottest.QName)
-	c.ExpectAll(lancelottest.AName)
+	c.Ask(lancelottest.QName, lancelottest.AName)
 	w.send(control.Message{Type: control.TypeAliveRequest, Seq: 3})
 	if m := w.expect(control.TypeAlive); m.Seq != 3 {
 		t.Errorf("heartbeat answered with seq %d, want 3", m.Seq)
@@ -165,12 +164,10 @@ func TestProcessDrain(t *testing.T) {
 	const timeout = 500 * time.Millisecond
 	w := startWorker(t, timeout)
 	c := lancelottest.Dial(t, w.addr)
-	c.Send(lancelottest.QName)
-	c.ExpectAll(lancelottest.AName)
+	c.Ask(lancelottest.QName, lancelottest.AName)
 	start := time.Now()
 	w.sigc <- syscall.SIGTERM
-	c.Send(lancelottest.QQuest)
-	c.ExpectAll(lancelottest.AQuest)
+	c.Ask(lancelottest.QQuest, lancelottest.AQuest)
 	if st := w.stats(1); st.Answered != 2 || st.Active != 1 {
 		t.Errorf("stats while draining = %+v, want 2 answered, 1 active", st)
 	}
@@ -203,8 +200,7 @@ func TestProcessCloseNow(t *testing.T) {
 			t.Parallel()
 			w := startWorker(t, long)
 			c := lancelottest.Dial(t, w.addr)
-			c.Send(lancelottest.QName)
-			c.ExpectAll(lancelottest.AName)
+			c.Ask(lancelottest.QName, lancelottest.AName)
 			stop(w)
 			c.ExpectClosed(5 * time.Second)
 			if err := w.waitRun(5 * time.Second); err != nil {

@@ -79,17 +79,14 @@ func TestProxyHeaderAccepted(t *testing.T) {
 			forEachLoopCount(t, func(t *testing.T, loops int) {
 				s := startProxyEngine(t, loops, tc.mode, worker.Options{})
 				whole := lancelottest.DialFrom(t, s.addr, trusted)
-				whole.Send(tc.header + lancelottest.QName)
-				whole.ExpectAll(lancelottest.AName)
+				whole.Ask(tc.header+lancelottest.QName, lancelottest.AName)
 				split := lancelottest.DialFrom(t, s.addr, trusted)
 				for i := range len(tc.header) {
 					split.Send(tc.header[i : i+1])
 					time.Sleep(time.Millisecond) // separate reads, to exercise the partial paths
 				}
-				split.Send(lancelottest.QQuest)
-				split.ExpectAll(lancelottest.AQuest)
-				split.Send(lancelottest.QColor)
-				split.ExpectAll(lancelottest.AColor)
+				split.Ask(lancelottest.QQuest, lancelottest.AQuest)
+				split.Ask(lancelottest.QColor, lancelottest.AColor)
 			})
 		})
 	}
@@ -136,8 +133,7 @@ func TestProxyUntrustedServedPlainly(t *testing.T) {
 	c := lancelottest.DialFrom(t, s.addr, untrusted)
 	c.Send("\r\n")
 	time.Sleep(10 * time.Millisecond) // a read of its own: a prefix of the v2 signature
-	c.Send(lancelottest.QName + "\n" + lancelottest.QQuest)
-	c.ExpectAll(lancelottest.AName + lancelottest.AQuest)
+	c.Ask(lancelottest.QName+"\n"+lancelottest.QQuest, lancelottest.AName+lancelottest.AQuest)
 	p := lancelottest.DialFrom(t, s.addr, untrusted)
 	p.Send("PROXY?") // not a signature
 	p.ExpectClosed(5 * time.Second)
@@ -161,12 +157,11 @@ func TestProxyHeaderTimeout(t *testing.T) {
 // peer it came through.
 func TestProxyClientInLog(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf lancelottest.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s := startProxyEngine(t, 0, proxyproto.V1, worker.Options{Logger: log})
 	c := lancelottest.DialFrom(t, s.addr, trusted)
-	c.Send(v1Header + lancelottest.QName + "Who?")
-	c.ExpectAll(lancelottest.AName)
+	c.Ask(v1Header+lancelottest.QName+"Who?", lancelottest.AName)
 	c.ExpectClosed(5 * time.Second)
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(buf.String(), "closing connection: unknown") && time.Now().Before(deadline) {
@@ -183,11 +178,9 @@ func TestProxySourceCap(t *testing.T) {
 	t.Parallel()
 	s := startProxyEngine(t, 0, proxyproto.V1, worker.Options{MaxConnectionsPerSource: 1})
 	a := lancelottest.DialFrom(t, s.addr, trusted)
-	a.Send(v1Header + lancelottest.QName)
-	a.ExpectAll(lancelottest.AName)
+	a.Ask(v1Header+lancelottest.QName, lancelottest.AName)
 	b := lancelottest.DialFrom(t, s.addr, trusted)
-	b.Send("PROXY TCP4 192.0.2.2 198.51.100.1 1 1060\r\n" + lancelottest.QName)
-	b.ExpectAll(lancelottest.AName)
+	b.Ask("PROXY TCP4 192.0.2.2 198.51.100.1 1 1060\r\n"+lancelottest.QName, lancelottest.AName)
 	again := lancelottest.DialFrom(t, s.addr, trusted)
 	again.Send(v1Header + lancelottest.QName)
 	again.ExpectClosed(5 * time.Second)

@@ -62,6 +62,7 @@ func (o *owner) run(ctx context.Context) error {
 		case <-o.ping:
 			o.heartbeatAnswered()
 		case <-o.deadlineC():
+			o.deadline = nil
 			o.p.Logger.Info("shutdown timeout passed; closing connections at a question boundary")
 			e.raise(engineClosing)
 		case err := <-e.failed:

@@ -18,6 +18,12 @@
 // loop acknowledges the heartbeat itself (Alive), so a stuck loop is found
 // out even while the rest of the process looks healthy.
 //
+// Process.Run is the process: one owner loop selects over the stop
+// signals, the supervisor's messages (read by one goroutine), heartbeat
+// acknowledgements, the drain's deadline and the engine's end, and alone
+// acts on the engine; a reason to stop is a value (see stop), so the stop
+// sequence reads in one place.
+//
 // Protocol and limits: framing by protocol.Next; the idle timeout between
 // questions, the read timeout from a question's first byte to its '?' (and
 // from the accept to a connection's first byte), the write timeout for a

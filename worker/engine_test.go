@@ -8,12 +8,12 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,24 +26,38 @@ import (
 // long is a timeout no test waits for: set where a test is not about it.
 const long = 10 * time.Second
 
-type newEngineFunc = func(worker.Options) *worker.EventLoop
-
-// forEachEngine runs test once per loop count, as parallel subtests.
-func forEachEngine(t *testing.T, test func(t *testing.T, newEngine newEngineFunc)) {
+// forEachLoopCount runs test once per loop count, as parallel subtests:
+// 0 for NewEventLoop's own count, and 3.
+func forEachLoopCount(t *testing.T, test func(t *testing.T, loops int)) {
 	t.Helper()
-	for name, newEngine := range map[string]newEngineFunc{
-		"loops":  worker.NewEventLoop,
-		"3loops": func(o worker.Options) *worker.EventLoop { return worker.NewEventLoopN(o, 3) },
-	} {
-		t.Run(name, func(t *testing.T) {
+	for _, loops := range []int{0, 3} {
+		t.Run(fmt.Sprintf("%dloops", loops), func(t *testing.T) {
 			t.Parallel()
-			test(t, newEngine)
+			test(t, loops)
 		})
 	}
 }
 
-// testServer is an engine serving one listener on 127.0.0.1.
-type testServer struct {
+// withEngines runs test once per loop count, as forEachLoopCount does,
+// with an engine started by startEngine(t, loops, o).
+func withEngines(t *testing.T, o worker.Options, test func(t *testing.T, s *testEngine)) {
+	t.Helper()
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		test(t, startEngine(t, loops, o))
+	})
+}
+
+// newEngine is an engine with o and the given number of loops (0: one
+// per GOMAXPROCS).
+func newEngine(o worker.Options, loops int) *worker.EventLoop {
+	if loops == 0 {
+		return worker.NewEventLoop(o)
+	}
+	return worker.NewEventLoopN(o, loops)
+}
+
+// testEngine is an engine serving one listener on 127.0.0.1.
+type testEngine struct {
 	t      *testing.T
 	eng    *worker.EventLoop
 	addr   string
@@ -54,14 +68,14 @@ type testServer struct {
 // startEngine builds an engine with o (timeouts not set default to long)
 // and serves a fresh listener with it. When the test ends the engine is
 // closed and Serve must have returned.
-func startEngine(t *testing.T, newEngine newEngineFunc, o worker.Options) *testServer {
+func startEngine(t *testing.T, loops int, o worker.Options) *testEngine {
 	t.Helper()
 	for _, d := range []*time.Duration{&o.IdleTimeout, &o.ReadTimeout, &o.WriteTimeout} {
 		if *d == 0 {
 			*d = long
 		}
 	}
-	s := &testServer{t: t, eng: newEngine(o)}
+	s := &testEngine{t: t, eng: newEngine(o, loops)}
 	s.addr = s.serve()
 	t.Cleanup(func() {
 		s.eng.Close()
@@ -73,7 +87,7 @@ func startEngine(t *testing.T, newEngine newEngineFunc, o worker.Options) *testS
 }
 
 // serve starts Serve on a new listener and returns its address.
-func (s *testServer) serve() string {
+func (s *testEngine) serve() string {
 	s.t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -88,23 +102,34 @@ func (s *testServer) serve() string {
 }
 
 // waitServed waits for one Serve call to return and checks it returned
-// ErrServerClosed.
-func (s *testServer) waitServed(within time.Duration) {
+// ErrStopped.
+func (s *testEngine) waitServed(within time.Duration) {
 	s.t.Helper()
 	select {
 	case err := <-s.served:
 		s.serves--
-		if !errors.Is(err, worker.ErrServerClosed) {
-			s.t.Errorf("Serve() = %v, want worker.ErrServerClosed", err)
+		if !errors.Is(err, worker.ErrStopped) {
+			s.t.Errorf("Serve() = %v, want worker.ErrStopped", err)
 		}
 	case <-time.After(within):
 		s.t.Fatalf("Serve still running %v after the engine was stopped", within)
 	}
 }
 
+// expectStopped checks the engine stopped serving its listener, after
+// the call named what: Serve returned, and new clients are refused.
+func (s *testEngine) expectStopped(what string) {
+	s.t.Helper()
+	s.waitServed(2 * time.Second)
+	if conn, err := net.DialTimeout("tcp", s.addr, time.Second); err == nil {
+		conn.Close()
+		s.t.Errorf("dial after %s succeeded, want refused", what)
+	}
+}
+
 // waitStats waits until the engine's question and connection counters
 // equal want's (the close reasons have tests of their own).
-func (s *testServer) waitStats(want control.Stats) {
+func (s *testEngine) waitStats(want control.Stats) {
 	s.t.Helper()
 	var got control.Stats
 	deadline := time.Now().Add(5 * time.Second)
@@ -121,7 +146,7 @@ func counters(s control.Stats) [4]int64 {
 }
 
 // waitStatsFunc waits until the engine's counters satisfy ok.
-func (s *testServer) waitStatsFunc(what string, ok func(control.Stats) bool) {
+func (s *testEngine) waitStatsFunc(what string, ok func(control.Stats) bool) {
 	s.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for got := s.eng.Stats(); !ok(got); got = s.eng.Stats() {
@@ -133,7 +158,7 @@ func (s *testServer) waitStatsFunc(what string, ok func(control.Stats) bool) {
 }
 
 // shutdown calls Shutdown with a timeout in the background.
-func (s *testServer) shutdown(timeout time.Duration) <-chan error {
+func (s *testEngine) shutdown(timeout time.Duration) <-chan error {
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -156,27 +181,24 @@ func waitErr(t *testing.T, c <-chan error, within time.Duration, what string) er
 
 func TestAnswers(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		c := lancelottest.Dial(t, s.addr)
 		for _, qa := range [][2]string{{lancelottest.QName, lancelottest.AName}, {lancelottest.QQuest, lancelottest.AQuest}, {lancelottest.QColor, lancelottest.AColor}, {lancelottest.QName, lancelottest.AName}} {
-			c.Send(qa[0])
-			c.ExpectAll(qa[1])
+			c.Ask(qa[0], qa[1])
 		}
 	})
 }
 
 func TestCustomTable(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
+	forEachLoopCount(t, func(t *testing.T, loops int) {
 		table, err := protocol.NewTable(map[string]string{"Who are you?": "A knight.", "Why?": "Because."})
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := startEngine(t, newEngine, worker.Options{Table: table})
+		s := startEngine(t, loops, worker.Options{Table: table})
 		c := lancelottest.Dial(t, s.addr)
-		c.Send("Who are you?Why?")
-		c.ExpectAll("A knight.Because.")
+		c.Ask("Who are you?Why?", "A knight.Because.")
 		c.Send(lancelottest.QName) // not in the custom table
 		c.ExpectClosed(5 * time.Second)
 	})
@@ -184,8 +206,7 @@ func TestCustomTable(t *testing.T) {
 
 func TestPipelined(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		c := lancelottest.Dial(t, s.addr)
 		var qs, as strings.Builder
 		table := lancelottest.Exchanges()
@@ -195,8 +216,7 @@ func TestPipelined(t *testing.T) {
 		}
 		// One write, read while writing would block neither side: 500
 		// answers are far below the socket buffers.
-		c.Send(qs.String())
-		c.ExpectAll(as.String())
+		c.Ask(qs.String(), as.String())
 		s.waitStats(control.Stats{Answered: 500, Accepted: 1, Active: 1})
 	})
 }
@@ -205,8 +225,7 @@ func TestPipelined(t *testing.T) {
 // reaches the server in its own segment.
 func TestSplitReads(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		c := lancelottest.Dial(t, s.addr)
 		for _, b := range []byte(lancelottest.QName + lancelottest.QColor) {
 			c.Send(string(b))
@@ -215,28 +234,22 @@ func TestSplitReads(t *testing.T) {
 		c.ExpectAll(lancelottest.AName + lancelottest.AColor)
 		// A question split across two writes in the middle of another
 		// answer's batch.
-		c.Send(lancelottest.QQuest + "What is")
-		c.ExpectAll(lancelottest.AQuest)
-		c.Send(" your name?")
-		c.ExpectAll(lancelottest.AName)
+		c.Ask(lancelottest.QQuest+"What is", lancelottest.AQuest)
+		c.Ask(" your name?", lancelottest.AName)
 	})
 }
 
 func TestWhitespace(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		c := lancelottest.Dial(t, s.addr)
-		c.Send(" \t\r\n" + lancelottest.QName + "\r\n")
-		c.ExpectAll(lancelottest.AName)
-		c.Send("\n\n" + lancelottest.QQuest + "  \t" + lancelottest.QColor + "\r\n")
-		c.ExpectAll(lancelottest.AQuest + lancelottest.AColor)
+		c.Ask(" \t\r\n"+lancelottest.QName+"\r\n", lancelottest.AName)
+		c.Ask("\n\n"+lancelottest.QQuest+"  \t"+lancelottest.QColor+"\r\n", lancelottest.AQuest+lancelottest.AColor)
 		// Whitespace alone, in many reads, is not a question.
 		for range 3 {
 			c.Send(" \r\n\t")
 		}
-		c.Send(lancelottest.QName)
-		c.ExpectAll(lancelottest.AName)
+		c.Ask(lancelottest.QName, lancelottest.AName)
 		// Whitespace inside a question is part of it: this one is unknown.
 		c.Send("What  is your name?")
 		c.ExpectClosed(5 * time.Second)
@@ -245,17 +258,14 @@ func TestWhitespace(t *testing.T) {
 
 func TestUnknownQuestion(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		other := lancelottest.Dial(t, s.addr)
 		c := lancelottest.Dial(t, s.addr)
 		// Earlier questions are answered; the unknown one and everything
 		// after it are not.
-		c.Send(lancelottest.QName + lancelottest.QQuest + "What is the capital of Assyria?" + lancelottest.QColor)
-		c.ExpectAll(lancelottest.AName + lancelottest.AQuest)
+		c.Ask(lancelottest.QName+lancelottest.QQuest+"What is the capital of Assyria?"+lancelottest.QColor, lancelottest.AName+lancelottest.AQuest)
 		c.ExpectClosed(5 * time.Second)
-		other.Send(lancelottest.QColor)
-		other.ExpectAll(lancelottest.AColor)
+		other.Ask(lancelottest.QColor, lancelottest.AColor)
 		s.waitStats(control.Stats{Answered: 3, Unknown: 1, Accepted: 2, Active: 1})
 	})
 }
@@ -271,11 +281,9 @@ func TestNotASCII(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-				s := startEngine(t, newEngine, worker.Options{})
+			withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 				c := lancelottest.Dial(t, s.addr)
-				c.Send(tc.in)
-				c.ExpectAll(tc.answer)
+				c.Ask(tc.in, tc.answer)
 				// Closed without waiting for a '?' or the read timeout.
 				c.ExpectClosed(5 * time.Second)
 				s.waitStatsFunc("one connection accepted, none active", func(st control.Stats) bool {
@@ -311,18 +319,15 @@ func TestTooLong(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-				s := startEngine(t, newEngine, worker.Options{Table: table, MaxQuestionBytes: 8})
+			withEngines(t, worker.Options{Table: table, MaxQuestionBytes: 8}, func(t *testing.T, s *testEngine) {
 				c := lancelottest.Dial(t, s.addr)
-				c.Send(tc.in)
-				c.ExpectAll(tc.answer)
+				c.Ask(tc.in, tc.answer)
 				if tc.closed {
 					// Well before the read timeout (long).
 					c.ExpectClosed(5 * time.Second)
 					return
 				}
-				c.Send("Ab?")
-				c.ExpectAll("No.")
+				c.Ask("Ab?", "No.")
 			})
 		})
 	}
@@ -330,8 +335,7 @@ func TestTooLong(t *testing.T) {
 
 func TestDefaultMaxQuestionBytes(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		ok := lancelottest.Dial(t, s.addr)
 		ok.Send(strings.Repeat(" ", 5000) + lancelottest.QName) // whitespace does not count
 		ok.ExpectAll(lancelottest.AName)
@@ -343,19 +347,16 @@ func TestDefaultMaxQuestionBytes(t *testing.T) {
 
 func TestStatsExact(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		if got := s.eng.Stats(); !reflect.DeepEqual(got, control.Stats{}) {
 			t.Fatalf("Stats() of a new engine = %+v, want zero", got)
 		}
 		a := lancelottest.Dial(t, s.addr)
-		a.Send(lancelottest.QName + lancelottest.QQuest + lancelottest.QColor)
-		a.ExpectAll(lancelottest.AName + lancelottest.AQuest + lancelottest.AColor)
+		a.Ask(lancelottest.QName+lancelottest.QQuest+lancelottest.QColor, lancelottest.AName+lancelottest.AQuest+lancelottest.AColor)
 		s.waitStats(control.Stats{Answered: 3, Accepted: 1, Active: 1})
 
 		b := lancelottest.Dial(t, s.addr)
-		b.Send(lancelottest.QName + "Huh?")
-		b.ExpectAll(lancelottest.AName)
+		b.Ask(lancelottest.QName+"Huh?", lancelottest.AName)
 		b.ExpectClosed(5 * time.Second)
 		s.waitStats(control.Stats{Answered: 4, Unknown: 1, Accepted: 2, Active: 1})
 
@@ -365,8 +366,7 @@ func TestStatsExact(t *testing.T) {
 
 		a.Conn.Close()
 		s.waitStats(control.Stats{Answered: 4, Unknown: 1, Accepted: 3, Active: 1})
-		c.Send(" your quest?")
-		c.ExpectAll(lancelottest.AQuest)
+		c.Ask(" your quest?", lancelottest.AQuest)
 		c.Conn.Close()
 		s.waitStats(control.Stats{Answered: 5, Unknown: 1, Accepted: 3, Active: 0})
 	})
@@ -378,20 +378,13 @@ func TestStatsExact(t *testing.T) {
 func TestFirstByteTimeout(t *testing.T) {
 	t.Parallel()
 	const read = 300 * time.Millisecond
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{ReadTimeout: read, IdleTimeout: long})
+	withEngines(t, worker.Options{ReadTimeout: read, IdleTimeout: long}, func(t *testing.T, s *testEngine) {
 		talker := lancelottest.Dial(t, s.addr)
-		talker.Send(lancelottest.QName)
-		talker.ExpectAll(lancelottest.AName)
+		talker.Ask(lancelottest.QName, lancelottest.AName)
 		silent := lancelottest.Dial(t, s.addr)
-		start := time.Now()
-		silent.ExpectClosed(5 * time.Second)
-		if d := time.Since(start); d < read/2 {
-			t.Errorf("silent connection closed after %v, want about %v", d, read)
-		}
+		silent.ExpectClosedAfter(read)
 		talker.ExpectOpen(read)
-		talker.Send(lancelottest.QQuest)
-		talker.ExpectAll(lancelottest.AQuest)
+		talker.Ask(lancelottest.QQuest, lancelottest.AQuest)
 		s.waitStatsFunc("one read_timeout close", func(st control.Stats) bool { return st.Closed["read_timeout"] == 1 })
 	})
 }
@@ -399,27 +392,20 @@ func TestFirstByteTimeout(t *testing.T) {
 func TestIdleTimeout(t *testing.T) {
 	t.Parallel()
 	const idle = 300 * time.Millisecond
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{IdleTimeout: idle})
+	withEngines(t, worker.Options{IdleTimeout: idle}, func(t *testing.T, s *testEngine) {
 		// Between questions: questions closer than the idle timeout keep
 		// the connection open longer than the timeout in total.
 		c := lancelottest.Dial(t, s.addr)
 		start := time.Now()
 		for range 4 {
-			c.Send(lancelottest.QName)
-			c.ExpectAll(lancelottest.AName)
+			c.Ask(lancelottest.QName, lancelottest.AName)
 			time.Sleep(idle / 3) // the client's think time under test
 		}
 		if time.Since(start) < idle {
 			t.Fatalf("test too fast to mean anything")
 		}
-		c.Send(lancelottest.QQuest)
-		c.ExpectAll(lancelottest.AQuest)
-		start = time.Now()
-		c.ExpectClosed(5 * time.Second)
-		if d := time.Since(start); d < idle/2 {
-			t.Errorf("connection closed %v after its last answer, want about %v", d, idle)
-		}
+		c.Ask(lancelottest.QQuest, lancelottest.AQuest)
+		c.ExpectClosedAfter(idle)
 	})
 }
 
@@ -428,28 +414,16 @@ func TestIdleTimeout(t *testing.T) {
 func TestReadTimeout(t *testing.T) {
 	t.Parallel()
 	const readTimeout = 300 * time.Millisecond
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{ReadTimeout: readTimeout})
+	withEngines(t, worker.Options{ReadTimeout: readTimeout}, func(t *testing.T, s *testEngine) {
 		stalled := lancelottest.Dial(t, s.addr)
-		stalled.Send(lancelottest.QName)
-		stalled.ExpectAll(lancelottest.AName)
-		start := time.Now()
+		stalled.Ask(lancelottest.QName, lancelottest.AName)
 		stalled.Send("What is")
-		stalled.ExpectClosed(5 * time.Second)
-		if d := time.Since(start); d < readTimeout/2 {
-			t.Errorf("stalled question closed after %v, want about %v", d, readTimeout)
-		}
+		stalled.ExpectClosedAfter(readTimeout)
 
 		// One byte every 50ms: the question would take 900ms.
 		trickle := lancelottest.Dial(t, s.addr)
-		start = time.Now()
-		var werr error
-		for _, b := range []byte(lancelottest.QName) {
-			if _, werr = trickle.Conn.Write([]byte{b}); werr != nil {
-				break
-			}
-			time.Sleep(50 * time.Millisecond) // the slow client under test
-		}
+		start := time.Now()
+		werr := lancelottest.Trickle(trickle.Conn, lancelottest.QName, 50*time.Millisecond)
 		trickle.ExpectClosed(5 * time.Second)
 		if d := time.Since(start); d > 3*readTimeout && werr == nil {
 			t.Errorf("trickling client kept for %v; want it cut after about %v", d, readTimeout)
@@ -462,71 +436,31 @@ func TestReadTimeout(t *testing.T) {
 func TestWriteTimeout(t *testing.T) {
 	t.Parallel()
 	const writeTimeout = 300 * time.Millisecond
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{WriteTimeout: writeTimeout})
-		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-			// A small receive window fills quickly.
-			return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-		}}
-		conn, err := d.Dial("tcp", s.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		start := time.Now()
-		errc := make(chan error, 1)
-		go func() { errc <- floodWithoutReading(conn, 20*time.Second) }()
+	withEngines(t, worker.Options{WriteTimeout: writeTimeout}, func(t *testing.T, s *testEngine) {
+		conn := dialSmall(t, s.addr) // a small receive window fills quickly
+		errc := lancelottest.Flood(conn, lancelottest.QName, 20*time.Second)
 
 		// Meanwhile another client is served.
 		other := lancelottest.Dial(t, s.addr)
-		other.Send(lancelottest.QColor)
-		other.ExpectAll(lancelottest.AColor)
+		other.Ask(lancelottest.QColor, lancelottest.AColor)
 
-		select {
-		case err := <-errc:
-			if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
-				t.Errorf("flooding client got %v after %v, want the server to reset it", err, time.Since(start))
-			}
-		case <-time.After(15 * time.Second):
-			conn.Close()
-			<-errc
-			t.Fatalf("client that never reads still connected after 15s (write timeout %v)", writeTimeout)
-		}
-		other.Send(lancelottest.QName)
-		other.ExpectAll(lancelottest.AName)
+		lancelottest.ExpectCut(t, conn, errc, 15*time.Second)
+		other.Ask(lancelottest.QName, lancelottest.AName)
 		s.waitStatsFunc("the flooding client gone, the other active", func(st control.Stats) bool {
 			return st.Accepted == 2 && st.Active == 1 && st.Unknown == 0
 		})
 	})
 }
 
-// floodWithoutReading writes pipelined questions to conn until a write
-// fails, and never reads; it returns the error.
-func floodWithoutReading(conn net.Conn, limit time.Duration) error {
-	chunk := []byte(strings.Repeat(lancelottest.QName, 1000))
-	conn.SetWriteDeadline(time.Now().Add(limit))
-	for {
-		if _, err := conn.Write(chunk); err != nil {
-			return err
-		}
-	}
-}
-
 func TestShutdownNoConnections(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		start := time.Now()
 		err := waitErr(t, s.shutdown(long), 2*time.Second, "Shutdown with no connections")
 		if err != nil || time.Since(start) > time.Second {
 			t.Errorf("Shutdown with no connections = %v after %v, want nil at once", err, time.Since(start))
 		}
-		s.waitServed(2 * time.Second)
-		// The listener is closed: new clients are refused.
-		if conn, err := net.DialTimeout("tcp", s.addr, time.Second); err == nil {
-			conn.Close()
-			t.Errorf("dial after Shutdown succeeded, want refused")
-		}
+		s.expectStopped("Shutdown")
 	})
 }
 
@@ -537,14 +471,11 @@ func TestShutdownNoConnections(t *testing.T) {
 func TestShutdownIdleAndMidQuestion(t *testing.T) {
 	t.Parallel()
 	const timeout = time.Second
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		idle := lancelottest.Dial(t, s.addr)
-		idle.Send(lancelottest.QName)
-		idle.ExpectAll(lancelottest.AName)
+		idle.Ask(lancelottest.QName, lancelottest.AName)
 		mid := lancelottest.Dial(t, s.addr)
-		mid.Send(lancelottest.QQuest)
-		mid.ExpectAll(lancelottest.AQuest)
+		mid.Ask(lancelottest.QQuest, lancelottest.AQuest)
 		mid.Send("What is your")
 		s.waitStats(control.Stats{Answered: 2, Accepted: 2, Active: 2})
 
@@ -552,8 +483,7 @@ func TestShutdownIdleAndMidQuestion(t *testing.T) {
 		done := s.shutdown(timeout)
 		s.waitServed(2 * time.Second)
 		// Before the deadline: still served.
-		idle.Send(lancelottest.QColor)
-		idle.ExpectAll(lancelottest.AColor)
+		idle.Ask(lancelottest.QColor, lancelottest.AColor)
 		if time.Since(start) >= timeout {
 			t.Fatalf("test too slow: the shutdown deadline passed before it could check")
 		}
@@ -568,8 +498,7 @@ func TestShutdownIdleAndMidQuestion(t *testing.T) {
 			t.Errorf("idle connection closed %v into Shutdown, want at its %v deadline", d, timeout)
 		}
 		// The mid-question one is still open and gets its answer.
-		mid.Send(" favorite color?")
-		mid.ExpectAll(lancelottest.AColor)
+		mid.Ask(" favorite color?", lancelottest.AColor)
 		mid.ExpectClosed(5 * time.Second)
 		if err := waitErr(t, done, 5*time.Second, "Shutdown"); !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Shutdown() = %v, want context.DeadlineExceeded", err)
@@ -584,15 +513,12 @@ func TestShutdownIdleAndMidQuestion(t *testing.T) {
 // connection closes by itself, before its deadline.
 func TestShutdownWaitsForClients(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		c := lancelottest.Dial(t, s.addr)
-		c.Send(lancelottest.QName)
-		c.ExpectAll(lancelottest.AName)
+		c.Ask(lancelottest.QName, lancelottest.AName)
 		done := s.shutdown(long)
 		s.waitServed(2 * time.Second)
-		c.Send(lancelottest.QQuest)
-		c.ExpectAll(lancelottest.AQuest)
+		c.Ask(lancelottest.QQuest, lancelottest.AQuest)
 		select {
 		case err := <-done:
 			t.Fatalf("Shutdown returned %v while a connection was open", err)
@@ -608,11 +534,9 @@ func TestShutdownWaitsForClients(t *testing.T) {
 
 func TestClose(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		idle := lancelottest.Dial(t, s.addr)
-		idle.Send(lancelottest.QName)
-		idle.ExpectAll(lancelottest.AName)
+		idle.Ask(lancelottest.QName, lancelottest.AName)
 		mid := lancelottest.Dial(t, s.addr)
 		mid.Send("What is your")
 		s.waitStats(control.Stats{Answered: 1, Accepted: 2, Active: 2})
@@ -626,23 +550,19 @@ func TestClose(t *testing.T) {
 		}
 		idle.ExpectClosed(2 * time.Second)
 		mid.ExpectClosed(2 * time.Second)
-		s.waitServed(2 * time.Second)
-		if conn, err := net.DialTimeout("tcp", s.addr, time.Second); err == nil {
-			conn.Close()
-			t.Errorf("dial after Close succeeded, want refused")
-		}
+		s.expectStopped("Close")
 	})
 }
 
-// TestServeAfterStop: Serve on a stopped engine returns ErrServerClosed at
+// TestServeAfterStop: Serve on a stopped engine returns ErrStopped at
 // once and closes the listener it was given.
 func TestServeAfterStop(t *testing.T) {
 	t.Parallel()
 	for _, stop := range []string{"Shutdown", "Close"} {
 		t.Run(stop, func(t *testing.T) {
 			t.Parallel()
-			forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-				eng := newEngine(worker.Options{})
+			forEachLoopCount(t, func(t *testing.T, loops int) {
+				eng := newEngine(worker.Options{}, loops)
 				if stop == "Shutdown" {
 					if err := eng.Shutdown(context.Background()); err != nil {
 						t.Fatalf("Shutdown of an idle engine = %v, want nil", err)
@@ -657,8 +577,8 @@ func TestServeAfterStop(t *testing.T) {
 				defer ln.Close()
 				served := make(chan error, 1)
 				go func() { served <- eng.Serve(ln) }()
-				if err := waitErr(t, served, 2*time.Second, "Serve after "+stop); !errors.Is(err, worker.ErrServerClosed) {
-					t.Errorf("Serve after %s = %v, want ErrServerClosed", stop, err)
+				if err := waitErr(t, served, 2*time.Second, "Serve after "+stop); !errors.Is(err, worker.ErrStopped) {
+					t.Errorf("Serve after %s = %v, want ErrStopped", stop, err)
 				}
 				if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
 					t.Errorf("Accept on the listener Serve returned from = %v, want net.ErrClosed", err)
@@ -672,13 +592,11 @@ func TestServeAfterStop(t *testing.T) {
 // a removed slot's socket too), and Shutdown stops every Serve.
 func TestManyListeners(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		second := s.serve()
 		for _, addr := range []string{s.addr, second} {
 			c := lancelottest.Dial(t, addr)
-			c.Send(lancelottest.QName)
-			c.ExpectAll(lancelottest.AName)
+			c.Ask(lancelottest.QName, lancelottest.AName)
 			c.Conn.Close()
 		}
 		s.waitStats(control.Stats{Answered: 2, Accepted: 2, Active: 0})
@@ -694,8 +612,7 @@ func TestManyListeners(t *testing.T) {
 // one.
 func TestManyClients(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		holders := make([]*lancelottest.Client, 200)
 		for i := range holders {
 			holders[i] = lancelottest.Dial(t, s.addr)
@@ -704,26 +621,11 @@ func TestManyClients(t *testing.T) {
 		s.waitStats(control.Stats{Accepted: 200, Active: 200})
 		start := time.Now()
 		c := lancelottest.Dial(t, s.addr)
-		c.Send(lancelottest.QName)
-		c.ExpectAll(lancelottest.AName)
+		c.Ask(lancelottest.QName, lancelottest.AName)
 		if d := time.Since(start); d > time.Second {
 			t.Errorf("new client answered after %v with 200 clients holding questions", d)
 		}
-		var wg sync.WaitGroup
-		for _, h := range holders {
-			wg.Go(func() {
-				if _, err := h.Conn.Write([]byte(" quest?")); err != nil {
-					t.Errorf("finish held question: %v", err)
-					return
-				}
-				h.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-				got := make([]byte, len(lancelottest.AQuest))
-				if _, err := io.ReadFull(h.Reader, got); err != nil || string(got) != lancelottest.AQuest {
-					t.Errorf("held question answered %q, %v", got, err)
-				}
-			})
-		}
-		wg.Wait()
+		lancelottest.AskAll(t, holders, " quest?", lancelottest.AQuest)
 		s.waitStats(control.Stats{Answered: 201, Accepted: 201, Active: 201})
 	})
 }
@@ -733,8 +635,7 @@ func TestManyClients(t *testing.T) {
 // the connection closes.
 func TestHalfClose(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		c := lancelottest.Dial(t, s.addr)
 		c.Send(lancelottest.QName + "\n" + lancelottest.QQuest + "\n")
 		if err := c.Conn.(*net.TCPConn).CloseWrite(); err != nil {
@@ -751,8 +652,7 @@ func TestHalfClose(t *testing.T) {
 func TestLongPipeline(t *testing.T) {
 	t.Parallel()
 	const n = 60000 // about 1.4 MB of answers
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{})
+	withEngines(t, worker.Options{}, func(t *testing.T, s *testEngine) {
 		c := lancelottest.Dial(t, s.addr)
 		table := lancelottest.Exchanges()
 		var qs, as strings.Builder
@@ -789,20 +689,47 @@ func TestLongPipeline(t *testing.T) {
 func TestTimeoutsApart(t *testing.T) {
 	t.Parallel()
 	const short = 200 * time.Millisecond
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		idleShort := startEngine(t, newEngine, worker.Options{IdleTimeout: short})
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		idleShort := startEngine(t, loops, worker.Options{IdleTimeout: short})
 		c := lancelottest.Dial(t, idleShort.addr)
 		c.Send("What is your")
 		c.ExpectOpen(3 * short)
-		c.Send(" name?")
-		c.ExpectAll(lancelottest.AName)
+		c.Ask(" name?", lancelottest.AName)
 
-		readShort := startEngine(t, newEngine, worker.Options{ReadTimeout: short})
+		readShort := startEngine(t, loops, worker.Options{ReadTimeout: short})
 		c = lancelottest.Dial(t, readShort.addr)
-		c.Send(lancelottest.QName)
-		c.ExpectAll(lancelottest.AName)
+		c.Ask(lancelottest.QName, lancelottest.AName)
 		c.ExpectOpen(3 * short)
-		c.Send(lancelottest.QQuest)
-		c.ExpectAll(lancelottest.AQuest)
+		c.Ask(lancelottest.QQuest, lancelottest.AQuest)
+	})
+}
+
+// TestUnixListener: an engine serves a unix socket too, and Serve closes
+// it, removing its path, as a unix net.Listener's Close does.
+func TestUnixListener(t *testing.T) {
+	t.Parallel()
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		path := filepath.Join(t.TempDir(), "s")
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng := newEngine(worker.Options{}, loops)
+		served := make(chan error, 1)
+		go func() { served <- eng.Serve(ln) }()
+		conn, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		c := lancelottest.NewClient(t, conn)
+		c.Ask(lancelottest.QName, lancelottest.AName)
+		eng.Close()
+		if err := waitErr(t, served, 5*time.Second, "Serve"); !errors.Is(err, worker.ErrStopped) {
+			t.Errorf("Serve() = %v, want ErrStopped", err)
+		}
+		if _, err := net.Dial("unix", path); err == nil {
+			t.Errorf("dial %s after Close succeeded", path)
+		}
 	})
 }

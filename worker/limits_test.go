@@ -4,7 +4,6 @@ package worker_test
 // heartbeat, connection caps, shedding, overload and spread closes.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -64,10 +63,8 @@ func TestListenUnlisten(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := lancelottest.Dial(t, addr0), lancelottest.Dial(t, addr1)
-	a.Send(lancelottest.QName)
-	a.ExpectAll(lancelottest.AName)
-	b.Send(lancelottest.QName)
-	b.ExpectAll(lancelottest.AName)
+	a.Ask(lancelottest.QName, lancelottest.AName)
+	b.Ask(lancelottest.QName, lancelottest.AName)
 
 	e.Unlisten(1)
 	queued := lancelottest.Dial(t, addr1) // the kernel completes the handshake; nobody accepts
@@ -191,24 +188,19 @@ func TestAliveVouchesForLoops(t *testing.T) {
 // byte; with none of those, the newcomer is closed at once.
 func TestCapShedsSilentForNewcomer(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{MaxConnections: 3})
+	withEngines(t, worker.Options{MaxConnections: 3}, func(t *testing.T, s *testEngine) {
 		talker := lancelottest.Dial(t, s.addr)
-		talker.Send(lancelottest.QName)
-		talker.ExpectAll(lancelottest.AName)
+		talker.Ask(lancelottest.QName, lancelottest.AName)
 		oldest := lancelottest.Dial(t, s.addr)
 		s.waitStatsFunc("2 open", func(st control.Stats) bool { return st.Active == 2 })
 		younger := lancelottest.Dial(t, s.addr)
 		s.waitStatsFunc("3 open", func(st control.Stats) bool { return st.Active == 3 })
 
 		newcomer := lancelottest.Dial(t, s.addr)
-		newcomer.Send(lancelottest.QQuest)
-		newcomer.ExpectAll(lancelottest.AQuest)
+		newcomer.Ask(lancelottest.QQuest, lancelottest.AQuest)
 		oldest.ExpectClosed(5 * time.Second)
-		younger.Send(lancelottest.QColor)
-		younger.ExpectAll(lancelottest.AColor)
-		talker.Send(lancelottest.QName)
-		talker.ExpectAll(lancelottest.AName)
+		younger.Ask(lancelottest.QColor, lancelottest.AColor)
+		talker.Ask(lancelottest.QName, lancelottest.AName)
 
 		// Now every connection has spoken: the next newcomer is refused.
 		refused := lancelottest.Dial(t, s.addr)
@@ -223,23 +215,19 @@ func TestCapShedsSilentForNewcomer(t *testing.T) {
 // connections; another address is not affected.
 func TestPerSourceCap(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{MaxConnectionsPerSource: 2})
+	withEngines(t, worker.Options{MaxConnectionsPerSource: 2}, func(t *testing.T, s *testEngine) {
 		a, b := lancelottest.DialFrom(t, s.addr, "127.0.0.2"), lancelottest.DialFrom(t, s.addr, "127.0.0.2")
 		for _, c := range []*lancelottest.Client{a, b} { // admitted before the third comes
-			c.Send(lancelottest.QName)
-			c.ExpectAll(lancelottest.AName)
+			c.Ask(lancelottest.QName, lancelottest.AName)
 		}
 		third := lancelottest.DialFrom(t, s.addr, "127.0.0.2")
 		third.ExpectClosed(5 * time.Second)
 		other := lancelottest.DialFrom(t, s.addr, "127.0.0.3")
-		other.Send(lancelottest.QName)
-		other.ExpectAll(lancelottest.AName)
+		other.Ask(lancelottest.QName, lancelottest.AName)
 		a.Conn.Close()
 		s.waitStatsFunc("a's slot free", func(st control.Stats) bool { return st.Active == 2 })
 		again := lancelottest.DialFrom(t, s.addr, "127.0.0.2")
-		again.Send(lancelottest.QQuest)
-		again.ExpectAll(lancelottest.AQuest)
+		again.Ask(lancelottest.QQuest, lancelottest.AQuest)
 		s.waitStatsFunc("one limit", func(st control.Stats) bool { return st.Closed["limit"] == 1 })
 	})
 }
@@ -248,12 +236,10 @@ func TestPerSourceCap(t *testing.T) {
 // connections are closed long before their idle timeout.
 func TestOverloadShrinksIdleTimeout(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		s := startEngine(t, newEngine, worker.Options{MaxConnections: 10})
+	withEngines(t, worker.Options{MaxConnections: 10}, func(t *testing.T, s *testEngine) {
 		for range 10 {
 			c := lancelottest.Dial(t, s.addr)
-			c.Send(lancelottest.QName)
-			c.ExpectAll(lancelottest.AName)
+			c.Ask(lancelottest.QName, lancelottest.AName)
 		}
 		start := time.Now()
 		s.waitStatsFunc("idle connections shed to below nine tenths of the cap", func(st control.Stats) bool {
@@ -270,12 +256,11 @@ func TestOverloadShrinksIdleTimeout(t *testing.T) {
 func TestShutdownSpreadsCloses(t *testing.T) {
 	t.Parallel()
 	const spread = 600 * time.Millisecond
-	s := startEngine(t, worker.NewEventLoop, worker.Options{CloseSpread: spread})
+	s := startEngine(t, 0, worker.Options{CloseSpread: spread})
 	var clients []*lancelottest.Client
 	for range 30 {
 		c := lancelottest.Dial(t, s.addr)
-		c.Send(lancelottest.QName)
-		c.ExpectAll(lancelottest.AName)
+		c.Ask(lancelottest.QName, lancelottest.AName)
 		clients = append(clients, c)
 	}
 	done := s.shutdown(10 * time.Millisecond)
@@ -305,7 +290,7 @@ func TestShutdownSpreadsCloses(t *testing.T) {
 // client's address and the reason.
 func TestLogLines(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf lancelottest.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	eng := worker.NewEventLoop(worker.Options{Logger: log, MaxQuestionBytes: 40, IdleTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -366,23 +351,6 @@ func normalizeLog(s string) string {
 	return strings.Join(lines, "\n")
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestWriteTimeoutKernelQueue: a client that never reads is cut after the
 // write timeout even when every answer fitted into the kernel's send
 // buffer, which autotuning grows to megabytes, so that no write ever
@@ -390,21 +358,11 @@ func (b *syncBuffer) String() string {
 // closed window. TCP_USER_TIMEOUT, set on the listener, cuts it.
 func TestWriteTimeoutKernelQueue(t *testing.T) {
 	t.Parallel()
-	s := startEngine(t, worker.NewEventLoop, worker.Options{WriteTimeout: 300 * time.Millisecond})
+	s := startEngine(t, 0, worker.Options{WriteTimeout: 300 * time.Millisecond})
 	for i := range 5 {
 		conn := lancelottest.DialConn(t, s.addr)
 		conn.(*net.TCPConn).SetReadBuffer(4096) // after the handshake: the window the server saw shrinks
-		errc := make(chan error, 1)
-		go func() {
-			chunk := []byte(strings.Repeat(lancelottest.QQuest, 2000))
-			conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
-			for {
-				if _, err := conn.Write(chunk); err != nil {
-					errc <- err
-					return
-				}
-			}
-		}()
+		errc := lancelottest.Flood(conn, lancelottest.QQuest, 20*time.Second)
 		select {
 		case err := <-errc:
 			if errors.Is(err, os.ErrDeadlineExceeded) {

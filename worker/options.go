@@ -9,8 +9,9 @@ import (
 	"github.com/camelot/lancelot/shared/proxyproto"
 )
 
-// ErrServerClosed is returned by Serve after Shutdown or Close.
-var ErrServerClosed = errors.New("worker: server closed")
+// ErrStopped is Listen's error once the engine is stopping: a socket lent
+// then goes to another worker.
+var ErrStopped = errors.New("worker: engine stopped")
 
 // Options configure an EventLoop. Zero durations and limits take the
 // defaults of `lancelot serve`.

@@ -44,14 +44,14 @@ func v2Header(src netip.AddrPort, tlv int) []byte {
 	return b.Bytes()
 }
 
-func startProxyEngine(t *testing.T, newEngine newEngineFunc, mode proxyproto.Mode, o worker.Options) *testServer {
+func startProxyEngine(t *testing.T, loops int, mode proxyproto.Mode, o worker.Options) *testEngine {
 	t.Helper()
 	allow, err := proxyproto.ParseAllowList(trusted)
 	if err != nil {
 		t.Fatal(err)
 	}
 	o.Proxy, o.ProxyAllow = mode, allow
-	return startEngine(t, newEngine, o)
+	return startEngine(t, loops, o)
 }
 
 // TestProxyHeaderAccepted: a valid header, whole or split byte by byte,
@@ -76,20 +76,17 @@ func TestProxyHeaderAccepted(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-				s := startProxyEngine(t, newEngine, tc.mode, worker.Options{})
+			forEachLoopCount(t, func(t *testing.T, loops int) {
+				s := startProxyEngine(t, loops, tc.mode, worker.Options{})
 				whole := lancelottest.DialFrom(t, s.addr, trusted)
-				whole.Send(tc.header + lancelottest.QName)
-				whole.ExpectAll(lancelottest.AName)
+				whole.Ask(tc.header+lancelottest.QName, lancelottest.AName)
 				split := lancelottest.DialFrom(t, s.addr, trusted)
 				for i := range len(tc.header) {
 					split.Send(tc.header[i : i+1])
 					time.Sleep(time.Millisecond) // separate reads, to exercise the partial paths
 				}
-				split.Send(lancelottest.QQuest)
-				split.ExpectAll(lancelottest.AQuest)
-				split.Send(lancelottest.QColor)
-				split.ExpectAll(lancelottest.AColor)
+				split.Ask(lancelottest.QQuest, lancelottest.AQuest)
+				split.Ask(lancelottest.QColor, lancelottest.AColor)
 			})
 		})
 	}
@@ -117,7 +114,7 @@ func TestProxyHeaderRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := startProxyEngine(t, worker.NewEventLoop, tc.mode, worker.Options{})
+			s := startProxyEngine(t, 0, tc.mode, worker.Options{})
 			c := lancelottest.DialFrom(t, s.addr, tc.from)
 			c.Send(tc.input)
 			c.ExpectClosed(5 * time.Second)
@@ -132,12 +129,11 @@ func TestProxyHeaderRefused(t *testing.T) {
 // the allow list is an ordinary client, nc users' Enter included.
 func TestProxyUntrustedServedPlainly(t *testing.T) {
 	t.Parallel()
-	s := startProxyEngine(t, worker.NewEventLoop, proxyproto.Auto, worker.Options{})
+	s := startProxyEngine(t, 0, proxyproto.Auto, worker.Options{})
 	c := lancelottest.DialFrom(t, s.addr, untrusted)
 	c.Send("\r\n")
 	time.Sleep(10 * time.Millisecond) // a read of its own: a prefix of the v2 signature
-	c.Send(lancelottest.QName + "\n" + lancelottest.QQuest)
-	c.ExpectAll(lancelottest.AName + lancelottest.AQuest)
+	c.Ask(lancelottest.QName+"\n"+lancelottest.QQuest, lancelottest.AName+lancelottest.AQuest)
 	p := lancelottest.DialFrom(t, s.addr, untrusted)
 	p.Send("PROXY?") // not a signature
 	p.ExpectClosed(5 * time.Second)
@@ -150,7 +146,7 @@ func TestProxyUntrustedServedPlainly(t *testing.T) {
 // the read timeout.
 func TestProxyHeaderTimeout(t *testing.T) {
 	t.Parallel()
-	s := startProxyEngine(t, worker.NewEventLoop, proxyproto.V1, worker.Options{ReadTimeout: 200 * time.Millisecond})
+	s := startProxyEngine(t, 0, proxyproto.V1, worker.Options{ReadTimeout: 200 * time.Millisecond})
 	c := lancelottest.DialFrom(t, s.addr, trusted)
 	c.Send("PROXY TCP4 192.0.2.1")
 	c.ExpectClosed(5 * time.Second)
@@ -161,12 +157,11 @@ func TestProxyHeaderTimeout(t *testing.T) {
 // peer it came through.
 func TestProxyClientInLog(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf lancelottest.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s := startProxyEngine(t, worker.NewEventLoop, proxyproto.V1, worker.Options{Logger: log})
+	s := startProxyEngine(t, 0, proxyproto.V1, worker.Options{Logger: log})
 	c := lancelottest.DialFrom(t, s.addr, trusted)
-	c.Send(v1Header + lancelottest.QName + "Who?")
-	c.ExpectAll(lancelottest.AName)
+	c.Ask(v1Header+lancelottest.QName+"Who?", lancelottest.AName)
 	c.ExpectClosed(5 * time.Second)
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(buf.String(), "closing connection: unknown") && time.Now().Before(deadline) {
@@ -181,13 +176,11 @@ func TestProxyClientInLog(t *testing.T) {
 // client the header names, not the balancer.
 func TestProxySourceCap(t *testing.T) {
 	t.Parallel()
-	s := startProxyEngine(t, worker.NewEventLoop, proxyproto.V1, worker.Options{MaxConnectionsPerSource: 1})
+	s := startProxyEngine(t, 0, proxyproto.V1, worker.Options{MaxConnectionsPerSource: 1})
 	a := lancelottest.DialFrom(t, s.addr, trusted)
-	a.Send(v1Header + lancelottest.QName)
-	a.ExpectAll(lancelottest.AName)
+	a.Ask(v1Header+lancelottest.QName, lancelottest.AName)
 	b := lancelottest.DialFrom(t, s.addr, trusted)
-	b.Send("PROXY TCP4 192.0.2.2 198.51.100.1 1 1060\r\n" + lancelottest.QName)
-	b.ExpectAll(lancelottest.AName)
+	b.Ask("PROXY TCP4 192.0.2.2 198.51.100.1 1 1060\r\n"+lancelottest.QName, lancelottest.AName)
 	again := lancelottest.DialFrom(t, s.addr, trusted)
 	again.Send(v1Header + lancelottest.QName)
 	again.ExpectClosed(5 * time.Second)

@@ -3,13 +3,11 @@ package main
 // The protocol as docs/protocol.md states it, against the real binary.
 
 import (
-	"errors"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -190,21 +188,12 @@ func TestReadTimeoutFlag(t *testing.T) {
 	c := lancelottest.Dial(t, s.addr)
 	c.Send(lancelottest.QName)
 	c.Expect(lancelottest.AName)
-	start := time.Now()
 	c.Send("What is your")
-	c.ExpectClosed(5 * time.Second)
-	if d := time.Since(start); d < readTimeout/2 {
-		t.Errorf("unfinished question cut after %v, want about %v", d, readTimeout)
-	}
+	c.ExpectClosedAfter(readTimeout)
 	// The read timeout bounds the whole question, not each read.
 	trickle := lancelottest.Dial(t, s.addr)
-	start = time.Now()
-	for _, b := range []byte(lancelottest.QColor) {
-		if _, err := trickle.Conn.Write([]byte{b}); err != nil {
-			break
-		}
-		time.Sleep(40 * time.Millisecond) // the slow client under test
-	}
+	start := time.Now()
+	lancelottest.Trickle(trickle.Conn, lancelottest.QColor, 40*time.Millisecond)
 	trickle.ExpectClosed(5 * time.Second)
 	if d := time.Since(start); d < readTimeout/2 {
 		t.Errorf("trickling client cut after %v, want about %v", d, readTimeout)
@@ -246,31 +235,11 @@ func TestWriteTimeoutFlag(t *testing.T) {
 	if tc, ok := conn.(interface{ SetReadBuffer(int) error }); ok {
 		tc.SetReadBuffer(4096) // fill the window sooner
 	}
-	start := time.Now()
-	errc := make(chan error, 1)
-	go func() {
-		chunk := []byte(strings.Repeat(lancelottest.QQuest, 2000))
-		conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
-		for {
-			if _, err := conn.Write(chunk); err != nil {
-				errc <- err
-				return
-			}
-		}
-	}()
+	errc := lancelottest.Flood(conn, lancelottest.QQuest, 20*time.Second)
 	other := lancelottest.Dial(t, s.addr)
 	other.Send(lancelottest.QName)
 	other.Expect(lancelottest.AName)
-	select {
-	case err := <-errc:
-		if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
-			t.Errorf("never-reading client: write error %v after %v, want a reset by the server", err, time.Since(start))
-		}
-	case <-time.After(15 * time.Second):
-		conn.Close()
-		<-errc
-		t.Fatal("never-reading client still connected after 15s with --write-timeout 300ms")
-	}
+	lancelottest.ExpectCut(t, conn, errc, 15*time.Second)
 	other.Send(lancelottest.QColor)
 	other.Expect(lancelottest.AColor)
 	if got, err := lancelottest.AskOnce(s.addr, lancelottest.QQuest, 5*time.Second); err != nil || got != lancelottest.AQuest {
@@ -310,20 +279,7 @@ func TestManyHeldQuestions(t *testing.T) {
 		t.Errorf("new client answered after %v with %d questions held, want under 1s", d, holders)
 	}
 	// And every held question is answered once it completes.
-	var wg sync.WaitGroup
-	for _, h := range conns {
-		wg.Go(func() {
-			if _, err := h.Conn.Write([]byte(" quest?")); err != nil {
-				t.Errorf("finish held question: %v", err)
-				return
-			}
-			h.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-			if got, err := h.Reader.ReadString('.'); err != nil || got != lancelottest.AQuest {
-				t.Errorf("held question answered %q, %v; want %q", got, err, lancelottest.AQuest)
-			}
-		})
-	}
-	wg.Wait()
+	lancelottest.AskAll(t, conns, " quest?", lancelottest.AQuest)
 }
 
 // TestConfigAnswers: the config file's answers: replace the built-in table.

@@ -83,10 +83,14 @@ func runWorker(slot int) error {
 		Logger:                  log,
 	})
 	log.Debug("worker starting", "gomaxprocs", runtime.GOMAXPROCS(0), "sockets", len(h.Sockets), "max_connections", cfg.ConnectionLimit())
+	sigc := make(chan os.Signal, 4)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
+	defer signal.Stop(sigc)
 	return worker.Process{
 		Engine:          eng,
 		Control:         ctrl,
 		Sockets:         h.Sockets,
+		Signals:         sigc,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          log,
 		LogDropped:      logs.Dropped,

@@ -1,16 +1,15 @@
 package asynclog_test
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/camelot/lancelot/shared/asynclog"
+	"github.com/camelot/lancelot/shared/lancelottest"
 )
 
 func TestMain(m *testing.M) {
@@ -19,22 +18,13 @@ func TestMain(m *testing.M) {
 
 // gate is a writer that blocks until opened, as a stalled log reader does.
 type gate struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
+	lancelottest.SyncBuffer
 	open chan struct{}
 }
 
 func (g *gate) Write(p []byte) (int, error) {
 	<-g.open
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.buf.Write(p)
-}
-
-func (g *gate) String() string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.buf.String()
+	return g.SyncBuffer.Write(p)
 }
 
 // TestNeverBlocks logs far more than the queue holds into a writer that

@@ -1,6 +1,8 @@
 // Package config is the configuration both sides of lancelot share: the
-// supervisor builds it from flags and the YAML file, and hands the part a
-// worker needs to each worker it starts.
+// supervisor builds it from flags and the YAML file, and hands all of it
+// to each worker it starts (see handoff.Worker); a worker reads the
+// settings that shape serving (answers, limits, timeouts, PROXY protocol,
+// logging, its CPU share) and ignores the supervisor's own.
 //
 // Not a public API: this package serves the lancelot binary only.
 package config

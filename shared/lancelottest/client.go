@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -82,6 +83,13 @@ func (c *Client) ExpectAll(want string) {
 	}
 }
 
+// Ask sends q and checks the answers are want, as ExpectAll does.
+func (c *Client) Ask(q, want string) {
+	c.t.Helper()
+	c.Send(q)
+	c.ExpectAll(want)
+}
+
 // ExpectClosed checks the server closes the connection (EOF or reset)
 // within the bound, without sending anything more.
 func (c *Client) ExpectClosed(within time.Duration) {
@@ -90,6 +98,18 @@ func (c *Client) ExpectClosed(within time.Duration) {
 	b, err := io.ReadAll(c.Reader)
 	if len(b) > 0 || (err != nil && !IsReset(err)) {
 		c.t.Fatalf("read %q, %v; want EOF within %v", b, err, within)
+	}
+}
+
+// ExpectClosedAfter checks the server closes the connection, as
+// ExpectClosed does within 5 s, and not before half of d from now: d is
+// the timeout under test, which a loaded machine may not keep exactly.
+func (c *Client) ExpectClosedAfter(d time.Duration) {
+	c.t.Helper()
+	start := time.Now()
+	c.ExpectClosed(ioTimeout)
+	if took := time.Since(start); took < d/2 {
+		c.t.Errorf("connection closed after %v, want about %v", took, d)
 	}
 }
 
@@ -102,4 +122,26 @@ func (c *Client) ExpectOpen(d time.Duration) {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		c.t.Fatalf("read %q, %v; want the connection open and silent for %v", b, err, d)
 	}
+}
+
+// AskAll sends rest on every client at once, each completing the question
+// it holds, and checks every one is answered want within 10 s. It calls no
+// method of Client, which must run on the test's goroutine.
+func AskAll(t testing.TB, clients []*Client, rest, want string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Go(func() {
+			if _, err := c.Conn.Write([]byte(rest)); err != nil {
+				t.Errorf("finish held question: %v", err)
+				return
+			}
+			c.Conn.SetReadDeadline(time.Now().Add(2 * ioTimeout))
+			got := make([]byte, len(want))
+			if n, err := io.ReadFull(c.Reader, got); err != nil || string(got) != want {
+				t.Errorf("held question answered %q, %v; want %q", got[:n], err, want)
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/camelot/lancelot/shared/control"
 	"github.com/camelot/lancelot/shared/protocol"
 )
 
@@ -80,7 +79,7 @@ type loop struct {
 
 	stats loopStats
 
-	pending []*listenerFD // guarded: handed over by Listen and Serve
+	pending []*listenerFD // guarded: handed over by Listen
 	pings   []*ping       // guarded: Alive calls to acknowledge
 	exited  bool          // guarded: the loop's descriptors are closed
 }
@@ -122,32 +121,6 @@ func newLoop(e *EventLoop) (*loop, error) {
 		return nil, fmt.Errorf("event loop: epoll_ctl: %w", err)
 	}
 	return l, nil
-}
-
-func (s *loopStats) load() control.Stats {
-	st := control.Stats{
-		Answered: s.answered.Load(),
-		Unknown:  s.unknown.Load(),
-		Accepted: s.accepted.Load(),
-		Active:   s.active.Load(),
-	}
-	for r := reasonUnknown; r < numReasons; r++ {
-		if n := s.closed[r].Load(); n > 0 {
-			if st.Closed == nil {
-				st.Closed = make(map[string]uint64)
-			}
-			st.Closed[r.String()] = n
-		}
-	}
-	for i, reason := range proxyReasons() {
-		if n := s.proxy[i].Load(); n > 0 {
-			if st.ProxyErrors == nil {
-				st.ProxyErrors = make(map[string]uint64)
-			}
-			st.ProxyErrors[reason] = n
-		}
-	}
-	return st
 }
 
 func (l *loop) closeFDs() {
@@ -230,7 +203,7 @@ func (l *loop) waitMillis() int {
 }
 
 // dispatch handles events. A panic while serving one connection is logged
-// and closes that connection only, as Server's per-connection recover does.
+// and closes that connection only, as net/http's per-connection recover does.
 func (l *loop) dispatch(evs []unix.EpollEvent) {
 	for len(evs) > 0 {
 		evs = l.dispatchSome(evs)
@@ -369,8 +342,9 @@ func (l *loop) enter(s int32) {
 	}
 }
 
-// fail ends a loop whose epoll instance broke: its listeners report err to
-// their Serve calls, and its connections are closed.
+// fail ends a loop whose epoll instance broke: its listeners fail with
+// err, which stops the worker (see EventLoop.failed), and its connections
+// are closed.
 func (l *loop) fail(err error) {
 	l.e.opts.Logger.Error("event loop failed", "err", err)
 	for len(l.lns) > 0 {

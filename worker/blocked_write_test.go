@@ -1,8 +1,7 @@
 package worker_test
 
-// Behaviour the event loop implements with extra machinery (a blocked
-// write keeps answers and unanswered input per connection): run against
-// every engine, so they stay equal.
+// A client that reads slowly: a blocked write keeps the connection's
+// answers and unanswered input until the client reads again.
 
 import (
 	"bytes"
@@ -10,28 +9,32 @@ import (
 	"errors"
 	"io"
 	"net"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/camelot/lancelot/shared/control"
-	"github.com/camelot/lancelot/shared/lancelottest"
 	"github.com/camelot/lancelot/shared/protocol"
 	"github.com/camelot/lancelot/worker"
 )
 
-// longTable answers a two-byte question with a kilobyte, so a pipelined
-// burst fills every buffer on the way back.
-func longTable(t *testing.T) (*protocol.Table, string) {
+// slowReader starts an engine that answers "a?" with a kilobyte, so a
+// pipelined burst fills every buffer on the way back, and connects a
+// client with a small receive buffer (dialSmall) that sends burst.
+func slowReader(t *testing.T, loops int, burst string) (s *testEngine, conn net.Conn, answer string) {
 	t.Helper()
-	answer := strings.Repeat("x", 1023) + "."
+	answer = strings.Repeat("x", 1023) + "."
 	table, err := protocol.NewTable(map[string]string{"a?": answer})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return table, answer
+	s = startEngine(t, loops, worker.Options{Table: table})
+	conn = dialSmall(t, s.addr)
+	if _, err := conn.Write([]byte(burst)); err != nil {
+		t.Fatal(err)
+	}
+	return s, conn, answer
 }
 
 // dialSmall connects with a small receive buffer, so the server's writes
@@ -60,14 +63,9 @@ func readAllWithin(t *testing.T, conn net.Conn, within time.Duration) ([]byte, e
 // and reads only later gets every answer, in order, exactly once.
 func TestBlockedWriteKeepsOrder(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		table, answer := longTable(t)
-		s := startEngine(t, newEngine, worker.Options{Table: table})
-		conn := dialSmall(t, s.addr)
+	forEachLoopCount(t, func(t *testing.T, loops int) {
 		const n = 3000 // 3 MB of answers to 6 KB of questions
-		if _, err := conn.Write([]byte(strings.Repeat("a?", n))); err != nil {
-			t.Fatal(err)
-		}
+		s, conn, answer := slowReader(t, loops, strings.Repeat("a?", n))
 		time.Sleep(100 * time.Millisecond) // let the server's writes block
 		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		got := make([]byte, n*len(answer))
@@ -86,14 +84,9 @@ func TestBlockedWriteKeepsOrder(t *testing.T) {
 // only then is the connection closed.
 func TestUnknownAfterBlockedWrite(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		table, answer := longTable(t)
-		s := startEngine(t, newEngine, worker.Options{Table: table})
-		conn := dialSmall(t, s.addr)
+	forEachLoopCount(t, func(t *testing.T, loops int) {
 		const n = 1000
-		if _, err := conn.Write([]byte(strings.Repeat("a?", n) + "b?a?")); err != nil {
-			t.Fatal(err)
-		}
+		s, conn, answer := slowReader(t, loops, strings.Repeat("a?", n)+"b?a?")
 		time.Sleep(100 * time.Millisecond)
 		got, err := readAllWithin(t, conn, 10*time.Second)
 		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
@@ -111,14 +104,9 @@ func TestUnknownAfterBlockedWrite(t *testing.T) {
 // before.
 func TestShutdownDuringBlockedWrite(t *testing.T) {
 	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		table, answer := longTable(t)
-		s := startEngine(t, newEngine, worker.Options{Table: table})
-		conn := dialSmall(t, s.addr)
+	forEachLoopCount(t, func(t *testing.T, loops int) {
 		const n = 2000
-		if _, err := conn.Write([]byte(strings.Repeat("a?", n))); err != nil {
-			t.Fatal(err)
-		}
+		s, conn, answer := slowReader(t, loops, strings.Repeat("a?", n))
 		s.waitStatsFunc("some answered", func(st control.Stats) bool { return st.Answered > 0 })
 		done := s.shutdown(50 * time.Millisecond)
 		time.Sleep(200 * time.Millisecond) // past the deadline, answers pending
@@ -131,37 +119,6 @@ func TestShutdownDuringBlockedWrite(t *testing.T) {
 		}
 		if err := waitErr(t, done, 5*time.Second, "Shutdown"); !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Shutdown() = %v, want context.DeadlineExceeded", err)
-		}
-	})
-}
-
-// TestUnixListener: an engine serves a unix socket too, and Serve closes
-// it, removing its path, as a unix net.Listener's Close does.
-func TestUnixListener(t *testing.T) {
-	t.Parallel()
-	forEachEngine(t, func(t *testing.T, newEngine newEngineFunc) {
-		path := filepath.Join(t.TempDir(), "s")
-		ln, err := net.Listen("unix", path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		eng := newEngine(worker.Options{})
-		served := make(chan error, 1)
-		go func() { served <- eng.Serve(ln) }()
-		conn, err := net.Dial("unix", path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		c := lancelottest.NewClient(t, conn)
-		c.Send(lancelottest.QName)
-		c.ExpectAll(lancelottest.AName)
-		eng.Close()
-		if err := waitErr(t, served, 5*time.Second, "Serve"); !errors.Is(err, worker.ErrServerClosed) {
-			t.Errorf("Serve() = %v, want ErrServerClosed", err)
-		}
-		if _, err := net.Dial("unix", path); err == nil {
-			t.Errorf("dial %s after Close succeeded", path)
 		}
 	})
 }

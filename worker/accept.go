@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// addListener registers a listener duplicate handed over by Serve, or gives
+// addListener registers a listener duplicate handed over by Listen, or gives
 // it back when the engine is already stopping.
 func (l *loop) addListener(lf *listenerFD) {
 	if l.e.state.Load() >= engineStopped {
@@ -54,16 +54,18 @@ func (l *loop) dropListener(lf *listenerFD, err error) {
 func (l *loop) accept(lf *listenerFD) {
 	for range acceptBatch {
 		fd, err := accept4(lf.fd)
-		switch {
-		case err == nil:
+		if err == nil {
 			lf.backoff = 0
 			l.addConn(fd)
-		case err == unix.EAGAIN:
+			continue
+		}
+		switch classifyAcceptError(err) {
+		case acceptEmpty:
 			return
-		case isResourceError(err):
+		case acceptOutOfResources:
 			l.pauseListener(lf, err)
 			return
-		case isTransientAcceptError(err):
+		case acceptTransient:
 			l.e.opts.Logger.Debug("accept error", "err", err)
 		default:
 			l.e.opts.Logger.Error("accept failed", "err", err)
@@ -86,15 +88,17 @@ func (l *loop) sweep(lf *listenerFD) bool {
 	}
 	for {
 		fd, err := accept4(lf.fd)
-		switch {
-		case err == nil:
+		if err == nil {
 			l.addConn(fd)
-		case err == unix.EAGAIN: // the queue is empty
+			continue
+		}
+		switch classifyAcceptError(err) {
+		case acceptEmpty:
 			l.dropListener(lf, nil)
 			return true
-		case isResourceError(err):
+		case acceptOutOfResources:
 			return false
-		case isTransientAcceptError(err): // a client gave up while queued
+		case acceptTransient: // a client gave up while queued
 		default:
 			l.e.opts.Logger.Error("accept failed while stopping", "err", err)
 			l.dropListener(lf, nil)
@@ -148,20 +152,40 @@ func (l *loop) retrySweeps() {
 	}
 }
 
-// isResourceError reports the accept errors that retrying at once cannot
-// cure: out of descriptors or memory.
-func isResourceError(err error) bool {
-	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
-		if errors.Is(err, e) {
-			return true
-		}
+// acceptError sorts the errors accept can return; the list is explicit
+// because net.Error's Temporary is deprecated.
+type acceptError int
+
+const (
+	acceptFatal acceptError = iota
+	// acceptEmpty: nothing is queued.
+	acceptEmpty
+	// acceptOutOfResources: out of descriptors or memory, which retrying
+	// at once cannot cure.
+	acceptOutOfResources
+	// acceptTransient: a client that gave up while queued, or an
+	// interrupted call; the next accept may well succeed.
+	acceptTransient
+)
+
+func classifyAcceptError(err error) acceptError {
+	switch {
+	case err == unix.EAGAIN:
+		return acceptEmpty
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE),
+		errors.Is(err, syscall.ENOBUFS), errors.Is(err, syscall.ENOMEM):
+		return acceptOutOfResources
+	case errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EINTR),
+		errors.Is(err, syscall.EPROTO), errors.Is(err, syscall.EPERM):
+		return acceptTransient
 	}
-	return false
+	return acceptFatal
 }
 
-// pauseListener takes lf out of the epoll set for a backoff, 5ms doubling
-// up to 1s as Server sleeps, so that a level-triggered listener with a
-// queue it cannot accept from does not spin the loop.
+// pauseListener takes lf out of the epoll set for a backoff (see
+// nextBackoff), so that a level-triggered listener with a queue it cannot
+// accept from does not spin the loop.
 func (l *loop) pauseListener(lf *listenerFD, err error) {
 	lf.backoff = nextBackoff(lf.backoff)
 	l.e.opts.Logger.Warn("accept error; retrying", "err", err, "in", lf.backoff)

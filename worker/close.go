@@ -4,7 +4,6 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -280,17 +279,4 @@ func peerName(fd int) string {
 		}
 	}
 	return "?"
-}
-
-// loopStats are one loop's counters; padded so that loops on different
-// CPUs do not share a cache line.
-type loopStats struct {
-	_                           [64]byte
-	answered, unknown, accepted atomic.Uint64
-	active                      atomic.Int64
-	closed                      [numReasons]atomic.Uint64
-	proxy                       [7]atomic.Uint64
-	// example is a client error since the last summary.
-	example atomic.Pointer[closeExample]
-	_       [64]byte
 }

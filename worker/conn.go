@@ -115,10 +115,8 @@ func (l *loop) onReadable(c *elConn) {
 	kept := copy(l.rbuf, c.in)
 	n, err := sysRead(int(c.fd), l.rbuf[kept:])
 	switch {
-	case err == unix.EAGAIN || err == unix.EINTR:
-		return
 	case err != nil:
-		l.closeConn(c, err)
+		l.ioFailed(c, err)
 		return
 	case n == 0:
 		l.closeConn(c, io.EOF)
@@ -264,15 +262,21 @@ func (l *loop) write(c *elConn, p []byte) bool {
 	return true
 }
 
+// ioFailed acts on a failed read or write: EAGAIN and EINTR wait for the
+// next readiness event, anything else closes c.
+func (l *loop) ioFailed(c *elConn, err error) {
+	if err != unix.EAGAIN && err != unix.EINTR {
+		l.closeConn(c, err)
+	}
+}
+
 // onWritable goes on with a blocked write. Once it drains, c reads again,
 // after answering the input it kept meanwhile.
 func (l *loop) onWritable(c *elConn) {
 	n, err := sysSend(int(c.fd), c.out)
 	switch {
-	case err == unix.EAGAIN || err == unix.EINTR:
-		return
 	case err != nil:
-		l.closeConn(c, err)
+		l.ioFailed(c, err)
 		return
 	case n < len(c.out):
 		c.out = c.out[n:]

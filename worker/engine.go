@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -14,8 +13,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/camelot/lancelot/shared/control"
 )
 
 // EventLoop is the worker's engine: one event loop per GOMAXPROCS, each an
@@ -45,11 +42,10 @@ type EventLoop struct {
 	loops      []*loop              // started by the first listener
 	live       int                  // loops not yet exited
 	listeners  map[int]*listenerRec // by id, as Listen named them
-	nextAnonID int                  // Serve's listeners get ids below zero
 	done       chan struct{}        // closed once stopped with no loop left and the last summary written
 	loopsDone  chan struct{}        // closed once stopped with no loop left
 	doneClosed bool
-	failed     chan error // the first fatal listener error, for Wait
+	failed     chan error // the first fatal listener error, for the worker's owner loop
 
 	open    atomic.Int64 // admitted connections, for MaxConnections
 	sources *sources     // nil unless MaxConnectionsPerSource is set
@@ -80,18 +76,6 @@ func NewEventLoop(opts Options) *EventLoop {
 		e.sources = &sources{limit: opts.MaxConnectionsPerSource, n: make(map[netip.Addr]int)}
 	}
 	return e
-}
-
-// Stats returns the engine's counters, summed over its loops.
-func (e *EventLoop) Stats() control.Stats {
-	e.mu.Lock()
-	loops := e.loops
-	e.mu.Unlock()
-	var s control.Stats
-	for _, l := range loops {
-		s = s.Add(l.stats.load())
-	}
-	return s
 }
 
 // Listen starts accepting on the listening socket f under id, until
@@ -133,48 +117,25 @@ func (e *EventLoop) letGo(id int, sweep bool) {
 	}
 }
 
-// Serve accepts connections on ln until Shutdown or Close. It always
-// returns a non-nil error and closes ln; after Shutdown or Close the error
-// is ErrServerClosed.
-func (e *EventLoop) Serve(ln net.Listener) error {
-	defer ln.Close()
-	sc, ok := ln.(syscall.Conn)
-	if !ok {
-		return fmt.Errorf("event loop: %T has no file descriptor", ln)
-	}
-	e.mu.Lock()
-	e.nextAnonID--
-	id := e.nextAnonID
-	e.mu.Unlock()
-	rec, err := e.addListener(id, sc)
-	if err != nil {
-		return err
-	}
-	<-rec.done
-	if rec.err != nil {
-		return rec.err
-	}
-	return ErrServerClosed
-}
-
-// Wait blocks until the engine has stopped and every loop has exited
-// (nil), or a listener failed in a way no retry cures (that error).
-func (e *EventLoop) Wait() error {
-	select {
-	case <-e.done:
-		return nil
-	case err := <-e.failed:
-		return err
-	}
-}
-
 // Alive returns once every running loop has gone around since the call,
 // or with ctx's error. It is the worker's answer to the supervisor's
 // heartbeat: a loop stuck in a system call or in a runaway computation
 // never answers, however healthy the rest of the process looks.
 func (e *EventLoop) Alive(ctx context.Context) error {
+	select {
+	case <-e.pingLoops():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// pingLoops returns a channel closed once every running loop has gone
+// around since the call (see Alive).
+func (e *EventLoop) pingLoops() <-chan struct{} {
 	p := &ping{done: make(chan struct{})}
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	for _, l := range e.loops {
 		if !l.exited {
 			p.left.Add(1)
@@ -185,13 +146,7 @@ func (e *EventLoop) Alive(ctx context.Context) error {
 	if p.left.Load() == 0 {
 		close(p.done)
 	}
-	e.mu.Unlock()
-	select {
-	case <-p.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return p.done
 }
 
 // ping is one Alive call, acknowledged by each loop it was handed to.
@@ -279,7 +234,7 @@ type listenerRec struct {
 // this one ignored: the supervisor lent the same socket twice.
 func (e *EventLoop) addListener(id int, sc syscall.Conn) (*listenerRec, error) {
 	if e.state.Load() != engineRunning {
-		return nil, ErrServerClosed
+		return nil, ErrStopped
 	}
 	fds, err := dupListener(sc, e.nloops)
 	if err != nil {
@@ -291,7 +246,7 @@ func (e *EventLoop) addListener(id int, sc syscall.Conn) (*listenerRec, error) {
 	rec, known := e.listeners[id]
 	switch {
 	case e.state.Load() != engineRunning:
-		err = ErrServerClosed
+		err = ErrStopped
 	case known:
 	case e.loops == nil:
 		err = e.startLoopsLocked()

@@ -1,11 +1,7 @@
 package worker
 
-// White-box tests of the event loop's parts; its behaviour as an Engine is
-// tested with the other engines' (server_test.go, eventloop_behaviour_test.go).
-
 import (
 	"context"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -14,122 +10,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-func TestTimerHeap(t *testing.T) {
-	var h timerHeap
-	live := map[*elConn]bool{}
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range 5000 {
-		switch op := rng.IntN(4); {
-		case op < 2 || len(live) == 0:
-			c := &elConn{}
-			h.push(c, rng.Int64N(1000))
-			live[c] = true
-		case op == 2:
-			c := h[rng.IntN(len(h))]
-			h.fix(c, rng.Int64N(1000))
-		default:
-			c := h[rng.IntN(len(h))]
-			h.remove(c)
-			delete(live, c)
-			if c.hidx != -1 {
-				t.Fatalf("step %d: removed connection keeps index %d", i, c.hidx)
-			}
-		}
-		checkHeap(t, h, len(live))
-	}
-}
-
-func checkHeap(t *testing.T, h timerHeap, n int) {
-	t.Helper()
-	if len(h) != n {
-		t.Fatalf("heap holds %d, want %d", len(h), n)
-	}
-	for i, c := range h {
-		if int(c.hidx) != i {
-			t.Fatalf("h[%d].hidx = %d", i, c.hidx)
-		}
-		if i > 0 && h[(i-1)/2].due > c.due {
-			t.Fatalf("h[%d].due = %d below its parent's %d", i, c.due, h[(i-1)/2].due)
-		}
-	}
-}
-
-// testLoop is a loop driven by the test goroutine, not started, serving
-// one end of a socket pair; the test holds the other end.
-func testLoop(t testing.TB) (*loop, *elConn, int) {
-	t.Helper()
-	e := NewEventLoop(Options{})
-	l, err := newLoop(e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.addConn(fds[0])
-	t.Cleanup(func() {
-		if c := l.conn(fds[0]); c != nil {
-			l.closeConn(c, errClosing)
-		}
-		unix.Close(fds[1])
-		l.closeFDs()
-	})
-	return l, l.conns[fds[0]], fds[1]
-}
-
-// exchange sends q to the loop's connection, lets the loop answer, and
-// reads the answer back.
-func exchange(tb testing.TB, l *loop, c *elConn, peer int, q, buf []byte) int {
-	if _, err := unix.Write(peer, q); err != nil {
-		tb.Fatal(err)
-	}
-	l.onReadable(c)
-	n, err := unix.Read(peer, buf)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return n
-}
-
-// TestExchangeAllocs: answering a question allocates nothing, pipelined
-// or split across reads.
-func TestExchangeAllocs(t *testing.T) {
-	l, c, peer := testLoop(t)
-	buf := make([]byte, 256)
-	for _, q := range []string{
-		"What is your name?",
-		"What is your name?What is your quest?What is your favorite color?",
-	} {
-		qb := []byte(q)
-		allocs := testing.AllocsPerRun(1000, func() { exchange(t, l, c, peer, qb, buf) })
-		if allocs != 0 {
-			t.Errorf("%q: %v allocations per exchange, want 0", q, allocs)
-		}
-	}
-	// A split question allocates its kept input once, then reuses it.
-	exchange(t, l, c, peer, []byte("What is your"), buf[:0])
-	rest := []byte(" name?What is your")
-	allocs := testing.AllocsPerRun(1000, func() {
-		unix.Write(peer, rest)
-		l.onReadable(c)
-		unix.Read(peer, buf)
-	})
-	if allocs != 0 {
-		t.Errorf("split questions: %v allocations per exchange, want 0", allocs)
-	}
-}
-
-func BenchmarkExchange(b *testing.B) {
-	l, c, peer := testLoop(b)
-	q := []byte("What is your name?")
-	buf := make([]byte, 64)
-	b.ReportAllocs()
-	for b.Loop() {
-		exchange(b, l, c, peer, q, buf)
-	}
-}
 
 // TestAcceptOutOfDescriptors: when accept fails for want of descriptors
 // the loop neither spins nor gives up: the queued clients are served once

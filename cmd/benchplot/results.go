@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/camelot/lancelot/shared/loadgen"
+	"github.com/camelot/lancelot/cmd/internal/loadgen"
 )
 
 // results is docs/bench-results.json as compare.sh writes it.

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/camelot/lancelot/shared/loadgen"
+	"github.com/camelot/lancelot/cmd/internal/loadgen"
 )
 
 const (

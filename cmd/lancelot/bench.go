@@ -16,11 +16,11 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
-	"github.com/camelot/lancelot/shared/loadgen"
+	"github.com/camelot/lancelot/cmd/internal/loadgen"
 )
 
 // benchCommand is the load generator (docs/reference.md, "bench"); the load itself
-// is shared/loadgen's, this is its command line and its report.
+// is cmd/internal/loadgen's, this is its command line and its report.
 func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",

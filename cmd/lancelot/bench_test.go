@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camelot/lancelot/cmd/internal/loadgen"
 	"github.com/camelot/lancelot/shared/lancelottest"
-	"github.com/camelot/lancelot/shared/loadgen"
 )
 
 // benchRun is one finished `lancelot bench` process.

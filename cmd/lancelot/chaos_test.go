@@ -18,9 +18,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/camelot/lancelot/cmd/internal/loadgen"
 	"github.com/camelot/lancelot/cmd/internal/proc"
 	"github.com/camelot/lancelot/shared/lancelottest"
-	"github.com/camelot/lancelot/shared/loadgen"
 )
 
 // Chaos traffic: each client holds at most one connection at a time, so a

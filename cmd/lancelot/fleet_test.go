@@ -27,9 +27,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camelot/lancelot/cmd/internal/loadgen"
 	"github.com/camelot/lancelot/cmd/internal/proc"
 	"github.com/camelot/lancelot/shared/lancelottest"
-	"github.com/camelot/lancelot/shared/loadgen"
 )
 
 // fleetDrainDelay is the hosts' --drain-delay: 2 x agent-inter, as

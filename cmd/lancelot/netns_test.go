@@ -37,9 +37,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camelot/lancelot/cmd/internal/loadgen"
 	"github.com/camelot/lancelot/cmd/internal/proc"
 	"github.com/camelot/lancelot/shared/lancelottest"
-	"github.com/camelot/lancelot/shared/loadgen"
 )
 
 const (

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camelot/lancelot/cmd/internal/loadgen"
 	"github.com/camelot/lancelot/cmd/internal/proc"
 	"github.com/camelot/lancelot/shared/lancelottest"
-	"github.com/camelot/lancelot/shared/loadgen"
 	"github.com/camelot/lancelot/supervisor"
 )
 
@@ -315,7 +315,7 @@ func TestStopUnderLoadResetsNobody(t *testing.T) {
 }
 
 // load keeps a continuous, checked load on a server while a test changes
-// it (shared/loadgen): book-style clients (connect, ask the three
+// it (cmd/internal/loadgen): book-style clients (connect, ask the three
 // questions, close) and long-lived ones (one connection, question after
 // question). Each client holds one connection at a time, so a killed
 // worker can cost at most one failure per client.

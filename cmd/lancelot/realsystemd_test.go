@@ -24,8 +24,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/camelot/lancelot/cmd/internal/loadgen"
 	"github.com/camelot/lancelot/shared/lancelottest"
-	"github.com/camelot/lancelot/shared/loadgen"
 	"github.com/camelot/lancelot/shared/version"
 )
 

@@ -8,7 +8,7 @@
 # the time to recover, the server tree's peak RSS and descriptors, the log
 # bytes written and, for the metrics attacks, how long a SIGKILLed worker
 # takes to be replaced and answer. Writes OUT (JSON) and MD (a markdown
-# table). The tool is docs/bench/hostile (`go run ./docs/bench/hostile -h`).
+# table). The tool is cmd/hostile (`go run ./cmd/hostile -h`).
 #
 # usage: docs/bench/hostile.sh [ATTACK...]     (default: all, in this order)
 #   logstall           1500 unknown questions while stderr is a FIFO nobody reads
@@ -103,7 +103,7 @@ spec() {
 # lib.sh's build_server (the work tree, or LANCELOT_REV).
 build() {
 	echo "building into $WORK" >&2
-	go build -o "$WORK/hostile" ./docs/bench/hostile
+	go build -o "$WORK/hostile" ./cmd/hostile
 	if [[ -n ${LANCELOT_BIN:-} ]]; then
 		cp "$LANCELOT_BIN" "$WORK/lancelot-server"
 		LANCELOT_DESC="$LANCELOT_BIN"

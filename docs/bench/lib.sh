@@ -106,19 +106,22 @@ free_port() {
 build_all() {
 	echo "building into $WORK" >&2
 	build_server
-	build_tool lancelot ./cmd/lancelot
-	build_tool benchplot ./cmd/benchplot
+	build_tool lancelot . ./cmd/lancelot
+	build_tool benchplot cmd/benchplot .
 	build_peers
 }
 
-# build_tool NAME PKG: the work tree's PKG into $WORK/NAME. Should the work
-# tree not build (an edit in progress) while LANCELOT_REV is set, PKG comes
-# from that commit instead, and the script says so.
+# build_tool NAME DIR PKG: the work tree's PKG, built in DIR, into
+# $WORK/NAME. DIR is the module's directory: cmd/benchplot is a module of
+# its own. Should the work tree not build (an edit in progress) while
+# LANCELOT_REV is set, PKG comes from that commit instead, and the script
+# says so (in a commit where DIR is no module of its own, go finds the one
+# above it).
 build_tool() {
-	go build -o "$WORK/$1" "$2" && return 0
+	go -C "$2" build -o "$WORK/$1" "$3" && return 0
 	[[ -n ${LANCELOT_REV:-} ]] || return 1
-	echo "the work tree's $2 does not build: using $LANCELOT_REV's instead" >&2
-	(cd "$WORK/src" && go build -o "$WORK/$1" "$2")
+	echo "the work tree's $2 ($3) does not build: using $LANCELOT_REV's instead" >&2
+	go -C "$WORK/src/$2" build -o "$WORK/$1" "$3"
 }
 
 # build_peers: the compiled reference servers, into $WORK.

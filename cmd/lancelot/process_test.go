@@ -345,13 +345,7 @@ func TestTermServesOpenClients(t *testing.T) {
 	if err := s.wait(5 * time.Second); err != nil {
 		t.Errorf("exit after TERM once clients left: %v, want status 0", err)
 	}
-	if _, err := os.Stat(s.pidFile); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("pid file after exit: %v, want it removed", err)
-	}
-	if anyAlive(workers) {
-		t.Errorf("workers %v outlived the supervisor", workers)
-	}
-	checkLogRecords(t, s.logs.String())
+	checkStopped(t, s, workers)
 }
 
 // TestTermShutdownTimeout: an idle client does not hold a graceful stop
@@ -373,13 +367,7 @@ func TestTermShutdownTimeout(t *testing.T) {
 		t.Errorf("exited %v after TERM with a client open, want it served until the %v shutdown timeout", d, timeout)
 	}
 	c.ExpectClosed(time.Second)
-	if _, err := os.Stat(s.pidFile); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("pid file after exit: %v, want it removed", err)
-	}
-	if anyAlive(workers) {
-		t.Errorf("workers %v outlived the supervisor", workers)
-	}
-	checkLogRecords(t, s.logs.String())
+	checkStopped(t, s, workers)
 }
 
 // TestTermMidQuestionPastTimeout: when --shutdown-timeout passes, an idle
@@ -495,11 +483,8 @@ func TestStopSignals(t *testing.T) {
 			for _, c := range clients {
 				c.ExpectClosed(time.Second)
 			}
-			if _, err := os.Stat(s.pidFile); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("pid file after exit: %v, want it removed", err)
-			}
 			lancelottest.WaitFor(t, time.Second, "no worker left", func() bool { return !anyAlive(workers) })
-			checkLogRecords(t, s.logs.String())
+			checkStopped(t, s, workers)
 		})
 	}
 }
@@ -589,4 +574,17 @@ func anyAlive(pids []int) bool {
 		}
 	}
 	return false
+}
+
+// checkStopped checks what a stopped supervisor leaves: no pid file, none
+// of its workers, and a log of well-formed records.
+func checkStopped(t *testing.T, s *server, workers []int) {
+	t.Helper()
+	if _, err := os.Stat(s.pidFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pid file after exit: %v, want it removed", err)
+	}
+	if anyAlive(workers) {
+		t.Errorf("workers %v outlived the supervisor", workers)
+	}
+	checkLogRecords(t, s.logs.String())
 }

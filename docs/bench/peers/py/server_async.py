@@ -19,32 +19,7 @@ usage: server_async.py HOST PORT [WORKERS]   (WORKERS is ignored: one process)
 import asyncio
 import sys
 
-ANSWERS = {
-    b'What is your name?': b'My name is Sir Lancelot of Camelot.',
-    b'What is your quest?': b'To seek the Holy Grail.',
-    b'What is your favorite color?': b'Blue.',
-}
-LONGEST = max(len(q) for q in ANSWERS)
-
-
-def frame(buf):
-    """Answer the complete questions in buf.
-
-    Returns (answers, rest, ok): the answers in order, the bytes to keep
-    for the next read, and False when the connection must be closed.
-    """
-    out = []
-    while True:
-        buf = buf.lstrip(b' \t\r\n')
-        end = buf.find(b'?')
-        if end < 0:
-            return out, buf, len(buf) < LONGEST
-        answer = ANSWERS.get(buf[:end + 1])
-        if answer is None:
-            return out, b'', False
-        out.append(answer)
-        buf = buf[end + 1:]
-
+from launcelot import address, frame
 
 class Launcelot(asyncio.Protocol):
     def connection_made(self, transport):
@@ -68,11 +43,11 @@ async def serve(host, port):
 
 
 def main(argv):
-    if len(argv) not in (3, 4):
-        print('usage: %s HOST PORT [WORKERS]' % argv[0], file=sys.stderr)
+    addr = address(argv)
+    if addr is None:
         return 2
     try:
-        asyncio.run(serve(argv[1], int(argv[2])))
+        asyncio.run(serve(*addr))
     except KeyboardInterrupt:
         pass
     return 0

@@ -19,8 +19,9 @@ lookup, because the protocol allows it between questions.
 
 usage: server_simple.py HOST PORT [WORKERS]   (WORKERS is ignored: one process)
 """
-import socket
 import sys
+
+from launcelot import address, listen
 
 QADICT = {
     b'What is your name?': b'My name is Sir Lancelot of Camelot.',
@@ -53,14 +54,10 @@ def handle_client(client_sock):
 
 
 def main(argv):
-    if len(argv) not in (3, 4):
-        print('usage: %s HOST PORT [WORKERS]' % argv[0], file=sys.stderr)
+    addr = address(argv)
+    if addr is None:
         return 2
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((argv[1], int(argv[2])))
-    sock.listen(128)
-    print('listening on %s port %s' % (argv[1], argv[2]), flush=True)
+    sock = listen(*addr, backlog=128)
     while True:
         client_sock, _ = sock.accept()
         handle_client(client_sock)

@@ -15,36 +15,10 @@ longer than the longest question, which can never become one.
 
 usage: server_threads.py HOST PORT [WORKERS]   (WORKERS is ignored: one process)
 """
-import socket
 import sys
 import threading
 
-ANSWERS = {
-    b'What is your name?': b'My name is Sir Lancelot of Camelot.',
-    b'What is your quest?': b'To seek the Holy Grail.',
-    b'What is your favorite color?': b'Blue.',
-}
-LONGEST = max(len(q) for q in ANSWERS)
-
-
-def frame(buf):
-    """Answer the complete questions in buf.
-
-    Returns (answers, rest, ok): the answers in order, the bytes to keep
-    for the next read, and False when the connection must be closed.
-    """
-    out = []
-    while True:
-        buf = buf.lstrip(b' \t\r\n')
-        end = buf.find(b'?')
-        if end < 0:
-            return out, buf, len(buf) < LONGEST
-        answer = ANSWERS.get(buf[:end + 1])
-        if answer is None:
-            return out, b'', False
-        out.append(answer)
-        buf = buf[end + 1:]
-
+from launcelot import address, frame, listen
 
 def handle(sock):
     buf, ok = b'', True
@@ -62,14 +36,10 @@ def handle(sock):
 
 
 def main(argv):
-    if len(argv) not in (3, 4):
-        print('usage: %s HOST PORT [WORKERS]' % argv[0], file=sys.stderr)
+    addr = address(argv)
+    if addr is None:
         return 2
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((argv[1], int(argv[2])))
-    sock.listen(1024)
-    print('listening on %s port %s' % (argv[1], argv[2]), flush=True)
+    sock = listen(*addr, backlog=1024)
     while True:
         client, _ = sock.accept()
         threading.Thread(target=handle, args=(client,), daemon=True).start()

@@ -353,11 +353,12 @@ func (p *pkgContainer) copyIn(t *testing.T, debs ...string) {
 // dpkg runs dpkg in the container and returns its output and exit code.
 func (p *pkgContainer) dpkg(t *testing.T, args string) (string, int) {
 	t.Helper()
+	start := time.Now()
 	out, errOut, code, err := p.run(5*time.Minute, "sh", "-c", "DEBIAN_FRONTEND=noninteractive dpkg --force-confold "+args+" </dev/null 2>&1")
 	if err != nil {
 		t.Fatalf("dpkg %s: %v\n%s%s", args, err, out, errOut)
 	}
-	t.Logf("dpkg %s: exit %d\n%s", args, code, out)
+	t.Logf("dpkg %s: exit %d after %v\n%s", args, code, time.Since(start).Round(time.Millisecond), out)
 	return out, code
 }
 
@@ -383,9 +384,11 @@ func (p *pkgContainer) upgrade(t *testing.T, deb, want string, hasVersion bool) 
 	if code != 0 || !strings.Contains(out, "handover done") {
 		t.Fatalf("dpkg -i %s over pid %d: exit %d, want 0 and `handover done`:\n%s", filepath.Base(deb), old, code, out)
 	}
-	if now := p.mainPID(t); now == old || now == 0 {
+	now := p.mainPID(t)
+	if now == old || now == 0 {
 		t.Errorf("MainPID %d after dpkg -i %s, was %d: no handover", now, filepath.Base(deb), old)
 	}
+	t.Logf("dpkg -i %s: MainPID %d -> %d", filepath.Base(deb), old, now)
 	p.checkRunning(t, want, hasVersion)
 	p.waitGone(t, old)
 	// The new main process is systemd's own child, so a stop waits for it

@@ -102,7 +102,7 @@ func (c Config) validateAddrs() error {
 		return fmt.Errorf("--listen: no address to listen on")
 	}
 	for i, addr := range c.Listen {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
+		if err := checkAddr(addr); err != nil {
 			return fmt.Errorf("--listen %q: %w", addr, err)
 		}
 		if slices.Contains(c.Listen[:i], addr) {
@@ -113,9 +113,27 @@ func (c Config) validateAddrs() error {
 		if a.addr == "" {
 			continue
 		}
-		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+		if err := checkAddr(a.addr); err != nil {
 			return fmt.Errorf("--%s %q: %w", a.flag, a.addr, err)
 		}
+	}
+	return nil
+}
+
+// checkAddr catches, without binding, what a bind would refuse for its
+// form: no port, a port out of range, a malformed IP literal. A host name
+// is left to the bind, which resolves it.
+func checkAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("port %q: not a port number (0..65535) or service name", port)
+	}
+	looksIP := host != "" && strings.Trim(host, "0123456789.") == "" || strings.Contains(host, ":")
+	if looksIP && net.ParseIP(strings.SplitN(host, "%", 2)[0]) == nil {
+		return fmt.Errorf("host %q: not an IP address", host)
 	}
 	return nil
 }

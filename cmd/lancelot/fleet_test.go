@@ -118,7 +118,7 @@ func TestFleetRollingUpgrade(t *testing.T) {
 	skipIfShort(t)
 	opts, _ := fleetSetup(t)
 	f := newFleet(t, opts)
-	r := f.underLoad("rolling-usr2", 5*time.Second, func() {
+	r := f.underLoad("rolling-usr2", 6*time.Second, func() {
 		for _, h := range f.hosts {
 			old := h.signal(syscall.SIGUSR2)
 			lancelottest.WaitFor(t, 15*time.Second, h.name+": pid file names the new supervisor", func() bool {
@@ -229,8 +229,10 @@ func (f *fleet) waitHostLog(substr string, timeout time.Duration) string {
 
 // underLoad runs a book-style load of at least min through HAProxy and,
 // once it flows, runs pass, again and again (1 s of plain load between
-// two) as long as one more fits with 1 s of load after it. It logs the
-// result as a fleet-result line and returns it.
+// two) as long as one more fits with 1 s of load after it, allowing the
+// next pass twice the time of the last (a pass's time varies that much
+// on a busy machine). It logs the result as a fleet-result line and
+// returns it.
 func (f *fleet) underLoad(scenario string, min time.Duration, pass func()) loadgen.Result {
 	t := f.t
 	t.Helper()
@@ -246,7 +248,7 @@ func (f *fleet) underLoad(scenario string, min time.Duration, pass func()) loadg
 		passes++
 		took := time.Since(start)
 		t.Logf("%s: pass %d took %v", scenario, passes, took.Round(time.Millisecond))
-		if time.Until(end) < took+2*time.Second {
+		if time.Until(end) < 2*took+2*time.Second { // the pause, the next pass, 1 s after it
 			break
 		}
 		time.Sleep(time.Second)

@@ -317,15 +317,7 @@ func TestTermServesOpenClients(t *testing.T) {
 
 	s.signal(syscall.SIGTERM)
 	// Draining: no worker accepts any more.
-	s.waitFor(5*time.Second, "workers closed their listening sockets", func() bool {
-		listening := listeningInodes(t, s.port)
-		for _, pid := range workers {
-			if countCommon(listening, socketInodes(pid)) > 0 {
-				return false
-			}
-		}
-		return true
-	})
+	waitWorkersStopAccepting(t, s, workers)
 	for range 3 {
 		idle.Send(lancelottest.QColor)
 		idle.Expect(lancelottest.AColor)
@@ -407,15 +399,7 @@ func TestQuitDuringDrain(t *testing.T) {
 	c.Send(lancelottest.QName)
 	c.Expect(lancelottest.AName)
 	s.signal(syscall.SIGTERM)
-	s.waitFor(5*time.Second, "workers closed their listening sockets", func() bool {
-		listening := listeningInodes(t, s.port)
-		for _, pid := range workers {
-			if countCommon(listening, socketInodes(pid)) > 0 {
-				return false
-			}
-		}
-		return true
-	})
+	waitWorkersStopAccepting(t, s, workers)
 	c.Send(lancelottest.QQuest)
 	c.Expect(lancelottest.AQuest)
 	s.signal(syscall.SIGQUIT)
@@ -587,4 +571,19 @@ func checkStopped(t *testing.T, s *server, workers []int) {
 		t.Errorf("workers %v outlived the supervisor", workers)
 	}
 	checkLogRecords(t, s.logs.String())
+}
+
+// waitWorkersStopAccepting waits until none of workers holds a listening
+// socket of s's port: they drain.
+func waitWorkersStopAccepting(t *testing.T, s *server, workers []int) {
+	t.Helper()
+	s.waitFor(5*time.Second, "workers closed their listening sockets", func() bool {
+		listening := listeningInodes(t, s.port)
+		for _, pid := range workers {
+			if countCommon(listening, socketInodes(pid)) > 0 {
+				return false
+			}
+		}
+		return true
+	})
 }

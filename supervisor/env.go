@@ -67,10 +67,10 @@ type successorProc interface {
 	pid() int
 	// accept tells it to take over.
 	accept() error
-	// refuse tells it why it will not take over and ends it: gracefully
-	// when it serves clients already, at once before (or the launcher
-	// still starting it).
-	refuse(why string, serving bool)
+	// refuse tells it why it will not take over and kills it (or the
+	// launcher still starting it); an accepted one is gone when refuse
+	// returns.
+	refuse(why string, accepted bool)
 	// done lets go of it once it took over.
 	done()
 	// signal passes a request on to the new supervisor once it took over.

@@ -44,7 +44,7 @@ func (s *Supervisor) leave() {
 	case s.cfg.DrainDelay > 0 && s.lameDuckUntil.IsZero() && !s.handedOver:
 		s.lameDuckUntil = s.env.now().Add(s.cfg.DrainDelay)
 		s.requests = s.failRequests(s.requests, "supervisor stopping")
-		s.refuseUpgrade("supervisor stopping")
+		s.upgradeOnStop()
 		s.log.Info("draining: serving on while the load balancer moves clients away", "drain_delay", s.cfg.DrainDelay)
 		s.opts.Notify("STATUS=draining: stopping in " + s.cfg.DrainDelay.String())
 	default:
@@ -70,7 +70,7 @@ func (s *Supervisor) stop(how syscall.Signal) {
 		s.rollout.reply(errStopping)
 		s.rollout = nil
 	}
-	s.refuseUpgrade("supervisor stopping")
+	s.upgradeOnStop()
 	if !s.handedOver {
 		s.opts.Notify("STOPPING=1\nSTATUS=stopping")
 	}

@@ -115,7 +115,7 @@ func (f *fakeWorker) fetchStats(context.Context) control.Stats { return control.
 func (f *fakeWorker) lastStats() control.Stats                 { return control.Stats{} }
 
 // fakeSuccessor is a binary upgrade's new supervisor. protocol is the
-// handoff protocol it speaks (1: release 0.2.0, which says no hello; 3: one
+// handoff protocol it speaks (1: one that says ready without a hello; 4: one
 // this release does not know); hello, ready and accepted track how far the
 // handshake went.
 type fakeSuccessor struct {
@@ -139,8 +139,8 @@ type fakeLink struct {
 	served bool
 }
 
-func (l *fakeLink) ready()   { l.asked = true }
-func (l *fakeLink) serving() { l.served = true }
+func (l *fakeLink) ready()                   { l.asked = true }
+func (l *fakeLink) serving([]*os.File) error { l.served = true; return nil }
 
 // model is one episode: a supervisor, its fakes, and what the signals
 // asked for.
@@ -289,7 +289,7 @@ func (m *model) newSupervisor(cfg config.Config, u *handoff.Upgrade) *Supervisor
 		},
 		startSuccessor: func(u handoff.Upgrade) (successorProc, error) {
 			m.nextPID++
-			f := &fakeSuccessor{pidv: m.nextPID, u: u, protocol: []int{1, 2, 2, 2, 3}[m.rng.IntN(5)]}
+			f := &fakeSuccessor{pidv: m.nextPID, u: u, protocol: []int{1, 2, 3, 3, 4}[m.rng.IntN(5)]}
 			f.u.Sockets = nil
 			for _, file := range u.Sockets {
 				dup, err := dupFile(file)
@@ -592,8 +592,8 @@ func (m *model) check() {
 		m.checkNoIdleBackoff()
 	}
 	if f := m.successor; f != nil {
-		if f.protocol == 3 && f.hello && !f.refused {
-			m.fail("a successor announced handoff protocol 3 and was not refused")
+		if f.protocol == 4 && f.hello && !f.refused {
+			m.fail("a successor announced handoff protocol 4 and was not refused")
 		}
 		if f.accepted && !f.ready {
 			m.fail("a successor was accepted before it said ready")
@@ -729,22 +729,13 @@ func (m *model) stopPhase() {
 func (m *model) takeOver() {
 	f := m.successor
 	u := f.u
-	u.Protocol = handoff.Protocol // a 0.2.0 predecessor's relay speaks 2 too
-	if f.protocol == handoff.LegacyProtocol {
-		u.Configured = 0 // release 0.2.0 tells only the running count
-	}
+	u.Protocol = f.protocol
 	m.successor = nil
 	old := m.s
 	m.stopPhase()
 	m.fakes, m.pending, m.answers, m.replies, m.failSpawn = nil, nil, nil, nil, false
 	cfg := old.cfg
 	cfg.Workers = m.cfgWorkers
-	if f.protocol == handoff.LegacyProtocol {
-		// Release 0.2.0 does not tell its configured count: the model's
-		// file says what the predecessor read, so that a HUP passed on at
-		// the handover still finds the change it folded in.
-		cfg.Workers = old.cfg.Workers
-	}
 	m.s = m.newSupervisor(cfg, &u)
 	if err := m.s.start(); err != nil {
 		m.t.Fatalf("successor start: %v", err)

@@ -84,7 +84,7 @@ func (s *Supervisor) handleRequest(req request) {
 // this supervisor's counts, so they are its to carry out once it takes over
 // (see successorEvent), or ours again if it fails.
 func (s *Supervisor) nextRollout() {
-	for s.rollout == nil && len(s.requests) > 0 && !s.leaving() && s.upgrade == nil {
+	for s.rollout == nil && len(s.requests) > 0 && !s.leaving() && s.upgrade == nil && !s.upgradeDue {
 		req := s.requests[0]
 		s.requests = s.requests[1:]
 		r, err := s.plan(req)
@@ -194,13 +194,10 @@ func (s *Supervisor) reloadConfig() error {
 // reloadListen opens and closes addresses as the reloaded configuration
 // lists them. Socket-activated sockets are the socket unit's to change.
 func (s *Supervisor) reloadListen(cfg config.Config) error {
-	if len(s.opts.Activated) == 0 {
+	if !s.socketActivated() {
 		return s.applyListen(listenList(cfg))
 	}
-	if add, remove := s.diffAddrs(listenList(cfg)); len(add)+len(remove) > 0 {
-		s.log.Warn("reload: the listening sockets come from socket activation; change the socket unit's ListenStream= lines instead",
-			"listening", s.listenAddrs(), "configured", listenList(cfg))
-	}
+	s.keepActivatedAddrs(listenList(cfg))
 	return nil
 }
 

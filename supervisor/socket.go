@@ -29,6 +29,9 @@ type socket struct {
 	// retiring: its address was removed; it closes once a worker has
 	// taken its queue (see retireSocket).
 	retiring bool
+	// activated: systemd passed it (socket activation), to this
+	// supervisor or to a predecessor; its address is the socket unit's.
+	activated bool
 }
 
 // errAddressInUse is a listening address another process already serves.

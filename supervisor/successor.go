@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -107,7 +108,8 @@ func startSuccessorProcess(o envOptions, u handoff.Upgrade) (*successorProcess, 
 // readChannel turns what the successor says into events until the channel
 // ends.
 func (p *successorProcess) readChannel() {
-	rd := handoff.NewReportReader(p.channel)
+	rd := handoff.NewChannelReader(p.channel)
+	defer rd.Close()
 	for {
 		rep, err := rd.Next()
 		if err != nil {
@@ -134,7 +136,7 @@ func (p *successorProcess) setPID(pid int) {
 	}
 	// The watcher polls a duplicate of its own, so closing p.fd never
 	// pulls a descriptor from under it.
-	dup, err := unix.FcntlInt(uintptr(p.fd.fd), unix.F_DUPFD_CLOEXEC, 0)
+	dup, err := handoff.DupCloexec(uintptr(p.fd.fd))
 	if err != nil {
 		return // no exit watcher: the channel and the deadlines remain
 	}
@@ -181,39 +183,61 @@ func (p *successorProcess) signal(sig syscall.Signal) {
 	p.fd.signal(sig)
 }
 
-// refuse tells the successor why, and ends it: with TERM when it serves
-// clients (it drains them), with KILL before. The launcher, if it has not
-// reported the successor yet, is killed instead: it reports right after
-// starting it, so that almost always means none is ever started.
-func (p *successorProcess) refuse(why string, serving bool) {
+// refuse tells the successor why, and ends it at once (the launcher
+// instead, if it has not reported the successor yet: it reports right
+// after starting it, so that almost always means none is ever started).
+// An accepted successor may be acting on the accept: refuse returns only
+// once it is gone (at most handoff.TimeoutGone), so that the caller can
+// take the pid file and systemd's main pid back without it writing them
+// after.
+func (p *successorProcess) refuse(why string, accepted bool) {
 	handoff.Refuse(p.channel, why)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	switch {
-	case p.fd == nil:
+	if p.fd == nil {
 		p.launcher.Process.Kill()
-	case serving:
-		p.fd.signal(syscall.SIGTERM)
-	default:
+	} else {
 		p.fd.kill()
+		if accepted {
+			p.fd.waitGone(handoff.TimeoutGone)
+		}
 	}
 	p.release()
 }
 
 // release lets go of what watched the successor, once the upgrade is over
-// either way; its pidfd stays, for the requests passed on to it. Call with
-// mu held.
+// either way: its exit watcher, the channel and its pidfd. Call with mu
+// held, after any request was passed on to it.
 func (p *successorProcess) release() {
 	if p.stopWait != nil {
 		p.stopWait.Close()
 		p.stopWait = nil
 	}
 	p.channel.Close()
+	p.fd.close()
 }
 
-// done releases a successor that took over.
+// done releases a successor that took over, once the requests that waited
+// for the upgrade were passed on to it.
 func (p *successorProcess) done() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.release()
+}
+
+// waitGone waits until the process has exited (its pidfd is readable), at
+// most timeout.
+func (p *pidfd) waitGone(timeout time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fd < 0 {
+		return
+	}
+	deadline := time.Now().Add(timeout)
+	fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}
+	for fds[0].Revents == 0 && time.Now().Before(deadline) {
+		if _, err := unix.Poll(fds, int(time.Until(deadline).Milliseconds())+1); err != nil && !errors.Is(err, unix.EINTR) {
+			return
+		}
+	}
 }

@@ -82,7 +82,11 @@ type Supervisor struct {
 	requests     []request            // rollout requests waiting for the current one
 	rollout      *rollout
 	upgrade      *upgrade
-	stopping     syscall.Signal // SIGTERM (drain) or SIGQUIT (now) once stopping
+	// upgradeWaiting holds a USR2 that came during a rollout (see
+	// deferUpgrade): its replies, and whether one is waiting.
+	upgradeWaiting []chan error
+	upgradeDue     bool
+	stopping       syscall.Signal // SIGTERM (drain) or SIGQUIT (now) once stopping
 	// lameDuckUntil is when a stop with a drain delay begins; zero unless
 	// TERM arrived with --drain-delay set.
 	lameDuckUntil time.Time
@@ -159,19 +163,18 @@ func newSupervisor(opts Options) *Supervisor {
 // addresses, as it keeps its counts: an edited listen setting is applied
 // by the next reload.
 func (s *Supervisor) openSockets() error {
-	inherited := s.opts.Activated
-	if s.opts.Upgrade != nil {
-		inherited = s.opts.Upgrade.Sockets
-	}
-	for _, f := range inherited {
+	inherited, activated := s.inherited()
+	for i, f := range inherited {
 		sock, err := adoptSocket(f)
 		if err != nil {
 			s.closeSockets()
 			return err
 		}
+		sock.activated = activated[i]
 		s.addSocket(sock)
 	}
 	if len(s.sockets) > 0 {
+		s.noteActivation()
 		return nil
 	}
 	for _, listen := range listenList(s.cfg) {
@@ -342,6 +345,7 @@ func (s *Supervisor) settle() {
 	s.fireDeadlines(now)
 	s.reconcile()
 	s.restartDue(now)
+	s.startDeferredUpgrade()
 	s.updateMetrics()
 }
 

@@ -15,8 +15,10 @@ type predecessorLink interface {
 	// ready tells the predecessor every worker accepts; its verdict comes
 	// back as an eventVerdict.
 	ready()
-	// serving tells it this supervisor has taken over, and closes the link.
-	serving()
+	// serving tells it this supervisor has taken over, sends it ends (the
+	// connection receivers) when its version can take them, and closes
+	// the link.
+	serving(ends []*os.File) error
 }
 
 // handoffLink is the real link.
@@ -29,15 +31,13 @@ func (l *handoffLink) ready() {
 	go func() { l.report(event{kind: eventVerdict, err: l.u.Ready()}) }()
 }
 
-func (l *handoffLink) serving() {
-	l.u.Serving()
+func (l *handoffLink) serving(ends []*os.File) error {
+	return l.u.Serving(ends)
 }
 
 // announceReady runs once, when every slot first has a ready worker. A
 // supervisor that takes over from another asks it first (see
-// verdictEvent); any other takes over at once. A supervisor always speaks
-// handoff protocol 2 to its predecessor: a release 0.2.0 predecessor's
-// successor is a relay (handoff.Relay) that speaks 2 to this one.
+// verdictEvent); any other takes over at once.
 func (s *Supervisor) announceReady() {
 	if s.link == nil {
 		s.takeOver()
@@ -86,10 +86,23 @@ func (s *Supervisor) takeOver() {
 	}
 	s.opts.Notify(s.readyState())
 	if s.link != nil {
-		s.link.serving()
-		s.link = nil
+		s.tellServing()
 	}
 	s.log.Info("supervisor ready", "pid", os.Getpid(), "workers", len(s.slots), "pids", s.pids(), "version", version.Version)
+}
+
+// tellServing tells the predecessor this supervisor serves, with the
+// connection receivers, and lets go of the link.
+func (s *Supervisor) tellServing() {
+	ends, err := s.upgradeConnReceivers()
+	if err != nil {
+		s.log.Warn("binary upgrade: no connection receivers for the old supervisor; it drains", "err", err)
+	}
+	if err := s.link.serving(ends); err != nil {
+		s.log.Warn("binary upgrade: tell the old supervisor", "err", err)
+	}
+	closeFiles(ends)
+	s.link = nil
 }
 
 // readyState is the notification that makes this process the ready main

@@ -11,31 +11,14 @@ import (
 	"github.com/camelot/lancelot/shared/handoff"
 )
 
-// Upgrade timings. A successor says hello first thing, so one that is not
-// lancelot is found out long before it could have been ready.
-const (
-	helloTimeout   = 3 * time.Second  // hello from a binary not known to be lancelot
-	servingTimeout = 10 * time.Second // "serving" after our accept
-)
-
 // upgrade is a binary upgrade in flight, seen from the predecessor: the
 // successor, started from the binary on disk, has the sockets but has not
-// taken over.
+// taken over. hs decides the order of the handshake and its deadlines.
 type upgrade struct {
-	proc successorProc
-	bin  binaryInfo // what the executable was found to be
-	// deadline is when it must be ready; helloBy, when it must have said
-	// hello (zero for a binary known to be lancelot, which may be release
-	// 0.2.0 and say nothing before it is ready).
-	deadline, helloBy time.Time
-	// protocol and release are what its hello announced.
-	protocol int
-	release  string
-	// ready: every worker of it accepts, so it serves clients too;
-	// accepted: we answered accept and wait for "serving" until servingBy.
-	ready, accepted bool
-	servingBy       time.Time
-	replies         []chan error // Upgrade calls waiting for the outcome
+	proc    successorProc
+	bin     binaryInfo // what the executable was found to be
+	hs      *handoff.Predecessor
+	replies []chan error // Upgrade calls waiting for the outcome
 }
 
 // startUpgrade starts a successor for USR2 (reply nil) or Upgrade.
@@ -50,6 +33,12 @@ func (s *Supervisor) startUpgrade(reply chan error) {
 		why := fmt.Sprintf("%s is not lancelot (%s)", s.opts.Executable, bin.what)
 		s.log.Error("binary upgrade refused; still serving", "reason", why)
 		replyTo(reply, errors.New("binary upgrade refused: "+why))
+		return
+	}
+	if s.rollout != nil {
+		// Sockets a rollout binds after the sockets were handed over
+		// would close with this supervisor: wait until it ends.
+		s.deferUpgrade(reply)
 		return
 	}
 	u := handoff.Upgrade{Running: s.running, Configured: s.cfg.Workers}
@@ -68,22 +57,80 @@ func (s *Supervisor) startUpgrade(reply chan error) {
 			return
 		}
 		u.Sockets = append(u.Sockets, f)
+		u.Activated = append(u.Activated, s.addrActivated(sock.addr))
 	}
 	proc, err := s.env.startSuccessor(u)
 	if err != nil {
 		s.failStart(reply, err)
 		return
 	}
-	now := s.env.now()
-	s.upgrade = &upgrade{proc: proc, bin: bin, deadline: now.Add(readyTimeout)}
-	if bin.kind != binaryLancelot {
-		s.upgrade.helloBy = now.Add(helloTimeout)
-	}
+	s.upgrade = &upgrade{proc: proc, bin: bin, hs: handoff.NewPredecessor(s.env.now(), bin.kind == binaryLancelot)}
 	if reply != nil {
 		s.upgrade.replies = append(s.upgrade.replies, reply)
 	}
 	s.log.Info("binary upgrade started", "old_pid", os.Getpid(), "binary", s.opts.Executable, "found", bin.what)
 	s.opts.Notify("STATUS=binary upgrade in progress")
+}
+
+// deferUpgrade holds a USR2 that came during a rollout until it ends (see
+// startDeferredUpgrade): the sockets a rollout binds after the handover
+// would never reach the successor, and would close, resetting their
+// queues, with this supervisor. Rollouts queued meanwhile wait for the
+// upgrade, as they wait for any upgrade in flight.
+func (s *Supervisor) deferUpgrade(reply chan error) {
+	if !s.upgradeDue {
+		s.log.Info("binary upgrade deferred until the "+s.rollout.name+" in progress ends", "pid", os.Getpid())
+	}
+	s.upgradeDue = true
+	if reply != nil {
+		s.upgradeWaiting = append(s.upgradeWaiting, reply)
+	}
+}
+
+// startDeferredUpgrade starts the upgrade deferUpgrade held, once no
+// rollout runs.
+func (s *Supervisor) startDeferredUpgrade() {
+	if !s.upgradeDue || s.rollout != nil {
+		return
+	}
+	replies := s.upgradeWaiting
+	s.upgradeDue, s.upgradeWaiting = false, nil
+	if s.leaving() {
+		s.failRequests(asRequests(replies), errStopping.Error())
+		return
+	}
+	s.startUpgrade(nil)
+	if s.upgrade == nil {
+		s.failRequests(asRequests(replies), "binary upgrade failed to start; see the log")
+		return
+	}
+	s.upgrade.replies = append(s.upgrade.replies, replies...)
+}
+
+func asRequests(replies []chan error) []request {
+	reqs := make([]request, len(replies))
+	for i, r := range replies {
+		reqs[i] = request{reply: r}
+	}
+	return reqs
+}
+
+// upgradeOnStop settles the upgrade in flight when a stop begins. A
+// successor already accepted takes over: it may be telling systemd it is
+// the main process, and it serves; this supervisor leaves the pid file and
+// systemd to it. Any other is refused.
+func (s *Supervisor) upgradeOnStop() {
+	if u := s.upgrade; u != nil && u.hs.Phase() >= handoff.PhaseAccepted {
+		s.upgrade = nil
+		s.handedOver = true
+		s.log.Info("stopping during a binary upgrade: the accepted new supervisor takes over", "new_pid", u.proc.pid())
+		for _, r := range u.replies {
+			r <- nil
+		}
+		u.proc.done()
+		return
+	}
+	s.refuseUpgrade("supervisor stopping")
 }
 
 // upgradeRefusal says why an upgrade cannot start now; nil when it can.
@@ -113,81 +160,79 @@ func replyTo(reply chan error, err error) {
 	}
 }
 
-// successorReport acts on what the launcher or the successor said.
+// successorReport acts on what the launcher or the successor said, as
+// the handshake's state machine decides.
 func (s *Supervisor) successorReport(u *upgrade, rep handoff.Report) {
-	switch rep.Kind {
-	case handoff.ReportPID:
+	act, err := u.hs.Step(rep, s.env.now())
+	if err != nil {
+		closeFiles(rep.Files)
+		s.refuseUpgrade(err.Error())
+		return
+	}
+	switch {
+	case rep.Kind == handoff.ReportPID:
 		s.log.Info("binary upgrade: new supervisor started", "new_pid", rep.PID)
-	case handoff.ReportHello:
-		if rep.Protocol == handoff.LegacyProtocol || !handoff.Speaks(rep.Protocol) {
-			s.refuseUpgrade(fmt.Sprintf("the new supervisor announced handoff protocol %d (%s); this one speaks %d and %d",
-				rep.Protocol, rep.Release, handoff.LegacyProtocol, handoff.Protocol))
-			return
-		}
-		u.protocol, u.release, u.helloBy = rep.Protocol, rep.Release, time.Time{}
+	case rep.Kind == handoff.ReportHello:
 		s.log.Info("binary upgrade: new supervisor speaks handoff protocol "+strconv.Itoa(rep.Protocol),
 			"new_pid", u.proc.pid(), "release", rep.Release)
-	case handoff.ReportRefuse:
-		s.refuseUpgrade("the new supervisor gave up: " + rep.Reason)
-	case handoff.ReportReady:
-		s.successorReady(u, rep.Protocol)
-	case handoff.ReportServing:
-		if !u.accepted {
-			s.refuseUpgrade("the new supervisor said serving before it was accepted")
+	}
+	s.act(u, act, rep.Files)
+}
+
+// act carries out what the state machine decided.
+func (s *Supervisor) act(u *upgrade, act handoff.Action, ends []*os.File) {
+	switch act {
+	case handoff.SendAccept:
+		// The successor tells systemd MAINPID= itself once it read the
+		// accept (the unit has NotifyAccess=all): until then this one is
+		// the main process, whatever happens to the successor.
+		if err := u.proc.accept(); err != nil {
+			s.successorFailed(u, u.proc, fmt.Errorf("accept: %w", err))
 			return
 		}
-		s.handOver()
+		u.hs.Accepted(s.env.now())
+		s.log.Info("binary upgrade: new supervisor accepted", "new_pid", u.proc.pid())
+	case handoff.HandOver:
+		s.handOver(ends)
+	default:
+		closeFiles(ends)
 	}
 }
 
-// successorReady accepts a successor whose workers all accept. systemd
-// learns the new main pid from us first, before we accept: the successor
-// may then announce itself, and we stay main until it has.
-func (s *Supervisor) successorReady(u *upgrade, protocol int) {
-	switch {
-	case protocol != handoff.LegacyProtocol && u.protocol == 0:
-		s.refuseUpgrade("the new supervisor said ready without its hello")
-		return
-	case protocol == handoff.LegacyProtocol && u.protocol != 0:
-		s.refuseUpgrade("the new supervisor said hello, then answered as release 0.2.0 does")
-		return
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		f.Close()
 	}
-	u.ready = true
-	pid := u.proc.pid()
-	s.opts.Notify("MAINPID=" + strconv.Itoa(pid))
-	if protocol == handoff.LegacyProtocol {
-		// Release 0.2.0 wrote its pid file and told systemd before its
-		// byte; it expects no answer.
-		u.protocol = protocol
-		s.handOver()
-		return
-	}
-	if err := u.proc.accept(); err != nil {
-		s.successorFailed(u, u.proc, fmt.Errorf("accept: %w", err))
-		return
-	}
-	u.accepted = true
-	u.servingBy = s.env.now().Add(servingTimeout)
-	s.log.Info("binary upgrade: new supervisor accepted", "new_pid", pid)
 }
 
 // successorFailed handles the successor's channel closing or its process
-// ending before it took over.
+// ending: before it took over, a failure; after "serving", the end of the
+// handoff.
 func (s *Supervisor) successorFailed(u *upgrade, proc successorProc, err error) {
 	if u == nil || proc != u.proc {
 		return // a late report about an upgrade already settled
 	}
-	s.refuseUpgrade(fmt.Sprintf("the new supervisor (%s) failed: %v", u.bin.what, err))
+	act, err := u.hs.ChannelEnded(err)
+	if err != nil {
+		s.refuseUpgrade(fmt.Sprintf("the new supervisor (%s) failed: %v", u.bin.what, err))
+		return
+	}
+	s.act(u, act, nil)
 }
 
 // handOver completes the upgrade: the successor serves, this supervisor
-// retires.
-func (s *Supervisor) handOver() {
+// retires, handing its connections through ends (the successor's
+// connection receivers) when the successor's version can take them.
+func (s *Supervisor) handOver(ends []*os.File) {
 	u := s.upgrade
 	s.upgrade = nil
 	s.handedOver = true
 	s.log.Info("binary upgrade complete; old supervisor retiring", "old_pid", os.Getpid(), "new_pid", u.proc.pid(),
-		"release", u.release, "handoff_protocol", u.protocol)
+		"release", u.hs.Release, "handoff_protocol", u.hs.Protocol)
+	if !handoff.Can(u.hs.Protocol).Conns {
+		s.log.Info("binary upgrade: the new supervisor cannot take connections over (handoff protocol "+
+			strconv.Itoa(u.hs.Protocol)+"): open connections are drained, not handed over", "release", u.hs.Release)
+	}
 	s.metrics.mu.Lock()
 	s.metrics.successor = u.proc.pid()
 	s.metrics.mu.Unlock()
@@ -196,6 +241,7 @@ func (s *Supervisor) handOver() {
 	}
 	s.forwardRequests(u.proc)
 	u.proc.done()
+	s.handOverToSuccessor(ends)
 	s.stop(sigTerm)
 }
 
@@ -217,31 +263,29 @@ func (s *Supervisor) forwardRequests(to successorProc) {
 	s.requests = nil
 }
 
-// checkUpgradeDeadlines refuses a successor that missed one.
+// checkUpgradeDeadlines acts on a deadline the upgrade in flight missed.
 func (s *Supervisor) checkUpgradeDeadlines(now time.Time) {
 	u := s.upgrade
-	switch {
-	case u == nil:
-	case !u.helloBy.IsZero() && !now.Before(u.helloBy):
-		s.refuseUpgrade(fmt.Sprintf("no handoff hello within %v from %s (%s): not lancelot, or not one that can take over",
-			helloTimeout, s.opts.Executable, u.bin.what))
-	case u.accepted && !now.Before(u.servingBy):
-		s.refuseUpgrade(fmt.Sprintf("accepted, but it did not take over within %v", servingTimeout))
-	case !u.accepted && !now.Before(u.deadline):
-		s.refuseUpgrade(fmt.Sprintf("not ready within %v", readyTimeout))
+	if u == nil {
+		return
 	}
+	act, err := u.hs.Expired(now)
+	if err != nil {
+		s.refuseUpgrade(fmt.Sprintf("%s (%s): %v", s.opts.Executable, u.bin.what, err))
+		return
+	}
+	if act == handoff.HandOver {
+		s.log.Warn("binary upgrade: no connection receivers from the new supervisor in time; draining")
+	}
+	s.act(u, act, nil)
 }
 
-// upgradeDeadline is the earliest deadline of the upgrade in flight.
+// upgradeDeadline is the deadline of the upgrade in flight.
 func (s *Supervisor) upgradeDeadline() time.Time {
-	u := s.upgrade
-	if u == nil {
+	if s.upgrade == nil {
 		return time.Time{}
 	}
-	if u.accepted {
-		return u.servingBy
-	}
-	return earliest(u.deadline, u.helloBy)
+	return s.upgrade.hs.Deadline()
 }
 
 // refuseUpgrade ends an upgrade that will not happen: the successor is told
@@ -256,8 +300,13 @@ func (s *Supervisor) refuseUpgrade(why string) {
 	s.upgrade = nil
 	pid := u.proc.pid()
 	s.log.Error("binary upgrade refused; still serving", "new_pid", pid, "reason", why)
-	u.proc.refuse(why, u.ready)
-	if u.ready {
+	accepted := u.hs.Phase() == handoff.PhaseAccepted
+	// A successor that was accepted may be writing the pid file and
+	// telling systemd it is the main process: it is killed, and gone,
+	// before this supervisor takes both back, so it cannot act on the
+	// accept afterwards.
+	u.proc.refuse(why, accepted)
+	if accepted {
 		s.restorePIDFile(pid)
 		s.opts.Notify("MAINPID=" + strconv.Itoa(os.Getpid()))
 	}

@@ -16,10 +16,7 @@
 //	            the successor supervisor and exits at once, so that the
 //	            successor is systemd's own child
 //
-// A successor started by release 0.2.0 is a fourth, short-lived role: a
-// relay (relayLegacy in serve.go) that starts the real successor through
-// the launcher and sees the handover through. Package handoff holds how
-// each role is started and what it is handed.
+// Package handoff holds how each role is started and what it is handed.
 //
 // The other commands are clients of those processes: check (serve's
 // configuration, binding nothing), reload, upgrade and status (the
@@ -35,11 +32,16 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/camelot/lancelot/shared/handoff"
 )
 
 func main() {
 	app := newApp(runServe)
 	if err := app.Run(os.Args); err != nil {
+		// A binary upgrade's successor that fails before it read the
+		// handoff (a bad configuration) tells its predecessor why.
+		handoff.RefuseEarly(err)
 		fmt.Fprintf(os.Stderr, "lancelot: %s\n", oneLine(err.Error()))
 		os.Exit(1)
 	}

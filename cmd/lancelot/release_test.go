@@ -265,8 +265,8 @@ func TestUpgradeRefusesBadSuccessor(t *testing.T) {
 		name, script, copyOf, want string
 	}{
 		{name: "exits at once", script: "#!/bin/sh\nexit 3\n", want: "failed: it exited"},
-		{name: "unknown protocol", script: "#!/bin/sh\nprintf 'hello 3 9.0.0\\n' >&$((3 + LANCELOT_UPGRADE_FDS))\nexec sleep 30\n",
-			want: "announced handoff protocol 3 (9.0.0)"},
+		{name: "unknown protocol", script: "#!/bin/sh\nprintf 'hello 4 9.0.0\\n' >&$((3 + LANCELOT_UPGRADE_FDS))\nexec sleep 30\n",
+			want: "announced handoff protocol 4 (9.0.0)"},
 		{name: "not lancelot", copyOf: goTool, want: "is not lancelot (a Go program built from cmd/go)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

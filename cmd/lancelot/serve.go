@@ -61,14 +61,7 @@ func runServe(c *cli.Context, s serveSettings) error {
 	cfg := s.cfg
 	log, logs := cfg.NewLogger(os.Stderr)
 	defer logs.Close(time.Second)
-	if upgrade != nil && upgrade.Protocol == handoff.LegacyProtocol {
-		return relayLegacy(upgrade, log)
-	}
-	sup, err := newSupervisor(cfg, upgrade, log)
-	if err != nil {
-		return err
-	}
-	side, err := openSidePorts(cfg, sup, logs.Dropped)
+	sup, side, err := openServe(cfg, upgrade, log, logs.Dropped)
 	if err != nil {
 		return err
 	}
@@ -90,20 +83,19 @@ func runServe(c *cli.Context, s serveSettings) error {
 	return g.Run()
 }
 
-// relayLegacy is this process's whole job when release 0.2.0 started it:
-// start the real successor so that it is not 0.2.0's child, and see the
-// handover through (see handoff.Relay).
-func relayLegacy(u *handoff.Upgrade, log *slog.Logger) error {
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find own binary: %w", err)
+// openServe builds the supervisor and binds its side ports. A successor
+// that cannot start tells its predecessor why, which logs it and serves
+// on.
+func openServe(cfg config.Config, upgrade *handoff.Upgrade, log *slog.Logger, logDropped func() uint64) (*supervisor.Supervisor, *sidePorts, error) {
+	sup, err := newSupervisor(cfg, upgrade, log)
+	var side *sidePorts
+	if err == nil {
+		side, err = openSidePorts(cfg, sup, logDropped)
 	}
-	log.Info("taking over from release 0.2.0 through a relay", "relay_pid", os.Getpid(), "version", version.Version)
-	if err := handoff.Relay(u, exe, os.Args[1:], version.Version, notifier(log)); err != nil {
-		return fmt.Errorf("binary upgrade from 0.2.0: %w", err)
+	if err != nil && upgrade != nil {
+		upgrade.Fail(err)
 	}
-	log.Info("handover from release 0.2.0 complete; relay exiting", "relay_pid", os.Getpid())
-	return nil
+	return sup, side, err
 }
 
 // newSupervisor builds the supervisor from the configuration and what this
@@ -113,6 +105,8 @@ func newSupervisor(cfg config.Config, upgrade *handoff.Upgrade, log *slog.Logger
 	if err != nil {
 		return nil, fmt.Errorf("find own binary: %w", err)
 	}
+	// A successor learns which of its sockets are systemd's from the
+	// handoff (see handoff.Upgrade.Activated); LISTEN_* never reach it.
 	var activated []*os.File
 	if upgrade == nil {
 		activated = activation.Files(true) // unset LISTEN_*: workers must not see them

@@ -30,8 +30,6 @@ func TestMain(m *testing.M) {
 		os.Exit(workerChild())
 	case "upgrade":
 		os.Exit(upgradeChild())
-	case "legacy-predecessor":
-		os.Exit(legacyPredecessorChild())
 	case "signals":
 		os.Exit(signalsChild())
 	}

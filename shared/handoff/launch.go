@@ -13,18 +13,20 @@ import (
 // descriptors and the environment it was itself started with, report the
 // successor's pid on the channel, and return at once so the process exits.
 // The successor is then re-parented (to systemd, when it is PID 1) before
-// it announces itself as the main process.
+// it announces itself as the main process: that is why the launcher
+// exists.
 func Launch(binary string, args []string) error {
 	IgnoreOperatorSignals()
 	n, err := strconv.Atoi(os.Getenv(envFDs))
 	if err != nil || n < 1 {
 		return errors.New("upgrade-launch: not started by serve")
 	}
-	files := make([]*os.File, n+1) // the sockets, then the channel
-	for i := range files {
-		files[i] = os.NewFile(uintptr(upgradeFirstFD+i), "inherited")
+	files := make([]*os.File, n+1) // the layout: the sockets, then the channel
+	for i := range n {
+		files[i] = os.NewFile(uintptr(socketFD(i)), "inherited")
 	}
-	channel := files[n]
+	channel := os.NewFile(uintptr(channelFD(n)), "handoff")
+	files[n] = channel
 	cmd := exec.Command(binary, args...)
 	cmd.ExtraFiles = files
 	cmd.Env = append(os.Environ(), envLauncher+"="+strconv.Itoa(os.Getpid()))

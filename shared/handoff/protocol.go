@@ -5,63 +5,88 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
 
 // The upgrade handoff protocol: how a supervisor (the predecessor) hands
 // its sockets to its successor in a binary upgrade, across releases. Its
-// version changes whenever its encoding does, and every release speaks the
-// version of the release before it too, so that each release can be
-// upgraded to from the previous one and rolled back to it. TestProtocolPinned
-// holds the encoding: a change that makes it fail must bump Protocol and be
-// noted in CHANGELOG.md.
+// version changes whenever its encoding does. Versions are a set: the
+// predecessor offers every version it speaks, the successor picks the
+// newest one both speak and says which in its hello, and each side then
+// asks the chosen version what it can do (Capabilities), never whether it
+// is at least some number. Every release speaks the version of the release
+// before it too, so that it can be upgraded to from that release and
+// rolled back to it. TestProtocolPinned holds the encoding: a change that
+// makes it fail must add a version and be noted in CHANGELOG.md.
 //
-// Version 1 (release 0.2.0). The successor finds the listening sockets at
-// fds 3 .. 3+n-1 (n in LANCELOT_UPGRADE_FDS), the readiness descriptor at
-// LANCELOT_UPGRADE_READY_FD (3+n) and the running worker count in
-// LANCELOT_UPGRADE_WORKERS. Once every worker of it accepts, it writes its
-// pid file, sends MAINPID= and READY=1, then writes the single byte 0x01 to
-// the readiness descriptor; the predecessor reads that byte, closes its end
-// and retires. Nothing else crosses.
+// Version 1 (release 0.2.0) is no longer spoken: a successor started by
+// 0.2.0 (whose environment offers no version) says so in its log and exits,
+// and 0.2.0 serves on. Upgrade through 0.3.0.
 //
-// Version 2 (release 0.3.0) keeps all of version 1, so a version 1
-// successor understands a version 2 predecessor, and adds the following.
-// Every variable starts with LANCELOT_UPGRADE_, because release 0.2.0
-// passes on to its own successor every variable but those: a name outside
-// that prefix would reach a 0.3.0 successor of a 0.2.0 supervisor that was
-// itself started by 0.3.0, and make it speak version 2 to 0.2.0.
-//   - LANCELOT_UPGRADE_PROTOCOLS: the versions the predecessor speaks, comma
-//     separated, LANCELOT_UPGRADE_CONFIGURED (the configured worker count),
-//     LANCELOT_UPGRADE_FROM (the predecessor's release) and
-//     LANCELOT_UPGRADE_LAUNCHER (the pid of the launcher that started the
-//     successor and exits at once).
-//   - The readiness descriptor is a stream socket that carries lines both
-//     ways. From the launcher: "pid N". From the successor, first of all,
-//     "hello V RELEASE" (V the version it chose), or "refuse REASON" when it
-//     cannot take over; then "ready" once every worker of it accepts. From
-//     the predecessor: "accept" (after it has told systemd MAINPID=N), or
-//     "refuse REASON". From the successor last: "serving", once it has
-//     written the pid file and told systemd READY=1; the predecessor then
-//     retires. The pid file therefore names the successor only once the
-//     predecessor has accepted it.
+// Version 2 (release 0.3.0). The successor finds the listening sockets and
+// the channel as the descriptor layout says (see upgrade.go), and the
+// variables of the environment table. The channel is a stream socket that
+// carries lines both ways. From the launcher: "pid N". From the successor,
+// first of all, "hello V RELEASE" (V the version it chose), or "refuse
+// REASON" when it cannot take over (at any time before "serving"); then
+// "ready" once every worker of it accepts. From the predecessor: "accept",
+// or "refuse REASON". From the successor last: "serving", once it has
+// written the pid file and told systemd MAINPID= and READY=1; the
+// predecessor then retires. The pid file therefore names the successor
+// only once the predecessor has accepted it.
+//
+// Version 3 (release 0.4.0) keeps all of version 2 and adds:
+//   - LANCELOT_UPGRADE_ACTIVATED: the indexes of the sockets that came
+//     from systemd (socket activation), comma separated, so that every
+//     successor, however many upgrades later, leaves their addresses to the
+//     socket unit;
+//   - right after "serving", the line "conns K" carrying K descriptors
+//     (SCM_RIGHTS, on the line's first byte): the ends through which the
+//     successor's workers receive the connections the predecessor's
+//     retiring workers hand over. K may be 0.
 const (
 	// Protocol is the newest version this release speaks.
-	Protocol = 2
-	// LegacyProtocol is release 0.2.0's version, which this release also
-	// speaks, in both roles.
-	LegacyProtocol = 1
+	Protocol = 3
 )
+
+// spoken is every version this release speaks, oldest first.
+var spoken = []int{2, Protocol}
 
 // Speaks reports whether this release speaks handoff protocol version v.
 func Speaks(v int) bool {
-	return v == LegacyProtocol || v == Protocol
+	return slices.Contains(spoken, v)
 }
 
-// legacyReady is version 1's readiness byte.
-const legacyReady = 0x01
+// Capabilities is what a version of the protocol can do beyond version 2.
+type Capabilities struct {
+	// Activated: the predecessor says which sockets came from systemd.
+	Activated bool
+	// Conns: the successor sends its connection receivers after serving.
+	Conns bool
+}
 
-// Words that start the lines of version 2.
+// Can returns what version v can do.
+func Can(v int) Capabilities {
+	switch v {
+	case 3:
+		return Capabilities{Activated: true, Conns: true}
+	}
+	return Capabilities{}
+}
+
+// offer is the value of LANCELOT_UPGRADE_PROTOCOLS: every version spoken.
+func offer() string {
+	s := make([]string, len(spoken))
+	for i, v := range spoken {
+		s[i] = strconv.Itoa(v)
+	}
+	return strings.Join(s, ",")
+}
+
+// Words that start the lines.
 const (
 	linePID     = "pid"
 	lineHello   = "hello"
@@ -69,11 +94,15 @@ const (
 	lineReady   = "ready"
 	lineAccept  = "accept"
 	lineServing = "serving"
+	lineConns   = "conns"
 )
 
 // maxLine bounds one line: a successor that is not lancelot must not make
 // the predecessor buffer without end.
 const maxLine = 512
+
+// maxConns bounds the descriptors one "conns" line may announce.
+const maxConns = 1024
 
 // ReportKind is what a Report says.
 type ReportKind int
@@ -86,11 +115,12 @@ const (
 	ReportHello
 	// ReportRefuse: the successor cannot take over, for Reason.
 	ReportRefuse
-	// ReportReady: every worker of the successor accepts. Protocol is 1 for
-	// a version 1 successor, which said nothing before.
+	// ReportReady: every worker of the successor accepts.
 	ReportReady
 	// ReportServing: the successor took over (pid file, systemd).
 	ReportServing
+	// ReportConns: the successor's connection receivers, in Files.
+	ReportConns
 )
 
 // Report is one message the predecessor reads.
@@ -100,15 +130,19 @@ type Report struct {
 	Protocol int
 	Release  string
 	Reason   string
+	// Files are ReportConns' descriptors; the reader of the report owns
+	// them.
+	Files []*os.File
 }
 
 // ReportReader reads what the launcher and the successor send the
 // predecessor.
 type ReportReader struct {
-	br *bufio.Reader
+	br  *bufio.Reader
+	fds *fdQueue // descriptors received with the bytes; nil for a plain reader
 }
 
-// NewReportReader reads reports from r.
+// NewReportReader reads reports from r, which carries no descriptors.
 func NewReportReader(r io.Reader) *ReportReader {
 	return &ReportReader{br: bufio.NewReaderSize(r, maxLine)}
 }
@@ -120,14 +154,6 @@ var ErrChannelClosed = errors.New("it exited, or closed the handoff channel")
 // Next returns the next report. Anything that is not this protocol is an
 // error that quotes what was read, so a log line can name it.
 func (r *ReportReader) Next() (Report, error) {
-	b, err := r.br.ReadByte()
-	if err != nil {
-		return Report{}, channelErr(err)
-	}
-	if b == legacyReady {
-		return Report{Kind: ReportReady, Protocol: LegacyProtocol}, nil
-	}
-	r.br.UnreadByte()
 	line, err := r.br.ReadSlice('\n')
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -138,7 +164,30 @@ func (r *ReportReader) Next() (Report, error) {
 		}
 		return Report{}, channelErr(err)
 	}
-	return parseReport(strings.TrimSuffix(string(line), "\n"))
+	rep, err := parseReport(strings.TrimSuffix(string(line), "\n"))
+	if err != nil || rep.Kind != ReportConns {
+		return rep, err
+	}
+	return r.takeFiles(rep)
+}
+
+// takeFiles gives a "conns K" report the K descriptors that came with it.
+func (r *ReportReader) takeFiles(rep Report) (Report, error) {
+	k := rep.PID
+	rep.PID = 0
+	if k == 0 {
+		return rep, nil
+	}
+	for range batches(k) {
+		if b, err := r.br.ReadByte(); err != nil || b != 0 {
+			return Report{}, fmt.Errorf("handoff channel: conns %d without its descriptors", k)
+		}
+	}
+	if r.fds == nil || r.fds.len() < k {
+		return Report{}, fmt.Errorf("handoff channel: conns %d came with fewer descriptors", k)
+	}
+	rep.Files = r.fds.take(k)
+	return rep, nil
 }
 
 func channelErr(err error) error {
@@ -165,20 +214,29 @@ func parseReport(line string) (Report, error) {
 		return Report{Kind: ReportRefuse, Reason: rest}, nil
 	case lineReady:
 		if rest == "" {
-			return Report{Kind: ReportReady, Protocol: Protocol}, nil
+			return Report{Kind: ReportReady}, nil
 		}
 	case lineServing:
 		if rest == "" {
 			return Report{Kind: ReportServing}, nil
 		}
+	case lineConns:
+		// The count travels in PID until takeFiles turns it into Files.
+		if k, err := strconv.Atoi(rest); err == nil && k >= 0 && k <= maxConns {
+			return Report{Kind: ReportConns, PID: k}, nil
+		}
 	}
 	return Report{}, fmt.Errorf("not the handoff protocol: %q", line)
 }
 
-// writeLine writes one line of version 2; reasons are folded onto it.
+// formatLine is one line; reasons are folded onto it.
+func formatLine(words ...string) string {
+	return strings.Join(strings.Fields(strings.Join(words, " ")), " ") + "\n"
+}
+
+// writeLine writes one line.
 func writeLine(w io.Writer, words ...string) error {
-	line := strings.Join(strings.Fields(strings.Join(words, " ")), " ") + "\n"
-	_, err := io.WriteString(w, line)
+	_, err := io.WriteString(w, formatLine(words...))
 	return err
 }
 
@@ -187,7 +245,7 @@ func WritePID(w io.Writer, pid int) error {
 	return writeLine(w, linePID, strconv.Itoa(pid))
 }
 
-// Accept tells a version 2 successor it takes over.
+// Accept tells the successor it takes over.
 func Accept(w io.Writer) error {
 	return writeLine(w, lineAccept)
 }

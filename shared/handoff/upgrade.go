@@ -12,39 +12,55 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The environment of the upgrade handoff (see protocol.go). The sockets are
-// at fds upgradeFirstFD .. upgradeFirstFD+n-1, the channel right after.
+// The descriptor layout of the upgrade handoff: index i of ExtraFiles is
+// fd 3+i. The listening sockets come first, in the predecessor's order,
+// then the channel.
+const firstFD = 3
+
+// socketFD is the descriptor of socket i.
+func socketFD(i int) int { return firstFD + i }
+
+// channelFD is the channel's descriptor after n sockets.
+func channelFD(n int) int { return firstFD + n }
+
+// The environment table of the upgrade handoff. Every name starts with
+// LANCELOT_UPGRADE_: release 0.3.0 passes on to its own successor every
+// variable but those, so none of these outlives the handoff it describes.
 const (
-	upgradeFirstFD = 3
-	// Version 1 (release 0.2.0), kept as it was.
-	envFDs     = "LANCELOT_UPGRADE_FDS"
-	envReadyFD = "LANCELOT_UPGRADE_READY_FD"
-	envWorkers = "LANCELOT_UPGRADE_WORKERS"
-	// Version 2.
-	envProtocols  = "LANCELOT_UPGRADE_PROTOCOLS"
-	envConfigured = "LANCELOT_UPGRADE_CONFIGURED"
-	envFrom       = "LANCELOT_UPGRADE_FROM"
-	envLauncher   = "LANCELOT_UPGRADE_LAUNCHER"
+	envFDs        = "LANCELOT_UPGRADE_FDS"        // the socket count (since 1)
+	envReadyFD    = "LANCELOT_UPGRADE_READY_FD"   // the channel's descriptor (since 1)
+	envWorkers    = "LANCELOT_UPGRADE_WORKERS"    // the running worker count (since 1)
+	envProtocols  = "LANCELOT_UPGRADE_PROTOCOLS"  // the versions offered (since 2)
+	envConfigured = "LANCELOT_UPGRADE_CONFIGURED" // the configured worker count (since 2)
+	envFrom       = "LANCELOT_UPGRADE_FROM"       // the predecessor's release (since 2)
+	envLauncher   = "LANCELOT_UPGRADE_LAUNCHER"   // the launcher's pid, set by it (since 2)
+	envActivated  = "LANCELOT_UPGRADE_ACTIVATED"  // the socket-activated sockets' indexes (since 3)
 )
+
+// upgradeVars is every variable of the table, for unsetting them.
+var upgradeVars = []string{envFDs, envReadyFD, envWorkers, envProtocols, envConfigured, envFrom, envLauncher, envActivated}
 
 // Upgrade is what a supervisor hands its successor, and what the successor
 // finds.
 type Upgrade struct {
-	// Protocol is the version the successor speaks: what it chose, on its
-	// side; what it announced, on the predecessor's.
+	// Protocol is the version the successor chose (its side only).
 	Protocol int
 	// Sockets are every listening socket, in the predecessor's order. The
 	// successor has checked each with the kernel (see CheckListener).
 	Sockets []*os.File
-	// Channel is the successor's end of the handoff channel: a stream
-	// socket (version 2) or the write end of a pipe (a version 1
-	// predecessor).
+	// Activated[i] reports whether Sockets[i] came from systemd (socket
+	// activation): its address belongs to the socket unit. Nil means none.
+	Activated []bool
+	// ActivatedHow says, on the successor's side, how it learnt which
+	// sockets are systemd's: from the predecessor, or from what the
+	// kernel and a release 0.3.0 predecessor's environment show.
+	ActivatedHow string
+	// Channel is the successor's end of the handoff channel.
 	Channel *os.File
 	// Running is the worker count the predecessor ran (after TTIN/TTOU);
-	// Configured is the count its configuration asked for (0 from a
-	// version 1 predecessor, which told only Running).
+	// Configured is the count its configuration asked for.
 	Running, Configured int
-	// From is the predecessor's release ("" from version 1).
+	// From is the predecessor's release.
 	From string
 	// Launcher is the pid of the process that started the successor and
 	// exits at once; 0 when none did.
@@ -65,22 +81,49 @@ func NewChannel() (*os.File, *os.File, error) {
 }
 
 // Command returns the command that starts exe with args as the successor,
-// speaking both versions: a version 1 successor reads the variables it
-// knows and ignores the others. env is filtered of what described the old
-// process only.
+// offering every version spoken. env is filtered of what described the
+// old process only.
 func (u Upgrade) Command(exe string, args, env []string, release string) *exec.Cmd {
 	n := len(u.Sockets)
 	cmd := exec.Command(exe, args...)
 	cmd.ExtraFiles = append(append([]*os.File(nil), u.Sockets...), u.Channel)
 	cmd.Env = append(upgradeEnv(env),
 		envFDs+"="+strconv.Itoa(n),
-		envReadyFD+"="+strconv.Itoa(upgradeFirstFD+n),
+		envReadyFD+"="+strconv.Itoa(channelFD(n)),
 		envWorkers+"="+strconv.Itoa(u.Running),
-		envProtocols+"="+strconv.Itoa(Protocol),
+		envProtocols+"="+offer(),
 		envConfigured+"="+strconv.Itoa(u.Configured),
 		envFrom+"="+release,
+		envActivated+"="+formatIndexes(u.Activated),
 	)
 	return cmd
+}
+
+// formatIndexes lists the indexes where set is true.
+func formatIndexes(set []bool) string {
+	var s []string
+	for i, b := range set {
+		if b {
+			s = append(s, strconv.Itoa(i))
+		}
+	}
+	return strings.Join(s, ",")
+}
+
+// parseIndexes reads formatIndexes' list for n sockets.
+func parseIndexes(s string, n int) ([]bool, error) {
+	set := make([]bool, n)
+	if s == "" {
+		return set, nil
+	}
+	for _, f := range strings.Split(s, ",") {
+		i, err := strconv.Atoi(f)
+		if err != nil || i < 0 || i >= n {
+			return nil, fmt.Errorf("%s=%q: not socket indexes below %d", envActivated, s, n)
+		}
+		set[i] = true
+	}
+	return set, nil
 }
 
 // upgradeEnv keeps NOTIFY_SOCKET (the successor notifies systemd) but
@@ -96,19 +139,27 @@ func upgradeEnv(env []string) []string {
 	return out
 }
 
+// ErrFromRelease020 is a successor started by release 0.2.0, whose
+// handoff protocol 1 this release no longer speaks.
+var ErrFromRelease020 = errors.New("the old supervisor is release 0.2.0 (handoff protocol 1), " +
+	"which this release cannot take over from: it serves on; upgrade it to release 0.3.0 first, then to this one")
+
 // ReadUpgrade is a successor's side of the handoff's start: it returns nil,
 // nil when this process is not a successor. Otherwise it chooses the
-// version, announces it ("hello", before anything else is decided), and
-// checks every inherited descriptor with the kernel. What it cannot take
-// over it refuses on the channel, and returns as the error. The channel
-// and the sockets are made close-on-exec and the variables unset, so the
-// workers inherit none of them.
+// version, announces it ("hello", before anything else is decided), checks
+// every inherited descriptor with the kernel, and learns which sockets are
+// systemd's. What it cannot take over it refuses on the channel, and
+// returns as the error. The channel and the sockets are made close-on-exec
+// and the variables unset, so the workers inherit none of them.
 func ReadUpgrade(release string) (*Upgrade, error) {
 	raw, ok := os.LookupEnv(envFDs)
 	if !ok {
 		return nil, nil
 	}
 	defer unsetUpgradeEnv()
+	if _, ok := os.LookupEnv(envProtocols); !ok {
+		return nil, ErrFromRelease020 // 0.2.0 offers nothing; it reads our exit
+	}
 	u, err := decodeUpgrade(raw)
 	if err != nil {
 		return nil, err
@@ -117,27 +168,44 @@ func ReadUpgrade(release string) (*Upgrade, error) {
 		return nil, err
 	}
 	for i := range u.Sockets {
-		fd := upgradeFirstFD + i
+		fd := socketFD(i)
 		unix.CloseOnExec(fd)
 		if _, err := CheckListener(fd); err != nil {
-			err = fmt.Errorf("inherited fd %d: %w", fd, err)
-			u.refuse(err)
-			return nil, err
+			return nil, u.Fail(fmt.Errorf("inherited fd %d: %w", fd, err))
 		}
 		u.Sockets[i] = os.NewFile(uintptr(fd), "inherited-listener")
+	}
+	if err := u.learnActivated(); err != nil {
+		return nil, u.Fail(err)
 	}
 	return u, nil
 }
 
-// decodeUpgrade reads the variables both versions share.
+// learnActivated fills in Activated: from the predecessor when it said
+// (release 0.4.0 on), else from what the kernel and the predecessor's
+// environment show (see inferActivated).
+func (u *Upgrade) learnActivated() error {
+	if raw, ok := os.LookupEnv(envActivated); ok {
+		set, err := parseIndexes(raw, len(u.Sockets))
+		if err != nil {
+			return err
+		}
+		u.Activated, u.ActivatedHow = set, "the old supervisor said which sockets are systemd's"
+		return nil
+	}
+	u.Activated, u.ActivatedHow = inferActivated(u.Sockets)
+	return nil
+}
+
+// decodeUpgrade reads the variables every version shares.
 func decodeUpgrade(rawFDs string) (*Upgrade, error) {
 	n, err := strconv.Atoi(rawFDs)
 	if err != nil || n < 1 {
 		return nil, fmt.Errorf("%s=%q: not a socket count", envFDs, rawFDs)
 	}
-	readyFD := upgradeFirstFD + n
+	readyFD := channelFD(n)
 	if raw := os.Getenv(envReadyFD); raw != "" {
-		if readyFD, err = strconv.Atoi(raw); err != nil || readyFD < upgradeFirstFD+n {
+		if readyFD, err = strconv.Atoi(raw); err != nil || readyFD < channelFD(n) {
 			return nil, fmt.Errorf("%s=%q: not a descriptor after the sockets", envReadyFD, raw)
 		}
 	}
@@ -157,63 +225,64 @@ func decodeUpgrade(rawFDs string) (*Upgrade, error) {
 }
 
 // chooseProtocol picks the newest version both sides speak and announces
-// it; no offer at all is a version 1 predecessor.
-func (u *Upgrade) chooseProtocol(offer, release string) error {
-	if offer == "" {
-		u.Protocol = LegacyProtocol
-		return nil
-	}
-	for _, f := range strings.Split(offer, ",") {
-		if v, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && v != LegacyProtocol && Speaks(v) && v > u.Protocol {
+// it.
+func (u *Upgrade) chooseProtocol(offered, release string) error {
+	for _, f := range strings.Split(offered, ",") {
+		if v, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && Speaks(v) && v > u.Protocol {
 			u.Protocol = v
 		}
 	}
 	if u.Protocol == 0 {
-		err := fmt.Errorf("no handoff protocol in common: the old supervisor offers %s, lancelot %s speaks %d and %d",
-			offer, release, LegacyProtocol, Protocol)
-		Refuse(u.Channel, err.Error())
-		return err
+		return u.Fail(fmt.Errorf("no handoff protocol in common: the old supervisor offers %s, lancelot %s speaks %s",
+			offered, release, offer()))
 	}
 	return writeLine(u.Channel, lineHello, strconv.Itoa(u.Protocol), release)
 }
 
-// refuse tells a version 2 predecessor why this successor gives up; a
-// version 1 one learns it from the exit.
-func (u *Upgrade) refuse(err error) {
-	if u.Protocol >= Protocol {
-		Refuse(u.Channel, err.Error())
+// Fail tells the predecessor why this successor gives up, before it has
+// taken over, and returns err. Every version this release speaks reads a
+// refusal at any point before "serving".
+func (u *Upgrade) Fail(err error) error {
+	Refuse(u.Channel, err.Error())
+	return err
+}
+
+// RefuseEarly is Fail for a successor that gives up before it read the
+// handoff (its configuration does not load, say): it returns false when
+// this process is not a successor, or its predecessor reads no refusals
+// (release 0.2.0).
+func RefuseEarly(err error) bool {
+	raw, ok := os.LookupEnv(envFDs)
+	if !ok || os.Getenv(envProtocols) == "" {
+		return false
 	}
+	n, convErr := strconv.Atoi(raw)
+	if convErr != nil || n < 1 {
+		return false
+	}
+	ch := channelFD(n)
+	if v, convErr := strconv.Atoi(os.Getenv(envReadyFD)); convErr == nil {
+		ch = v
+	}
+	_, werr := unix.Write(ch, []byte(formatLine(lineRefuse, err.Error())))
+	return werr == nil
 }
 
 func unsetUpgradeEnv() {
-	for _, k := range []string{envFDs, envReadyFD, envWorkers, envProtocols, envConfigured, envFrom, envLauncher} {
+	for _, k := range upgradeVars {
 		os.Unsetenv(k)
 	}
 }
 
-// verdictTimeout bounds the wait for the predecessor's answer: it answers
-// at once, unless it is dead or hung.
-const verdictTimeout = 15 * time.Second
-
 // Ready tells the predecessor every worker accepts, then waits for its
 // verdict: nil when it accepted, a *RefusedError when it refused,
-// ErrPredecessorGone when it died first. A version 1 predecessor says
-// nothing: it has accepted once it read the byte and closed its end. The
-// caller announces itself to systemd first for a version 1 predecessor
-// (which retires as soon as it read the byte) and after for version 2
-// (whose predecessor sends MAINPID= before it accepts).
+// ErrPredecessorGone when it died first. Only after an accept may the
+// caller write the pid file and tell systemd MAINPID=.
 func (u *Upgrade) Ready() error {
-	if u.Protocol == LegacyProtocol {
-		if _, err := u.Channel.Write([]byte{legacyReady}); err != nil {
-			return fmt.Errorf("tell the old supervisor: %w", err)
-		}
-		waitPeerClosed(u.Channel, verdictTimeout)
-		return nil
-	}
 	if err := writeLine(u.Channel, lineReady); err != nil {
 		return fmt.Errorf("tell the old supervisor: %w", err)
 	}
-	u.Channel.SetReadDeadline(time.Now().Add(verdictTimeout))
+	u.Channel.SetReadDeadline(time.Now().Add(TimeoutVerdict))
 	if err := readVerdict(u.Channel); err != nil {
 		return err
 	}
@@ -221,37 +290,23 @@ func (u *Upgrade) Ready() error {
 	return nil
 }
 
-// Serving tells a version 2 predecessor the successor has taken over, and
-// closes the channel.
-func (u *Upgrade) Serving() error {
+// Serving tells the predecessor the successor has taken over and, when the
+// version can, sends it ends (the connection receivers; the caller keeps
+// and closes its own copies). It closes the channel.
+func (u *Upgrade) Serving(ends []*os.File) error {
 	defer u.Channel.Close()
-	if u.Protocol == LegacyProtocol {
+	if err := writeLine(u.Channel, lineServing); err != nil {
+		return err
+	}
+	if !Can(u.Protocol).Conns {
 		return nil
 	}
-	return writeLine(u.Channel, lineServing)
+	return sendConns(u.Channel, ends)
 }
 
 // Close closes the channel without a word: the predecessor reads EOF.
 func (u *Upgrade) Close() {
 	u.Channel.Close()
-}
-
-// waitPeerClosed waits until the other end of f is closed (a pipe's write
-// end then polls POLLERR, a socket POLLHUP), at most timeout.
-func waitPeerClosed(f *os.File, timeout time.Duration) {
-	sc, err := f.SyscallConn()
-	if err != nil {
-		return
-	}
-	sc.Control(func(fd uintptr) {
-		pfd := []unix.PollFd{{Fd: int32(fd)}}
-		deadline := time.Now().Add(timeout)
-		for pfd[0].Revents == 0 && time.Now().Before(deadline) {
-			if _, err := unix.Poll(pfd, int(time.Until(deadline).Milliseconds())+1); err != nil && !errors.Is(err, unix.EINTR) {
-				return
-			}
-		}
-	})
 }
 
 // waitReparented waits, at most a second, until the launcher that started

@@ -4,13 +4,17 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/camelot/lancelot/shared/handoff"
 	"github.com/camelot/lancelot/shared/lancelottest"
@@ -33,27 +37,36 @@ func upgradeChild() int {
 		}
 		addrs = append(addrs, ln.Addr().String())
 	}
-	fmt.Printf("protocol=%d sockets=%s running=%d configured=%d from=%s\n", u.Protocol, strings.Join(addrs, ","), u.Running, u.Configured, u.From)
+	fmt.Printf("protocol=%d sockets=%s running=%d configured=%d from=%s activated=%v\n", u.Protocol, strings.Join(addrs, ","),
+		u.Running, u.Configured, u.From, u.Activated)
 	verdict := u.Ready()
 	fmt.Printf("verdict=%v\n", verdict)
 	if verdict == nil {
-		u.Serving()
+		n, _ := strconv.Atoi(os.Getenv("HANDOFF_TEST_ENDS"))
+		if err := u.Serving(testEnds(n)); err != nil {
+			fmt.Println("serving:", err)
+			return 1
+		}
+	}
+	if verdict != nil {
+		return 1
 	}
 	return 0
 }
 
-// legacyPredecessorChild is a successor started as release 0.2.0 starts
-// one: it must speak version 1.
-func legacyPredecessorChild() int {
-	u, err := handoff.ReadUpgrade("9.9.9")
-	if err != nil || u == nil {
-		fmt.Println("error:", err)
-		return 1
+// testEnds returns n pipes' read ends, each with "end I\n" waiting in it.
+func testEnds(n int) []*os.File {
+	var ends []*os.File
+	for i := range n {
+		r, w, err := os.Pipe()
+		if err != nil {
+			panic(err)
+		}
+		fmt.Fprintf(w, "end %d\n", i)
+		w.Close()
+		ends = append(ends, r)
 	}
-	fmt.Printf("protocol=%d running=%d configured=%d\n", u.Protocol, u.Running, u.Configured)
-	err = u.Ready()
-	fmt.Printf("accepted=%v\n", err)
-	return 0
+	return ends
 }
 
 // startSuccessor starts the test binary as a successor of role with u and
@@ -83,8 +96,8 @@ func readLine(t *testing.T, br *bufio.Reader, ch *os.File) string {
 	return line
 }
 
-// TestUpgradeRoundTrip is a whole version 2 handoff between two processes,
-// byte for byte.
+// TestUpgradeRoundTrip is a whole version 3 handoff between two processes,
+// byte for byte, the connection receivers included.
 func TestUpgradeRoundTrip(t *testing.T) {
 	f1, a1 := lancelottest.ListenerFile(t)
 	f2, a2 := lancelottest.ListenerFile(t)
@@ -93,33 +106,81 @@ func TestUpgradeRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer local.Close()
-	u := handoff.Upgrade{Sockets: []*os.File{f1, f2}, Channel: remote, Running: 3, Configured: 2}
-	cmd, out := startSuccessor(t, "upgrade", u, "LISTEN_PID=1")
+	u := handoff.Upgrade{Sockets: []*os.File{f1, f2}, Activated: []bool{false, true}, Channel: remote, Running: 3, Configured: 2}
+	cmd, out := startSuccessor(t, "upgrade", u, "LISTEN_PID=1", "HANDOFF_TEST_ENDS=70")
 	remote.Close()
-	br := bufio.NewReader(local)
-	if got := readLine(t, br, local); got != "hello 2 9.9.9\n" {
-		t.Fatalf("first line %q, want the hello", got)
+	rd := handoff.NewChannelReader(local)
+	defer rd.Close()
+	next := func() handoff.Report {
+		t.Helper()
+		local.SetReadDeadline(time.Now().Add(10 * time.Second))
+		rep, err := rd.Next()
+		if err != nil {
+			t.Fatalf("read the channel: %v\n%s", err, out)
+		}
+		return rep
 	}
-	if got := readLine(t, br, local); got != "ready\n" {
-		t.Fatalf("second line %q, want ready", got)
+	if rep := next(); rep.Kind != handoff.ReportHello || rep.Protocol != 3 || rep.Release != "9.9.9" {
+		t.Fatalf("first report %+v, want hello 3 9.9.9", rep)
+	}
+	if rep := next(); rep.Kind != handoff.ReportReady {
+		t.Fatalf("second report %+v, want ready", rep)
 	}
 	if err := handoff.Accept(local); err != nil {
 		t.Fatal(err)
 	}
-	if got := readLine(t, br, local); got != "serving\n" {
-		t.Fatalf("third line %q, want serving", got)
+	if rep := next(); rep.Kind != handoff.ReportServing {
+		t.Fatalf("third report %+v, want serving", rep)
+	}
+	rep := next()
+	if rep.Kind != handoff.ReportConns || len(rep.Files) != 70 {
+		t.Fatalf("fourth report %v with %d files, want conns with 70 (two batches)", rep.Kind, len(rep.Files))
+	}
+	for i, f := range rep.Files {
+		b, err := io.ReadAll(f)
+		f.Close()
+		if want := fmt.Sprintf("end %d\n", i); string(b) != want || err != nil {
+			t.Errorf("receiver %d reads %q, %v; want %q", i, b, err, want)
+		}
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("successor: %v\n%s", err, out)
 	}
-	want := fmt.Sprintf("protocol=2 sockets=%s,%s running=3 configured=2 from=1.0.0\nverdict=<nil>\n", a1, a2)
+	want := fmt.Sprintf("protocol=3 sockets=%s,%s running=3 configured=2 from=1.0.0 activated=[false true]\nverdict=<nil>\n", a1, a2)
 	if out.String() != want {
 		t.Errorf("successor printed %q, want %q", out, want)
 	}
 }
 
+// TestUpgradeToRelease030 is the predecessor's side with a successor that
+// offers only version 2 (release 0.3.0, seen through the offer it gets):
+// hello 2, and no conns after serving.
+func TestUpgradeVersion2(t *testing.T) {
+	f1, _ := lancelottest.ListenerFile(t)
+	local, remote, _ := handoff.NewChannel()
+	defer local.Close()
+	cmd, out := startSuccessor(t, "upgrade", handoff.Upgrade{Sockets: []*os.File{f1}, Channel: remote, Running: 1},
+		"LANCELOT_UPGRADE_PROTOCOLS=2", "HANDOFF_TEST_ENDS=2")
+	remote.Close()
+	br := bufio.NewReader(local)
+	if got := readLine(t, br, local); got != "hello 2 9.9.9\n" {
+		t.Fatalf("first line %q, want hello 2", got)
+	}
+	readLine(t, br, local)
+	handoff.Accept(local)
+	if got := readLine(t, br, local); got != "serving\n" {
+		t.Fatalf("line %q, want serving", got)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("successor: %v\n%s", err, out)
+	}
+	if rest, _ := io.ReadAll(br); len(rest) != 0 {
+		t.Errorf("after serving a version 2 successor sent %q, want nothing (no conns)", rest)
+	}
+}
+
 // TestUpgradeRefusedByPredecessor: the successor's Ready returns the
-// predecessor's reason.
+// predecessor's reason, and the successor fails.
 func TestUpgradeRefusedByPredecessor(t *testing.T) {
 	f1, _ := lancelottest.ListenerFile(t)
 	local, remote, _ := handoff.NewChannel()
@@ -127,71 +188,61 @@ func TestUpgradeRefusedByPredecessor(t *testing.T) {
 	cmd, out := startSuccessor(t, "upgrade", handoff.Upgrade{Sockets: []*os.File{f1}, Channel: remote, Running: 1})
 	remote.Close()
 	br := bufio.NewReader(local)
-	readLine(t, br, local)
-	readLine(t, br, local)
+	if got := readLine(t, br, local); got != "hello 3 9.9.9\n" {
+		t.Fatalf("first line %q, want the hello", got)
+	}
+	if got := readLine(t, br, local); got != "ready\n" {
+		t.Fatalf("second line %q, want ready", got)
+	}
 	handoff.Refuse(local, "supervisor stopping")
-	cmd.Wait()
+	if err := cmd.Wait(); err == nil {
+		t.Errorf("successor exited 0 after a refusal; want a failure")
+	}
 	if !strings.Contains(out.String(), "verdict=the old supervisor refused the handover: supervisor stopping\n") {
 		t.Errorf("successor printed %q, want the refusal", out)
 	}
+	if rest, _ := io.ReadAll(br); len(rest) != 0 {
+		t.Errorf("after the refusal the successor sent %q, want nothing", rest)
+	}
 }
 
-// TestUpgradeFromLegacy: a successor started as release 0.2.0 starts one
-// (its three variables, a pipe) speaks version 1: the byte 0x01, and it
-// takes the predecessor's closing of the pipe as acceptance.
-func TestUpgradeFromLegacy(t *testing.T) {
+// TestUpgradeFromRelease020Refused: a successor started as release 0.2.0
+// starts one (its three variables, a pipe, no offer) fails at once with
+// the error that says to go through 0.3.0, writing nothing to the pipe.
+func TestUpgradeFromRelease020Refused(t *testing.T) {
 	f1, _ := lancelottest.ListenerFile(t)
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer r.Close()
 	exe, _ := os.Executable()
 	cmd := exec.Command(exe)
 	cmd.ExtraFiles = []*os.File{f1, w}
-	cmd.Env = append(os.Environ(), envChild+"=legacy-predecessor",
+	cmd.Env = append(os.Environ(), envChild+"=upgrade",
 		"LANCELOT_UPGRADE_FDS=1", "LANCELOT_UPGRADE_READY_FD=4", "LANCELOT_UPGRADE_WORKERS=5")
-	stdout, _ := cmd.StdoutPipe()
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := handoff.Start(cmd); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	w.Close()
-	lines := make(chan string, 4)
-	go func() {
-		br := bufio.NewReader(stdout)
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				close(lines)
-				return
-			}
-			lines <- line
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Errorf("successor of 0.2.0 exited 0, want a failure")
 		}
-	}()
-	next := func(within time.Duration) string {
-		select {
-		case line := <-lines:
-			return line
-		case <-time.After(within):
-			return ""
-		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("successor of 0.2.0 still running after 10s")
 	}
-	if got := next(10 * time.Second); got != "protocol=1 running=5 configured=0\n" {
-		t.Fatalf("successor printed %q", got)
+	if !strings.Contains(out.String(), "release 0.2.0") || !strings.Contains(out.String(), "0.3.0 first") {
+		t.Errorf("successor printed %q, want the error naming 0.2.0 and 0.3.0", out)
 	}
-	b := make([]byte, 2)
-	r.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if n, err := r.Read(b); n != 1 || b[0] != 0x01 {
-		t.Fatalf("read %q, %v from the successor; want the single byte 0x01", b[:n], err)
-	}
-	// Release 0.2.0 closes its end once it has read the byte: until then
-	// the successor must not count itself accepted.
-	if got := next(200 * time.Millisecond); got != "" {
-		t.Fatalf("before the predecessor closed the pipe the successor printed %q", got)
-	}
-	r.Close()
-	if got := next(10 * time.Second); got != "accepted=<nil>\n" {
-		t.Errorf("after the close the successor printed %q", got)
+	if b, _ := io.ReadAll(r); len(b) != 0 {
+		t.Errorf("successor wrote %q to 0.2.0's pipe, want nothing", b)
 	}
 }
 
@@ -202,9 +253,9 @@ func TestUpgradeNoCommonProtocol(t *testing.T) {
 	local, remote, _ := handoff.NewChannel()
 	defer local.Close()
 	cmd, out := startSuccessor(t, "upgrade", handoff.Upgrade{Sockets: []*os.File{f1}, Channel: remote, Running: 1},
-		"LANCELOT_UPGRADE_PROTOCOLS=3,7")
+		"LANCELOT_UPGRADE_PROTOCOLS=1,4,7")
 	remote.Close()
-	want := "refuse no handoff protocol in common: the old supervisor offers 3,7, lancelot 9.9.9 speaks 1 and 2\n"
+	want := "refuse no handoff protocol in common: the old supervisor offers 1,4,7, lancelot 9.9.9 speaks 2,3\n"
 	if got := readLine(t, bufio.NewReader(local), local); got != want {
 		t.Errorf("successor said %q, want %q", got, want)
 	}
@@ -259,10 +310,11 @@ func TestReportReader(t *testing.T) {
 	}{
 		// Success cases
 		{"pid 42\nhello 2 0.3.0\nready\nserving\n", []r{{Kind: handoff.ReportPID, PID: 42},
-			{Kind: handoff.ReportHello, Protocol: 2, Release: "0.3.0"}, {Kind: handoff.ReportReady, Protocol: 2},
+			{Kind: handoff.ReportHello, Protocol: 2, Release: "0.3.0"}, {Kind: handoff.ReportReady},
 			{Kind: handoff.ReportServing}}, "closed"},
-		{"pid 42\n\x01", []r{{Kind: handoff.ReportPID, PID: 42}, {Kind: handoff.ReportReady, Protocol: 1}}, "closed"},
-		{"hello 3 9.0.0\n", []r{{Kind: handoff.ReportHello, Protocol: 3, Release: "9.0.0"}}, "closed"},
+		{"hello 3 0.4.0\nready\nserving\nconns 0\n", []r{{Kind: handoff.ReportHello, Protocol: 3, Release: "0.4.0"},
+			{Kind: handoff.ReportReady}, {Kind: handoff.ReportServing}, {Kind: handoff.ReportConns}}, "closed"},
+		{"hello 4 9.0.0\n", []r{{Kind: handoff.ReportHello, Protocol: 4, Release: "9.0.0"}}, "closed"},
 		{"refuse cannot start: no such file\n", []r{{Kind: handoff.ReportRefuse, Reason: "cannot start: no such file"}}, "closed"},
 		// Failure cases
 		{"", nil, "closed"},
@@ -270,6 +322,9 @@ func TestReportReader(t *testing.T) {
 		{"pid -3\n", nil, "not the handoff protocol"},
 		{"hello\n", nil, "not the handoff protocol"},
 		{"ready 2\n", nil, "not the handoff protocol"},
+		{"pid 42\n\x01", []r{{Kind: handoff.ReportPID, PID: 42}}, "then the channel closed"}, // release 0.2.0's ready byte
+		{"conns 2\n\x00", nil, "came with fewer descriptors"},                                // a plain reader gets none
+		{"conns 2000\n", nil, "not the handoff protocol"},
 		{"pid 42\nrea", []r{{Kind: handoff.ReportPID, PID: 42}}, `"rea" then the channel closed`},
 		{"GET / HTTP/1.1\r\n", nil, "not the handoff protocol"},
 		{strings.Repeat("x", 600), nil, "a line of more than 512 bytes"},
@@ -284,7 +339,7 @@ func TestReportReader(t *testing.T) {
 			}
 			got = append(got, rep)
 		}
-		if !slices.Equal(got, tc.want) || !strings.Contains(err.Error(), tc.wantErr) {
+		if !slices.EqualFunc(got, tc.want, sameReport) || !strings.Contains(err.Error(), tc.wantErr) {
 			t.Errorf("reports of %q = %+v, %v; want %+v, an error with %q", tc.in, got, err, tc.want, tc.wantErr)
 		}
 		if tc.wantErr == "closed" && !errors.Is(err, handoff.ErrChannelClosed) {
@@ -293,24 +348,36 @@ func TestReportReader(t *testing.T) {
 	}
 }
 
+func sameReport(a, b handoff.Report) bool {
+	return a.Kind == b.Kind && a.PID == b.PID && a.Protocol == b.Protocol && a.Release == b.Release &&
+		a.Reason == b.Reason && len(a.Files) == len(b.Files)
+}
+
 // TestProtocolPinned holds the handoff protocol's encoding, as Envoy pins
 // its hot-restart version: releases on both sides of an upgrade rely on
-// it. If this test fails, the encoding changed: bump handoff.Protocol, keep
-// speaking the previous version (each release upgrades from and rolls back
-// to the one before it), note both in CHANGELOG.md, then update the test.
+// it. If this test fails, the encoding changed: add a version to the set
+// spoken (each release upgrades from and rolls back to the one before
+// it), note it in CHANGELOG.md, then update the test.
 func TestProtocolPinned(t *testing.T) {
-	if handoff.Protocol != 2 || handoff.LegacyProtocol != 1 {
-		t.Fatalf("protocol versions %d and %d, pinned 2 and 1", handoff.Protocol, handoff.LegacyProtocol)
+	if handoff.Protocol != 3 || !handoff.Speaks(2) || !handoff.Speaks(3) || handoff.Speaks(1) || handoff.Speaks(4) {
+		t.Fatalf("protocol %d; pinned: speaks 2 and 3, not 1 (release 0.2.0) nor 4", handoff.Protocol)
+	}
+	if c := handoff.Can(2); c.Conns || c.Activated {
+		t.Errorf("version 2 can %+v, want nothing beyond itself", c)
+	}
+	if c := handoff.Can(3); !c.Conns || !c.Activated {
+		t.Errorf("version 3 can %+v, want conns and activated", c)
 	}
 	f1, _ := lancelottest.ListenerFile(t)
 	f2, _ := lancelottest.ListenerFile(t)
 	ch, _ := os.Open(os.DevNull)
 	defer ch.Close()
-	u := handoff.Upgrade{Sockets: []*os.File{f1, f2}, Channel: ch, Running: 3, Configured: 2}
+	u := handoff.Upgrade{Sockets: []*os.File{f1, f2}, Activated: []bool{true, false}, Channel: ch, Running: 3, Configured: 2}
 	cmd := u.Command("/bin/true", []string{"serve"}, []string{"PATH=/bin", "LISTEN_FDS=1", "LANCELOT_UPGRADE_FDS=9",
-		"LANCELOT_UPGRADE_PROTOCOLS=7", "WATCHDOG_PID=1", "NOTIFY_SOCKET=/run/n"}, "0.3.0")
+		"LANCELOT_UPGRADE_PROTOCOLS=7", "WATCHDOG_PID=1", "NOTIFY_SOCKET=/run/n"}, "0.4.0")
 	wantEnv := []string{"PATH=/bin", "NOTIFY_SOCKET=/run/n", "LANCELOT_UPGRADE_FDS=2", "LANCELOT_UPGRADE_READY_FD=5",
-		"LANCELOT_UPGRADE_WORKERS=3", "LANCELOT_UPGRADE_PROTOCOLS=2", "LANCELOT_UPGRADE_CONFIGURED=2", "LANCELOT_UPGRADE_FROM=0.3.0"}
+		"LANCELOT_UPGRADE_WORKERS=3", "LANCELOT_UPGRADE_PROTOCOLS=2,3", "LANCELOT_UPGRADE_CONFIGURED=2",
+		"LANCELOT_UPGRADE_FROM=0.4.0", "LANCELOT_UPGRADE_ACTIVATED=0"}
 	if !slices.Equal(cmd.Env, wantEnv) {
 		t.Errorf("environment\n %q\nwant\n %q", cmd.Env, wantEnv)
 	}
@@ -325,6 +392,54 @@ func TestProtocolPinned(t *testing.T) {
 		t.Errorf("lines %q, want %q", b.String(), want)
 	}
 	// The successor's lines are held byte for byte by TestUpgradeRoundTrip
-	// (hello, ready, serving), TestUpgradeNoCommonProtocol (refuse) and
-	// TestUpgradeFromLegacy (0x01).
+	// (hello, ready, serving, conns with its descriptors: see
+	// TestConnsEncoding), TestUpgradeVersion2 and TestUpgradeNoCommonProtocol
+	// (refuse).
+}
+
+// TestConnsEncoding pins "conns K": the line, then one zero byte per batch
+// of at most 64 descriptors, each batch riding its byte.
+func TestConnsEncoding(t *testing.T) {
+	local, remote, err := handoff.NewChannel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	u := handoff.Upgrade{Protocol: 3, Channel: remote}
+	ends := make([]*os.File, 65)
+	for i := range ends {
+		ends[i], _ = os.Open(os.DevNull)
+		defer ends[i].Close()
+	}
+	if err := u.Serving(ends); err != nil {
+		t.Fatal(err)
+	}
+	sc, _ := local.SyscallConn()
+	var got []byte
+	var fds []int
+	for {
+		buf, oob := make([]byte, 64), make([]byte, 4096)
+		var n, oobn int
+		var rerr error
+		sc.Read(func(fd uintptr) bool {
+			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
+			return rerr != unix.EAGAIN
+		})
+		if rerr != nil || n == 0 {
+			break
+		}
+		got = append(got, buf[:n]...)
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		for _, m := range msgs {
+			rights, _ := unix.ParseUnixRights(&m)
+			got = append(got, fmt.Sprintf("<%d fds>", len(rights))...)
+			fds = append(fds, rights...)
+		}
+	}
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+	if want := "serving\nconns 65\n\x00<64 fds>\x00<1 fds>"; string(got) != want {
+		t.Errorf("the channel carried %q, want %q", got, want)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,9 +24,23 @@ import (
 	"github.com/camelot/lancelot/shared/version"
 )
 
+// releaseCommits are the commits of the releases the tests build, for a
+// CHANGELOG.md that does not name one yet (a release's heading gets its
+// commit when the next release is made).
+var releaseCommits = map[string]string{"0.2.0": "6aa9f0d", "0.3.0": "00deae7"}
+
 // previousRelease returns the release before this one and its commit, as
-// CHANGELOG.md lists them ("## 0.2.0 — commit 6aa9f0d").
+// CHANGELOG.md lists them ("## 0.3.0 — commit 00deae7"): the first release
+// heading below this version's, or the first one older than this version
+// while CHANGELOG.md has no heading for it yet.
 func previousRelease(t testing.TB) (release, commit string) {
+	t.Helper()
+	return releaseBefore(t, version.Version)
+}
+
+// releaseBefore returns the release CHANGELOG.md lists before release, and
+// its commit.
+func releaseBefore(t testing.TB, release string) (string, string) {
 	t.Helper()
 	f, err := os.Open(filepath.Join(repoRoot(t), "CHANGELOG.md"))
 	if err != nil {
@@ -33,19 +48,33 @@ func previousRelease(t testing.TB) (release, commit string) {
 	}
 	defer f.Close()
 	heading := regexp.MustCompile(`^## (\d+\.\d+\.\d+)(?: — commit ([0-9a-f]{7,40}))?`)
-	seenThis := false
 	for sc := bufio.NewScanner(f); sc.Scan(); {
 		m := heading.FindStringSubmatch(sc.Text())
-		switch {
-		case m == nil:
-		case m[1] == version.Version:
-			seenThis = true
-		case seenThis && m[2] != "":
+		if m == nil || !olderRelease(m[1], release) {
+			continue
+		}
+		if m[2] == "" {
+			m[2] = releaseCommits[m[1]]
+		}
+		if m[2] != "" {
 			return m[1], m[2]
 		}
 	}
-	t.Fatalf("CHANGELOG.md names no release (with its commit) before %s", version.Version)
+	t.Fatalf("CHANGELOG.md names no release (with its commit) before %s", release)
 	return "", ""
+}
+
+// olderRelease reports whether release a is older than b (x.y.z).
+func olderRelease(a, b string) bool {
+	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+	for i := range min(len(pa), len(pb)) {
+		x, _ := strconv.Atoi(pa[i])
+		y, _ := strconv.Atoi(pb[i])
+		if x != y {
+			return x < y
+		}
+	}
+	return len(pa) < len(pb)
 }
 
 func repoRoot(t testing.TB) string {

@@ -13,7 +13,7 @@ import (
 
 // Version is this release. Bump it, and add its entry to CHANGELOG.md, in
 // the commit that makes a release.
-const Version = "0.3.0"
+const Version = "0.4.0"
 
 // Info describes a build.
 type Info struct {

@@ -246,12 +246,17 @@ func TestUpgradeKeepsAddresses(t *testing.T) {
 
 // TestSocketActivationSeveralAddresses: every socket systemd passes is
 // served, whatever its address, and a reload keeps them (the socket
-// unit's ListenStream= lines decide).
+// unit's ListenStream= lines decide): the configuration's own address is
+// not bound, and the reload's new workers serve both passed sockets.
 func TestSocketActivationSeveralAddresses(t *testing.T) {
 	activate := requireTool(t, "systemd-socket-activate")
 	addrs := loopbacks(t, 2)
-	pidFile := filepath.Join(t.TempDir(), "lancelot.pid")
-	startActivatedOn(t, activate, addrs, "serve", "--workers", "2", "--pid-file", pidFile)
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "lancelot.pid")
+	otherPort := lancelottest.FreePort(t)
+	config := filepath.Join(dir, "lancelot.yaml")
+	writeFile(t, config, fmt.Sprintf("listen: 127.0.0.1:%d\n", otherPort))
+	a := startActivatedOn(t, activate, addrs, "serve", "--workers", "2", "--pid-file", pidFile, "--config", config)
 	lancelottest.WaitFor(t, 5*time.Second, "systemd-socket-activate listening", func() bool {
 		c, err := net.DialTimeout("tcp", addrs[1], time.Second)
 		if err == nil {
@@ -268,6 +273,27 @@ func TestSocketActivationSeveralAddresses(t *testing.T) {
 	st := waitQuiet(t, pidFile, 10*time.Second)
 	if n := socketsByAddr(st); n[addrs[0]] != 1 || n[addrs[1]] != 1 {
 		t.Errorf("sockets by address %v, want the passed one on each of %v", n, addrs)
+	}
+	requireEverySocketServed(t, st)
+
+	before := slotPIDs(st)
+	if r := runCLI(t, time.Minute, "reload", "--pid-file", pidFile); r.code != 0 {
+		t.Fatalf("reload exited %d: %q\n%s", r.code, r.stderr, a.logs)
+	}
+	st = waitQuiet(t, pidFile, 10*time.Second)
+	if both := common(before, slotPIDs(st)); len(both) > 0 {
+		t.Errorf("workers %v not replaced: the reload did not happen", both)
+	}
+	if n := socketsByAddr(st); len(n) != 2 || n[addrs[0]] != 1 || n[addrs[1]] != 1 {
+		t.Errorf("after the reload, sockets by address %v; want the passed one on each of %v, nothing else", n, addrs)
+	}
+	if n := listeningSockets(t, otherPort); n != 0 {
+		t.Errorf("the reload bound %d sockets on the configured port %d; want none", n, otherPort)
+	}
+	for _, a := range addrs {
+		if err := answers(a); err != nil {
+			t.Errorf("%s after the reload: %v", a, err)
+		}
 	}
 	requireEverySocketServed(t, st)
 }

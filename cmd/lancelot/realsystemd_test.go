@@ -63,6 +63,7 @@ func TestRealSystemd(t *testing.T) {
 	c.runCase(t, "SocketPerWorker", c.testSocketPerWorker)
 	c.runCase(t, "Reload", c.testReload)
 	c.runCase(t, "Upgrade", c.testUpgrade)
+	c.runCase(t, "ActivatedUpgradeReload", c.testActivatedUpgradeReload)
 	c.runCase(t, "Scale", c.testScale)
 	c.runCase(t, "CPUAffinity", c.testCPUAffinity)
 	t.Run("DeniedCallLogged", c.testDeniedCallLogged)
@@ -215,6 +216,53 @@ func (c *container) testUpgrade(t *testing.T) {
 	}
 	if p := c.show(t, "ActiveState", "NRestarts"); p["ActiveState"] != "active" || p["NRestarts"] != restarts {
 		t.Errorf("after the upgrades: %v; want active and NRestarts=%s", p, restarts)
+	}
+	l.stopNoFailures(t)
+}
+
+// ActivatedUpgradeReload: the service runs on lancelot.socket's sockets;
+// `lancelot upgrade` (the package upgrade's USR2), then `systemctl reload`
+// with a configuration that names another address: the service still
+// serves on the socket unit's address, binds nothing of its own, and says
+// once why it ignores the listen setting. (Release 0.3.0's successor bound
+// the configured address and retired systemd's sockets, whose clients then
+// queued at PID 1 for ever.)
+func (c *container) testActivatedUpgradeReload(t *testing.T) {
+	if st := strings.TrimSpace(c.sh(t, "systemctl is-active lancelot.socket || true")); st != "active" {
+		t.Fatalf("lancelot.socket is %s; want active", st)
+	}
+	c.waitServing(t)
+	c.sh(t, "cp /etc/lancelot/lancelot.yaml /etc/lancelot/lancelot.yaml.orig && "+
+		"sed -i 's/^listen: .*/listen: \"127.0.0.1:1061\"/' /etc/lancelot/lancelot.yaml && grep -q '^listen: \"127.0.0.1:1061\"' /etc/lancelot/lancelot.yaml")
+	t.Cleanup(func() {
+		c.sh(t, "mv /etc/lancelot/lancelot.yaml.orig /etc/lancelot/lancelot.yaml && systemctl reload "+unitName)
+	})
+	cursor := c.cursor(t)
+	l := c.startLoad(t)
+	old := c.mainPID(t)
+	if out, code := c.shCode(t, "lancelot upgrade --pid-file /run/lancelot/lancelot.pid 2>&1"); code != 0 {
+		t.Fatalf("lancelot upgrade exited %d: %s", code, out)
+	}
+	lancelottest.WaitFor(t, 15*time.Second, "a new serving MainPID after lancelot upgrade", func() bool {
+		p := c.show(t, "MainPID", "StatusText")
+		return p["MainPID"] != strconv.Itoa(old) && p["MainPID"] != "0" && strings.HasPrefix(p["StatusText"], "serving")
+	})
+	c.waitGone(t, old)
+	if out, code := c.shCode(t, "systemctl reload "+unitName+" 2>&1"); code != 0 {
+		t.Fatalf("systemctl reload exited %d: %s", code, out)
+	}
+	c.waitServing(t)
+	if out := strings.TrimSpace(c.sh(t, "ss -ltnH 'sport = :1061'")); out != "" {
+		t.Errorf("after the reload something listens on the configured 127.0.0.1:1061:\n%s", out)
+	}
+	conn := c.dial(t)
+	if got, err := lancelottest.AskOn(conn, lancelottest.QName); err != nil || got != lancelottest.AName {
+		t.Errorf("the socket unit's address after the upgrade and the reload: %q, %v", got, err)
+	}
+	conn.Close()
+	j := c.journalSince(t, cursor)
+	if n := strings.Count(j, "belong to the socket unit (socket activation)"); n != 1 {
+		t.Errorf("%d journal lines saying the addresses are the socket unit's; want 1:\n%s", n, grepLines(j, "reload", "socket"))
 	}
 	l.stopNoFailures(t)
 }

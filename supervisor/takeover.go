@@ -94,6 +94,13 @@ func (s *Supervisor) takeOver() {
 // tellServing tells the predecessor this supervisor serves, with the
 // connection receivers, and lets go of the link.
 func (s *Supervisor) tellServing() {
+	if u := s.opts.Upgrade; !handoff.Can(u.Protocol).Conns {
+		s.log.Info("binary upgrade: the old supervisor cannot hand connections over (handoff protocol "+
+			strconv.Itoa(u.Protocol)+"): its open connections are drained, not handed over", "release", u.From)
+		s.link.serving(nil)
+		s.link = nil
+		return
+	}
 	ends, err := s.upgradeConnReceivers()
 	if err != nil {
 		s.log.Warn("binary upgrade: no connection receivers for the old supervisor; it drains", "err", err)

@@ -234,6 +234,13 @@ func TestUpgradeAcrossReleases(t *testing.T) {
 			after.Exchanges-before.Exchanges, after.Connections-before.Connections, after.ByKind)
 	}
 	l.requireNoFailures()
+	// Between this build and 0.3.0 (handoff protocol 2) connections are
+	// drained, and this build's side says so once per upgrade: as the
+	// successor of 0.3.0, and as 0.3.0's predecessor. Not between two
+	// of this build.
+	if n := strings.Count(s.logs.String(), "drained, not handed over"); n != 2 {
+		t.Errorf("%d log lines saying connections are drained, not handed over; want 2:\n%s", n, grepLines(s.logs.String(), "drained, not handed over"))
+	}
 	// Their clients gone, the old supervisors finish their drain.
 	for _, pid := range pids[:len(pids)-1] {
 		lancelottest.WaitFor(t, 20*time.Second, fmt.Sprintf("old supervisor %d gone once its clients left", pid), func() bool { return !proc.Alive(pid) })
@@ -332,4 +339,42 @@ func TestUpgradeRefusesBadSuccessor(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUpgradeFromRelease020Refused: this build no longer takes over from
+// release 0.2.0 (handoff protocol 1). A USR2 to 0.2.0 starts this build,
+// which says in one line to upgrade through 0.3.0 first and exits at once;
+// 0.2.0 serves on, its clients see nothing, and its pid file still names
+// it.
+func TestUpgradeFromRelease020Refused(t *testing.T) {
+	release, commit := releaseBefore(t, "0.3.0")
+	old := buildRelease(t, release, commit)
+	bin := filepath.Join(t.TempDir(), "lancelot")
+	install(t, old, bin)
+	s := launchServerBinary(t, bin, "--workers", "2")
+	l := startLoad(t, s.addr, 4, 4)
+	l.waitExchanges(500)
+	install(t, binPath, bin)
+	began := time.Now()
+	s.signal(syscall.SIGUSR2)
+	s.waitFor(15*time.Second, release+" to log its successor's failure", func() bool {
+		return strings.Contains(s.logs.String(), `msg="binary upgrade failed; still serving"`)
+	})
+	t.Logf("%s noticed the refusal after %v", release, time.Since(began).Round(time.Millisecond))
+	if d := time.Since(began); d > 5*time.Second {
+		t.Errorf("the refusal took %v; want it at once", d)
+	}
+	logs := s.logs.String()
+	lines := grepLines(logs, "upgrade it to release 0.3.0 first")
+	if n := strings.Count(lines, "\n") + 1; lines == "" || n != 1 || !strings.Contains(lines, "release 0.2.0") {
+		t.Errorf("the successor's log has %q; want one line naming 0.2.0 and saying to upgrade through 0.3.0 first", lines)
+	}
+	if pid := s.pidFromFile(); pid != s.cmd.Process.Pid {
+		t.Errorf("pid file names %d, want %s %d", pid, release, s.cmd.Process.Pid)
+	}
+	if s.hasExited() {
+		t.Fatalf("%s exited", release)
+	}
+	l.waitExchanges(l.progress().Exchanges + 1000)
+	l.requireNoFailures()
 }

@@ -134,13 +134,13 @@ func bindSocket(addr string) (*socket, error) {
 	}
 	var fd int
 	var dupErr error
-	// F_DUPFD_CLOEXEC rather than File(): File() would put the shared socket
+	// A duplicate rather than File(): File() would put the shared socket
 	// in blocking mode, after which Accept ignores Close (golang/go #24942).
-	if err := sc.Control(func(raw uintptr) { fd, dupErr = unix.FcntlInt(raw, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+	if err := sc.Control(func(raw uintptr) { fd, dupErr = handoff.DupCloexec(raw) }); err != nil {
 		return nil, err
 	}
 	if dupErr != nil {
-		return nil, fmt.Errorf("dup listening socket: %w", dupErr)
+		return nil, fmt.Errorf("listening socket: %w", dupErr)
 	}
 	raiseBacklog(fd)
 	return &socket{fd: fd, addr: ln.Addr().String(), uid: os.Geteuid()}, nil
@@ -182,14 +182,9 @@ func setReusePort(_, _ string, rc syscall.RawConn) error {
 // socket non-blocking: the workers' loops accept on it without blocking.
 func adoptSocket(f *os.File) (*socket, error) {
 	defer f.Close()
-	sc, err := f.SyscallConn()
+	fd, err := handoff.DupFile(f)
 	if err != nil {
-		return nil, fmt.Errorf("inherited %s: %w", f.Name(), err)
-	}
-	var fd int
-	var dupErr error
-	if err := sc.Control(func(raw uintptr) { fd, dupErr = unix.FcntlInt(raw, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || dupErr != nil {
-		return nil, fmt.Errorf("dup inherited %s: %w", f.Name(), errors.Join(err, dupErr))
+		return nil, fmt.Errorf("inherited: %w", err)
 	}
 	info, err := handoff.CheckListener(fd)
 	if err != nil {
@@ -211,9 +206,9 @@ func adoptSocket(f *os.File) (*socket, error) {
 // *os.File's Fd (called by os/exec and the control channel) leaves its mode
 // alone.
 func (s *socket) file() (*os.File, error) {
-	fd, err := unix.FcntlInt(uintptr(s.fd), unix.F_DUPFD_CLOEXEC, 0)
+	fd, err := handoff.DupCloexec(uintptr(s.fd))
 	if err != nil {
-		return nil, fmt.Errorf("dup socket %s: %w", s.addr, err)
+		return nil, fmt.Errorf("socket %s: %w", s.addr, err)
 	}
 	return os.NewFile(uintptr(fd), "listener "+s.addr), nil
 }

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"errors"
 	"slices"
 	"time"
 
@@ -218,7 +219,11 @@ func (l *loop) sendBatch(lo *loopOut) bool {
 	}
 	verdicts, err := lo.o.s.Send(batch)
 	l.now = l.clock()
-	if err != nil {
+	switch {
+	case errors.Is(err, handover.ErrNotSent):
+		lo.done = true // the connections never left: served on here
+		return false
+	case err != nil:
 		l.e.opts.Logger.Warn("handover failed; closing the connections in flight", "connections", len(picked), "err", err)
 		for _, c := range picked {
 			l.letGoOf(c)

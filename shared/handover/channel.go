@@ -45,6 +45,11 @@ func unixConn(f *os.File) (*net.UnixConn, error) {
 	return uc, nil
 }
 
+// ErrNotSent is Send's error for a batch that never left: the channel had
+// broken before, or the packet could not be written. The connections are
+// intact; the caller serves them on.
+var ErrNotSent = errors.New("handover: batch not sent")
+
 // Sender is the sending end. Send is safe for concurrent use: batches go
 // one at a time, each waiting for its ack.
 type Sender struct {
@@ -77,9 +82,9 @@ func Fits(conns []Conn, c *Conn) bool {
 // Send passes conns (1 to MaxBatch, each Input at most MaxInput) and
 // returns the receiver's verdict on each. It never closes a descriptor.
 // An error means the channel is broken (the receiver is gone, timed out
-// or answered nonsense): the receiver may or may not hold the batch, so
-// the caller must not serve those connections again. Every later Send
-// fails at once.
+// or answered nonsense). Unless it is ErrNotSent, the receiver may or may
+// not hold the batch, so the caller must not serve those connections
+// again. Every later Send fails at once, with ErrNotSent.
 func (s *Sender) Send(conns []Conn) ([]Refusal, error) {
 	if len(conns) == 0 || len(conns) > MaxBatch {
 		return nil, fmt.Errorf("handover: batch of %d connections", len(conns))
@@ -87,7 +92,7 @@ func (s *Sender) Send(conns []Conn) ([]Refusal, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.broken != nil {
-		return nil, s.broken
+		return nil, fmt.Errorf("%w: %w", ErrNotSent, s.broken)
 	}
 	v, err := s.exchange(conns)
 	if err != nil {
@@ -111,7 +116,8 @@ func (s *Sender) exchange(conns []Conn) ([]Refusal, error) {
 	s.c.SetWriteDeadline(time.Now().Add(sendTimeout))
 	n, oobn, err := s.c.WriteMsgUnix(s.buf, oob, nil)
 	if err != nil {
-		return nil, fmt.Errorf("handover: send batch %d: %w", s.seq, err)
+		// A packet socket sends a packet whole or not at all.
+		return nil, fmt.Errorf("%w: batch %d: %w", ErrNotSent, s.seq, err)
 	}
 	if n != len(s.buf) || oobn != len(oob) {
 		return nil, fmt.Errorf("handover: batch %d sent short: %d/%d bytes, %d/%d control bytes", s.seq, n, len(s.buf), oobn, len(oob))

@@ -39,6 +39,19 @@
 // in one place. The loop reaches the operating system only through env, so the model
 // test runs it against fake workers and a fake clock.
 //
+// Handovers (handover.go). A worker that goes away hands its open
+// connections to a live one instead of draining them: on a reload, the
+// retiring worker to its slot's new worker once that is ready
+// (reason reload); on a scale-down, the removed slot's worker to every
+// surviving worker, one channel each (scale_down); on a scale-up, every
+// existing worker hands the new one 1/n of its idle connections
+// (rebalance). The loop only pairs workers, with startHandover: it passes
+// each one end of a new channel over their control channels, then retires
+// the sender as before; the workers do the rest between themselves, so a
+// handover never blocks the loop, and a failed one costs only the
+// connections in flight. The retired worker exits once it holds nothing;
+// its drain deadline still bounds it. --handover=off skips the pairing.
+//
 // Other invariants:
 //   - a worker is retired (drained) only after its replacement is ready;
 //   - at most one rollout and one binary upgrade are in flight;

@@ -10,6 +10,7 @@ import (
 	"github.com/camelot/lancelot/shared/config"
 	"github.com/camelot/lancelot/shared/control"
 	"github.com/camelot/lancelot/shared/handoff"
+	"github.com/camelot/lancelot/shared/handover"
 )
 
 // env is the loop's only way to the operating system: the clock, sockets
@@ -29,6 +30,9 @@ type env struct {
 	// eventSuccessorReport and eventSuccessorFailed about the returned
 	// proc.
 	startSuccessor func(u handoff.Upgrade) (successorProc, error)
+	// handoverPair creates a handover channel: one end for the sending
+	// worker, one for the receiving one (see startHandover). Nil: none.
+	handoverPair func() (send, receive *os.File, err error)
 }
 
 // envOptions is what the real env needs from the supervisor's options.
@@ -92,7 +96,8 @@ func stdEnv(o envOptions) env {
 				o.log.Warn("out of descriptors: using the reserve to start a worker", "slot", spec.slot)
 			})
 		},
-		inspect: inspectBinary,
+		inspect:      inspectBinary,
+		handoverPair: handover.Pair,
 		startSuccessor: func(u handoff.Upgrade) (successorProc, error) {
 			return startSuccessorProcess(o, u)
 		},

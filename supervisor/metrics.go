@@ -131,19 +131,21 @@ func (s *Supervisor) Collector(logDropped func() uint64) prometheus.Collector {
 }
 
 var (
-	descAnswered   = prometheus.NewDesc("lancelot_questions_answered_total", "Questions answered.", nil, nil)
-	descUnknown    = prometheus.NewDesc("lancelot_unknown_questions_total", "Unknown questions (each closed its connection).", nil, nil)
-	descAccepted   = prometheus.NewDesc("lancelot_connections_accepted_total", "Connections accepted.", nil, nil)
-	descActive     = prometheus.NewDesc("lancelot_connections_active", "Connections open now.", nil, nil)
-	descClosed     = prometheus.NewDesc("lancelot_connections_closed_total", "Connections the server closed, by reason.", []string{"reason"}, nil)
-	descProxy      = prometheus.NewDesc("lancelot_proxy_header_errors_total", "PROXY protocol headers refused, by reason.", []string{"reason"}, nil)
-	descLogDropped = prometheus.NewDesc("lancelot_log_lines_dropped_total", "Log lines dropped because the log's reader was too slow.", nil, nil)
-	descWorkers    = prometheus.NewDesc("lancelot_workers", "Worker slots with a ready worker.", nil, nil)
-	descRestarts   = prometheus.NewDesc("lancelot_worker_restarts_total", "Workers restarted after an unexpected exit.", nil, nil)
-	descTimeouts   = prometheus.NewDesc("lancelot_worker_timeouts_total", "Workers killed for missing the heartbeat (--worker-timeout).", nil, nil)
-	descStackDumps = prometheus.NewDesc("lancelot_worker_stack_dumps_total", "Hung workers asked for every goroutine's stack (SIGABRT, on their stderr) before the kill.", nil, nil)
-	descReloads    = prometheus.NewDesc("lancelot_reloads_total", "Reloads (HUP), by result.", []string{"result"}, nil)
-	descBuildInfo  = prometheus.NewDesc("lancelot_build_info", "The running supervisor's build; always 1.", []string{"version", "revision", "goversion"}, nil)
+	descAnswered         = prometheus.NewDesc("lancelot_questions_answered_total", "Questions answered.", nil, nil)
+	descUnknown          = prometheus.NewDesc("lancelot_unknown_questions_total", "Unknown questions (each closed its connection).", nil, nil)
+	descAccepted         = prometheus.NewDesc("lancelot_connections_accepted_total", "Connections accepted.", nil, nil)
+	descActive           = prometheus.NewDesc("lancelot_connections_active", "Connections open now.", nil, nil)
+	descClosed           = prometheus.NewDesc("lancelot_connections_closed_total", "Connections the server closed, by reason.", []string{"reason"}, nil)
+	descProxy            = prometheus.NewDesc("lancelot_proxy_header_errors_total", "PROXY protocol headers refused, by reason.", []string{"reason"}, nil)
+	descHandedOver       = prometheus.NewDesc("lancelot_connections_handed_over_total", "Open connections handed from one worker to another, by reason.", []string{"reason"}, nil)
+	descHandoverFailures = prometheus.NewDesc("lancelot_handover_failures_total", "Connections closed because their handover failed (the receiver died, a descriptor could not be passed).", nil, nil)
+	descLogDropped       = prometheus.NewDesc("lancelot_log_lines_dropped_total", "Log lines dropped because the log's reader was too slow.", nil, nil)
+	descWorkers          = prometheus.NewDesc("lancelot_workers", "Worker slots with a ready worker.", nil, nil)
+	descRestarts         = prometheus.NewDesc("lancelot_worker_restarts_total", "Workers restarted after an unexpected exit.", nil, nil)
+	descTimeouts         = prometheus.NewDesc("lancelot_worker_timeouts_total", "Workers killed for missing the heartbeat (--worker-timeout).", nil, nil)
+	descStackDumps       = prometheus.NewDesc("lancelot_worker_stack_dumps_total", "Hung workers asked for every goroutine's stack (SIGABRT, on their stderr) before the kill.", nil, nil)
+	descReloads          = prometheus.NewDesc("lancelot_reloads_total", "Reloads (HUP), by result.", []string{"result"}, nil)
+	descBuildInfo        = prometheus.NewDesc("lancelot_build_info", "The running supervisor's build; always 1.", []string{"version", "revision", "goversion"}, nil)
 )
 
 type collector struct {
@@ -153,7 +155,7 @@ type collector struct {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAnswered, descUnknown, descAccepted, descActive, descClosed,
-		descProxy, descLogDropped, descWorkers, descRestarts, descTimeouts, descStackDumps, descReloads, descBuildInfo} {
+		descProxy, descHandedOver, descHandoverFailures, descLogDropped, descWorkers, descRestarts, descTimeouts, descStackDumps, descReloads, descBuildInfo} {
 		ch <- d
 	}
 }
@@ -176,6 +178,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for reason, n := range total.ProxyErrors {
 		counter(descProxy, n, reason)
 	}
+	for _, reason := range []string{control.ReasonReload, control.ReasonUpgrade, control.ReasonScaleDown, control.ReasonRebalance} {
+		counter(descHandedOver, total.HandedOver[reason], reason)
+	}
+	counter(descHandoverFailures, total.HandoverFailures)
 	dropped := total.LogDropped
 	if c.logDropped != nil {
 		dropped += c.logDropped()

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/camelot/lancelot/shared/config"
+	"github.com/camelot/lancelot/shared/control"
 )
 
 // rollout is a sequence of steps that moves the slots to a new shape (HUP,
@@ -267,6 +268,7 @@ func (s *Supervisor) runStep(st step) error {
 		sl := s.slots[st.slot]
 		s.slots = s.slots[:st.slot]
 		s.rehome()
+		s.handOverAll(sl.cur, s.survivors(), control.ReasonScaleDown)
 		for _, w := range []*worker{sl.cur, sl.next} {
 			if w != nil {
 				s.retire(w, "slot removed")

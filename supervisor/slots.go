@@ -169,9 +169,7 @@ func (s *Supervisor) workerReady(w *worker) {
 	if sl := s.slotOf(w); sl != nil && sl.next == w {
 		old := sl.cur
 		sl.cur, sl.next = w, nil
-		if old != nil {
-			s.retire(old, "replaced")
-		}
+		s.replaced(old, w)
 		s.stepDone()
 	}
 	if !s.ready && s.allServing() {

@@ -25,7 +25,9 @@ type elConn struct {
 	phase  connPhase
 	// fresh: it has not sent a byte yet; it is then in the loop's
 	// freshList, between fprev and fnext.
-	fresh        bool
+	fresh bool
+	// stay: a handover receiver refused it; it is served here.
+	stay         bool
 	fprev, fnext *elConn
 	info         *connInfo // nil unless PROXY or per-source limits need it
 }

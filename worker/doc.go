@@ -36,5 +36,25 @@
 // connections until the shutdown timeout, then closes each at its next
 // question boundary, the idle ones spread over a short window.
 //
+// Handover: connections outlive the process. The supervisor passes a
+// worker one end of a handover channel (control.TypeHandOver; see package
+// handover) to send into or receive from. A sending worker's loops, the
+// owners of its connections, pick every connection at a question boundary
+// with nothing left to write (a blocked write finishes first, bounded by
+// the write timeout) — for a rebalance, 1/share of the idle ones — and
+// send them in batches with their state: the partial question in `in`,
+// the phase, the PROXY client address, how long the current deadline has
+// run. A loop blocks while its batch is in flight; it closes a connection
+// only once the ack takes it (unregistering it from epoll first: the
+// registration lives as long as any process holds the socket), serves on
+// one the receiver refused, and closes the batch of a channel that broke
+// after sending, counting them as failures. A stopping worker that handed
+// over everything has nothing to drain and exits at once. A receiving
+// worker's Adopt admits connections within MaxConnections and
+// MaxConnectionsPerSource and gives them to its loops, which serve them
+// with this worker's configuration. Invariants: a connection is read by
+// one process at a time; no byte is lost, repeated or reordered; a
+// handover never holds a loop longer than the channel's deadlines.
+//
 // Not a public API: this package serves the lancelot binary only.
 package worker

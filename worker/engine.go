@@ -47,8 +47,11 @@ type EventLoop struct {
 	doneClosed bool
 	failed     chan error // the first fatal listener error, for the worker's owner loop
 
-	open    atomic.Int64 // admitted connections, for MaxConnections
-	sources *sources     // nil unless MaxConnectionsPerSource is set
+	open atomic.Int64 // admitted connections, for MaxConnections
+	// adoptNext picks the loop for the next handed-over connection;
+	// guarded by mu.
+	adoptNext int
+	sources   *sources // nil unless MaxConnectionsPerSource is set
 }
 
 // Engine states; see EventLoop.state.
@@ -369,7 +372,8 @@ func (e *EventLoop) releaseListener(rec *listenerRec, err error) {
 func (e *EventLoop) loopExited(l *loop) {
 	e.mu.Lock()
 	pending, pings := l.pending, l.pings
-	l.pending, l.pings = nil, nil
+	outs, adopted := l.pendingOuts, l.adopted
+	l.pending, l.pings, l.pendingOuts, l.adopted = nil, nil, nil, nil
 	l.exited = true
 	l.closeFDs()
 	e.live--
@@ -384,4 +388,8 @@ func (e *EventLoop) loopExited(l *loop) {
 	for _, p := range pings {
 		p.ack()
 	}
+	for _, c := range adopted {
+		l.dropAdopted(c)
+	}
+	l.outsExited(outs)
 }

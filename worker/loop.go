@@ -79,9 +79,16 @@ type loop struct {
 
 	stats loopStats
 
-	pending []*listenerFD // guarded: handed over by Listen
-	pings   []*ping       // guarded: Alive calls to acknowledge
-	exited  bool          // guarded: the loop's descriptors are closed
+	// outs are the channels the loop hands its connections into, handAt
+	// when it looks for connections to send next (0: not until an event).
+	outs   []loopOut
+	handAt int64
+
+	pending     []*listenerFD // guarded: handed over by Listen
+	pendingOuts []*outgoing   // guarded: handed over by HandOver
+	adopted     []*elConn     // guarded: handed over by Adopt
+	pings       []*ping       // guarded: Alive calls to acknowledge
+	exited      bool          // guarded: the loop's descriptors are closed
 }
 
 // listenerFD is a loop's duplicate of a listener's descriptor.
@@ -168,6 +175,7 @@ func (l *loop) run() {
 		l.expire()
 		l.shedIdle()
 		l.retrySweeps()
+		l.handOver()
 		if s := l.e.state.Load(); s != l.seen {
 			l.enter(s)
 		}
@@ -185,6 +193,9 @@ func (l *loop) waitMillis() int {
 	}
 	if l.sweepUntil != 0 && (next == 0 || l.sweepAt < next) {
 		next = l.sweepAt
+	}
+	if l.handAt != 0 && (next == 0 || l.handAt < next) {
+		next = l.handAt
 	}
 	if l.e.overloaded() {
 		// shedIdle must look again, though no timer is due.
@@ -276,7 +287,8 @@ func (l *loop) sync() {
 	unix.Read(l.wakefd, b[:])
 	l.e.mu.Lock()
 	pending, pings := l.pending, l.pings
-	l.pending, l.pings = nil, nil
+	outs, adopted := l.pendingOuts, l.adopted
+	l.pending, l.pings, l.pendingOuts, l.adopted = nil, nil, nil, nil
 	var dropped, late []*listenerFD
 	for _, lf := range l.lns {
 		if lf.rec.dropped {
@@ -305,6 +317,10 @@ func (l *loop) sync() {
 	for _, lf := range pending {
 		l.addListener(lf)
 	}
+	for _, c := range adopted {
+		l.addAdopted(c)
+	}
+	l.takeOuts(outs)
 	for _, p := range pings {
 		p.ack()
 	}

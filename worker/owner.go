@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/camelot/lancelot/shared/control"
+	"github.com/camelot/lancelot/shared/handover"
 )
 
 // stop is a reason for the worker to stop: what it tells the log, whether
@@ -155,6 +156,8 @@ func (o *owner) handle(m control.Message) error {
 	case control.TypeReclaim:
 		p.Engine.Unlisten(m.Socket)
 		p.Logger.Debug("gave a socket back", "socket", m.Socket)
+	case control.TypeHandOver:
+		o.handOver(m)
 	case control.TypeRetire:
 		p.Engine.Retire(m.Socket)
 		p.Logger.Debug("retiring a socket: serving its queue, then closing it", "socket", m.Socket)
@@ -203,3 +206,40 @@ func (o *owner) finish() error {
 	}
 	return o.stop.err
 }
+
+// handOver starts the worker's side of a handover: sending into the
+// channel end m carries, or receiving from it. A receiving side runs until
+// the sender closes its end, or the worker exits.
+func (o *owner) handOver(m control.Message) {
+	p := o.p
+	switch m.Role {
+	case control.RoleSend:
+		s, err := handover.NewSender(m.File)
+		if err != nil {
+			p.Logger.Warn("handover not started", "err", err)
+			return
+		}
+		p.Logger.Debug("handing connections over", "reason", m.Reason, "share", m.Share)
+		p.Engine.HandOver(s, m.Reason, m.Share)
+	case control.RoleReceive:
+		r, err := handover.NewReceiver(m.File)
+		if err != nil {
+			p.Logger.Warn("handover not started", "err", err)
+			return
+		}
+		idle := p.ShutdownTimeout + receiveIdleMargin
+		go func() {
+			if err := r.Serve(p.Engine.Adopt, idle); err != nil {
+				p.Logger.Warn("handover channel failed", "reason", m.Reason, "err", err)
+			}
+		}()
+	default:
+		m.File.Close()
+		p.Logger.Warn("handover with an unknown role ignored", "role", m.Role)
+	}
+}
+
+// receiveIdleMargin is how much longer than the shutdown timeout a
+// receiver waits for the next batch: a sender holds a connection no
+// longer than that, then closes its end or is killed.
+const receiveIdleMargin = time.Minute

@@ -26,6 +26,11 @@ type loopStats struct {
 	active                      atomic.Int64
 	closed                      [numReasons]atomic.Uint64
 	proxy                       [7]atomic.Uint64
+	// handed counts connections handed over, by reason (handoverReasons);
+	// handFailed those lost in a failed handover, handRefused those a
+	// receiver refused; adopted those received.
+	handed                           [len(handoverReasons)]atomic.Uint64
+	handFailed, handRefused, adopted atomic.Uint64
 	// example is a client error since the last summary.
 	example atomic.Pointer[closeExample]
 	_       [64]byte
@@ -45,6 +50,16 @@ func (s *loopStats) load() control.Stats {
 				st.Closed = make(map[string]uint64)
 			}
 			st.Closed[r.String()] = n
+		}
+	}
+	st.HandoverFailures = s.handFailed.Load()
+	st.HandoverRefused = s.handRefused.Load()
+	for i, reason := range handoverReasons {
+		if n := s.handed[i].Load(); n > 0 {
+			if st.HandedOver == nil {
+				st.HandedOver = make(map[string]uint64)
+			}
+			st.HandedOver[reason] = n
 		}
 	}
 	for i, reason := range proxyReasons() {

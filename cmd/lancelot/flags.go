@@ -35,6 +35,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "proxy-protocol", Value: d.ProxyProtocol, Usage: "PROXY protocol header from trusted peers: off, v1, v2 or auto"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "proxy-allow-from", Usage: "peers trusted to send a PROXY header: `CIDR`[,CIDR...] (required with --proxy-protocol)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "agent-listen", Usage: "answer HAProxy agent checks on `ADDR` (ready / drain / down)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "handover", Value: d.Handover, Usage: "on: a reload or scale-down hands each open connection to a live worker; off: retired workers drain them"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "drain-delay", Usage: "on TERM, keep serving this long while the agent says drain, then stop"}),
 	}
 }
@@ -107,6 +108,7 @@ func configFrom(c *cli.Context, file *configFile) (config.Config, error) {
 	cfg.ProxyAllowFrom = c.String("proxy-allow-from")
 	cfg.AgentListen = c.String("agent-listen")
 	cfg.DrainDelay = c.Duration("drain-delay")
+	cfg.Handover = c.String("handover")
 	cfg.ConfigFile = c.String("config")
 	if file != nil {
 		cfg.Answers = file.answers

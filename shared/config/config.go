@@ -56,8 +56,11 @@ type Config struct {
 	AgentListen string `json:"agent_listen,omitempty"`
 	// DrainDelay is how long a stop keeps accepting while the agent says
 	// drain, so a load balancer stops sending clients first.
-	DrainDelay time.Duration     `json:"drain_delay,omitempty"`
-	Answers    map[string]string `json:"answers,omitempty"`
+	DrainDelay time.Duration `json:"drain_delay,omitempty"`
+	// Handover is on (the default: a reload or scale-down hands each open
+	// connection to a live worker) or off (retired workers drain them).
+	Handover string            `json:"handover,omitempty"`
+	Answers  map[string]string `json:"answers,omitempty"`
 	// ConfigFile is where the settings were read from, if anywhere; HUP
 	// reads it again.
 	ConfigFile string `json:"config_file,omitempty"`
@@ -77,6 +80,7 @@ func Default() Config {
 		LogLevel:         "info",
 		WorkerTimeout:    10 * time.Second,
 		ProxyProtocol:    "off",
+		Handover:         "on",
 	}
 }
 
@@ -85,7 +89,7 @@ func Default() Config {
 // configuration always gets the same message.
 func (c Config) Validate() error {
 	for _, check := range []func() error{
-		c.validateAddrs, c.validateCounts, c.validateDurations, c.validateLog, c.validateProxy,
+		c.validateAddrs, c.validateCounts, c.validateDurations, c.validateLog, c.validateProxy, c.validateHandover,
 	} {
 		if err := check(); err != nil {
 			return err
@@ -177,6 +181,18 @@ func (c Config) validateDurations() error {
 	}
 	return nil
 }
+
+func (c Config) validateHandover() error {
+	if c.Handover != "" && c.Handover != "on" && c.Handover != "off" {
+		return fmt.Errorf("--handover %q: must be on or off", c.Handover)
+	}
+	return nil
+}
+
+// HandoverOn reports whether retired workers hand their connections over.
+// An empty value (a configuration from a release without the setting) is
+// on.
+func (c Config) HandoverOn() bool { return c.Handover != "off" }
 
 func (c Config) validateLog() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {

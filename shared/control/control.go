@@ -53,6 +53,29 @@ const (
 	// removed: accept what is queued on it, serve those clients, and drop
 	// the worker's copy, the socket's last.
 	TypeRetire = "retire"
+	// TypeHandOver: supervisor -> worker, the attached descriptor is one
+	// end of a handover channel (package handover). Role RoleSend: hand
+	// open connections into it, for Reason; all of them at a question
+	// boundary while the worker stops (reload, upgrade, scale_down, with
+	// TERM following), or for rebalance 1/Share of its idle ones while it
+	// goes on serving. Role RoleReceive: serve the connections that come
+	// out of it, within the worker's limits.
+	TypeHandOver = "handover"
+)
+
+// Roles of a worker in a handover.
+const (
+	RoleSend    = "send"
+	RoleReceive = "receive"
+)
+
+// Reasons for a handover; each is a value of the
+// lancelot_connections_handed_over_total{reason} label.
+const (
+	ReasonReload    = "reload"
+	ReasonUpgrade   = "upgrade"
+	ReasonScaleDown = "scale_down"
+	ReasonRebalance = "rebalance"
 )
 
 // Message is one packet on the channel.
@@ -63,7 +86,13 @@ type Message struct {
 	Stats  *Stats `json:"stats,omitempty"`
 	// Version is the sender's release, in TypeReady.
 	Version string `json:"version,omitempty"`
-	// File is the descriptor a TypeLend message carries; it travels as
+	// Role, Reason and Share describe a TypeHandOver: Share is, for a
+	// rebalance, the number of workers the idle connections are spread
+	// over, so the sender hands over 1/Share of them.
+	Role   string `json:"role,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	Share  int    `json:"share,omitempty"`
+	// File is the descriptor a TypeLend or TypeHandOver message carries; it travels as
 	// SCM_RIGHTS, not in the JSON. Receive hands the receiver its own
 	// close-on-exec copy, which the receiver must close.
 	File *os.File `json:"-"`
@@ -126,7 +155,13 @@ func (c *Conn) SendWithin(m Message, d time.Duration) error {
 	}
 	var oob []byte
 	if m.File != nil {
-		oob = unix.UnixRights(int(m.File.Fd()))
+		// Through SyscallConn, not Fd: Fd makes a socket blocking, for
+		// every process that shares it.
+		rc, err := m.File.SyscallConn()
+		if err != nil {
+			return fmt.Errorf("send %s message: %w", m.Type, err)
+		}
+		rc.Control(func(fd uintptr) { oob = unix.UnixRights(int(fd)) })
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -160,7 +195,7 @@ func (c *Conn) Receive() (Message, error) {
 		closeFile(file)
 		return Message{}, fmt.Errorf("decode control message: %w", err)
 	}
-	if m.Type != TypeLend {
+	if !carriesFile(m.Type) {
 		closeFile(file)
 		return m, nil
 	}
@@ -168,11 +203,14 @@ func (c *Conn) Receive() (Message, error) {
 		if ferr == nil {
 			ferr = errors.New("no descriptor attached")
 		}
-		return Message{}, fmt.Errorf("receive lend of socket %d: %w", m.Socket, ferr)
+		return Message{}, fmt.Errorf("receive %s message (socket %d): %w", m.Type, m.Socket, ferr)
 	}
 	m.File = file
 	return m, nil
 }
+
+// carriesFile reports whether messages of type t come with a descriptor.
+func carriesFile(t string) bool { return t == TypeLend || t == TypeHandOver }
 
 // attachedFile returns the one descriptor an SCM_RIGHTS message carries.
 func attachedFile(oob []byte) (*os.File, error) {

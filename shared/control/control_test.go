@@ -283,3 +283,50 @@ func TestSendWithin(t *testing.T) {
 		t.Errorf("Send after a bounded send expired: %v", err)
 	}
 }
+
+// TestHandOverPassesChannelEnd: a handover message carries its role,
+// reason and share, and a channel end, and sending it leaves the sender's
+// copy non-blocking (Send reaches the descriptor without Fd).
+func TestHandOverPassesChannelEnd(t *testing.T) {
+	sup, wrk := pair(t)
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[1])
+	f := os.NewFile(uintptr(fds[0]), "handover-end")
+	defer f.Close()
+	m := control.Message{Type: control.TypeHandOver, Role: control.RoleSend, Reason: control.ReasonRebalance, Share: 3, File: f}
+	if err := sup.Send(m); err != nil {
+		t.Fatalf("Send(handover): %v", err)
+	}
+	flags, err := unix.FcntlInt(uintptr(fds[0]), unix.F_GETFL, 0)
+	if err != nil || flags&unix.O_NONBLOCK == 0 {
+		t.Errorf("sender's descriptor flags = %#x, %v; want O_NONBLOCK kept", flags, err)
+	}
+	got, err := receive(t, wrk)
+	if err != nil || got.Type != control.TypeHandOver || got.Role != control.RoleSend ||
+		got.Reason != control.ReasonRebalance || got.Share != 3 || got.File == nil {
+		t.Fatalf("Receive() = %+v, %v; want the handover with its channel end", got, err)
+	}
+	defer got.File.Close()
+	if _, err := unix.Write(fds[1], []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	if n, err := got.File.Read(b); err != nil || n != 1 || b[0] != 'x' {
+		t.Errorf("the received end reads %q, %v; want the other end's packet", b[:n], err)
+	}
+}
+
+// TestHandOverWithoutDescriptorFails: a handover that lost its descriptor
+// is an error, as a lend is.
+func TestHandOverWithoutDescriptorFails(t *testing.T) {
+	sup, wrk := pair(t)
+	if err := sup.Send(control.Message{Type: control.TypeHandOver, Role: control.RoleReceive}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := receive(t, wrk); err == nil {
+		t.Fatalf("Receive() = %+v; want an error for a handover without a descriptor", m)
+	}
+}

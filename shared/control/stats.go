@@ -15,6 +15,13 @@ type Stats struct {
 	Closed map[string]uint64 `json:"closed,omitempty"`
 	// ProxyErrors counts refused PROXY protocol headers, by reason.
 	ProxyErrors map[string]uint64 `json:"proxy_errors,omitempty"`
+	// HandedOver counts the connections this worker handed to another, by
+	// reason (reload, upgrade, scale_down, rebalance); HandoverFailures,
+	// those lost in a handover that failed (closed); HandoverRefused,
+	// those a receiver refused (over its limits), served on here.
+	HandedOver       map[string]uint64 `json:"handed_over,omitempty"`
+	HandoverFailures uint64            `json:"handover_failures,omitempty"`
+	HandoverRefused  uint64            `json:"handover_refused,omitempty"`
 	// LogDropped counts log lines dropped because the log's reader was too
 	// slow.
 	LogDropped uint64 `json:"log_dropped,omitempty"`
@@ -30,6 +37,10 @@ func (s Stats) Add(o Stats) Stats {
 		Closed:      addCounts(s.Closed, o.Closed),
 		ProxyErrors: addCounts(s.ProxyErrors, o.ProxyErrors),
 		LogDropped:  s.LogDropped + o.LogDropped,
+
+		HandedOver:       addCounts(s.HandedOver, o.HandedOver),
+		HandoverFailures: s.HandoverFailures + o.HandoverFailures,
+		HandoverRefused:  s.HandoverRefused + o.HandoverRefused,
 	}
 }
 

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Connections outliving processes (handover): what a reload, a TTOU and a
+# TTIN cost clients that keep their connection open. Run from the
+# repository root:
+#
+#   docs/bench/handover.sh [BINARY]     (default: builds ./cmd/lancelot)
+#
+# 1. 200 persistent clients, each asking a question every 200 ms, through
+#    10 reloads (HUP), a TTOU (2 -> 1) and a TTIN (1 -> 2): connections the
+#    server closed (target 0), and for each operation how long the
+#    processes it replaced outlived its "rollout complete" (target < 1 s).
+# 2. 10,000 idle connections across one reload: how many were handed over
+#    (target all), how long the old workers outlived the reload, and
+#    whether each connection still answers.
+# 3. TTIN from 1 to 2 workers with 1,000 idle connections: the new
+#    worker's share 2 s after the rollout completed (target >= 40%).
+#
+# The client is python3 (asyncio), so the numbers are not bound by a Go
+# client sharing the server's scheduler. The open-files limit must allow
+# 10,000 connections per process.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source docs/bench/lib.sh
+trap cleanup EXIT
+WORK=$(mktemp -d)
+BIN=${1:-}
+if [[ -z $BIN ]]; then
+	BIN=$WORK/lancelot
+	go build -o "$BIN" ./cmd/lancelot
+fi
+ulimit -n 20000
+
+# serve ARGS...: starts the server on a free port; sets PORT, SPID.
+serve() {
+	PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	rm -f "$WORK/pid"
+	"$BIN" serve --listen 127.0.0.1:$PORT --pid-file "$WORK/pid" "$@" 2>"$WORK/log" &
+	SPID=$!
+	STARTED_PIDS+=("$SPID")
+	while [[ ! -s $WORK/pid ]]; do sleep 0.01; done
+}
+
+stop() {
+	kill_tree "$SPID"
+	wait "$SPID" 2>/dev/null || true
+}
+
+cat >"$WORK/client.py" <<'PY'
+import asyncio, os, re, subprocess, sys, time
+
+Q, A = b"What is your quest?", b"To seek the Holy Grail."
+port, spid, log = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+
+def workers():
+    pids = []
+    for f in os.listdir(f"/proc/{spid}/task"):
+        with open(f"/proc/{spid}/task/{f}/children") as c:
+            pids += [int(p) for p in c.read().split()]
+    return pids
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+def completes():
+    with open(log) as f:
+        text = f.read()
+    return text.count('msg="rollout complete"') + text.count('msg="rollout aborted')
+
+async def operation(sig, name):
+    """Signals the supervisor, waits for the rollout to complete, and
+    returns how long the workers it replaced outlived that moment."""
+    before, done = workers(), completes()
+    t0 = time.monotonic()
+    os.kill(spid, sig)
+    while completes() == done:
+        if time.monotonic() - t0 > 60:
+            sys.exit(f"{name}: no rollout complete after 60 s")
+        await asyncio.sleep(0.002)
+    t1 = time.monotonic()
+    with open(log) as f:
+        serving = re.findall(r'msg="rollout complete".* pids="?([0-9 ]+)"?', f.read())[-1].split()
+    replaced = [p for p in before if str(p) not in serving]
+    while any(alive(p) for p in replaced) and time.monotonic() - t1 < 40:
+        await asyncio.sleep(0.002)
+    t2 = time.monotonic()
+    print(f"  {name}: rollout {t1 - t0:.3f} s; replaced workers {sorted(replaced)} gone {t2 - t1:.3f} s after it completed", flush=True)
+    return t2 - t1
+
+async def ask(r, w):
+    w.write(Q)
+    return await asyncio.wait_for(r.readuntil(b"."), 5)
+
+async def persistent():
+    closed, asked = 0, 0
+    stop = asyncio.Event()
+    async def client():
+        nonlocal closed, asked
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        while not stop.is_set():
+            try:
+                a = await ask(r, w)
+                assert a == A, a
+                asked += 1
+            except Exception:
+                closed += 1
+                r, w = await asyncio.open_connection("127.0.0.1", port)
+            await asyncio.sleep(0.2)
+        w.close()
+    tasks = [asyncio.create_task(client()) for _ in range(200)]
+    await asyncio.sleep(1)
+    worst = 0
+    for i in range(10):
+        worst = max(worst, await operation(1, f"reload {i + 1}"))
+        await asyncio.sleep(0.5)
+    worst = max(worst, await operation(22, "TTOU 2->1"))
+    await asyncio.sleep(0.5)
+    worst = max(worst, await operation(21, "TTIN 1->2"))
+    await asyncio.sleep(1)
+    stop.set()
+    await asyncio.gather(*tasks)
+    print(f"RESULT persistent: 200 clients, {asked} questions answered, connections closed by the server: {closed}; replaced workers gone at worst {worst:.3f} s after an operation completed")
+
+async def idle(n, sig, name):
+    conns = []
+    for i in range(n):
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        assert await ask(r, w) == A
+        conns.append((r, w))
+    gone = await operation(sig, name)
+    if sig == 21:
+        await asyncio.sleep(2)
+        out = subprocess.run(["ss", "-Htnp", "state", "established", f"sport = :{port}"], capture_output=True, text=True).stdout
+        held = {}
+        for m in re.finditer(r"pid=(\d+),", out):
+            held[int(m.group(1))] = held.get(int(m.group(1)), 0) + 1
+        pids = workers()
+        new = max(pids)
+        print(f"RESULT ttin: {n} idle connections, 2 s after TTIN completed: per worker {held}; new worker {new} holds {held.get(new, 0) / n:.1%}")
+    ok = 0
+    for r, w in conns:
+        try:
+            if await ask(r, w) == A:
+                ok += 1
+        except Exception:
+            pass
+        w.close()
+    with open(log) as f:
+        handed = sum(int(x) for x in re.findall(r"handed_over=(\d+)", f.read()))
+    if sig == 1:
+        print(f"RESULT idle reload: {n} idle connections, handed over {handed}, old workers gone {gone:.3f} s after the reload completed, {ok} of {n} answer afterwards")
+    else:
+        print(f"  afterwards {ok} of {n} answer; handed over {handed}")
+
+mode = sys.argv[1]
+if mode == "persistent":
+    asyncio.run(persistent())
+elif mode == "idle":
+    asyncio.run(idle(10000, 1, "reload"))
+else:
+    asyncio.run(idle(1000, 21, "TTIN 1->2"))
+PY
+
+echo "== 200 persistent clients through 10 reloads, a TTOU and a TTIN (--workers 2)"
+serve --workers 2
+python3 "$WORK/client.py" persistent "$PORT" "$SPID" "$WORK/log"
+grep -c 'msg="connections handed over"' "$WORK/log" | sed 's/^/  handover log lines: /'
+stop
+
+echo "== 10,000 idle connections across one reload (--workers 2)"
+serve --workers 2
+python3 "$WORK/client.py" idle "$PORT" "$SPID" "$WORK/log"
+stop
+
+echo "== TTIN from 1 to 2 workers with 1,000 idle connections"
+serve --workers 1
+python3 "$WORK/client.py" ttin "$PORT" "$SPID" "$WORK/log"
+stop

@@ -1,0 +1,113 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/camelot/lancelot/shared/control"
+)
+
+// Handovers. A worker that goes away — replaced by a reload, retired by a
+// scale-down, and later by a binary upgrade — hands its open connections
+// to live workers instead of draining them; a new slot's worker gets a
+// fair share of the others' idle connections. The loop only pairs
+// workers: it passes each side one end of a channel (see package
+// handover) and the workers do the rest between themselves, so a
+// handover never blocks the loop, and a failed one costs only the
+// connections in flight.
+
+// errNoHandover is startHandover's error in an environment without
+// handover channels.
+var errNoHandover = errors.New("handover channels not available")
+
+// startHandover pairs from (sending) with to (receiving): it passes each
+// one end of a new handover channel. For reload, upgrade and scale_down,
+// from hands over every connection, at a question boundary, and must then
+// be told to stop (retire); for rebalance, 1/share of its idle ones, and
+// goes on serving. A worker whose control channel fails is lost; the
+// handover then does not start and from drains as without one.
+func (s *Supervisor) startHandover(from, to *worker, reason string, share int) error {
+	if s.env.handoverPair == nil {
+		return errNoHandover
+	}
+	send, receive, err := s.env.handoverPair()
+	if err != nil {
+		return err
+	}
+	defer send.Close()
+	defer receive.Close()
+	if err := to.proc.send(control.Message{Type: control.TypeHandOver, Role: control.RoleReceive, Reason: reason, File: receive}); err != nil {
+		s.lost(to, err)
+		return fmt.Errorf("to worker %d: %w", to.proc.pid(), err)
+	}
+	if err := from.proc.send(control.Message{Type: control.TypeHandOver, Role: control.RoleSend, Reason: reason, Share: share, File: send}); err != nil {
+		s.lost(from, err)
+		return fmt.Errorf("from worker %d: %w", from.proc.pid(), err)
+	}
+	s.log.Info("handover started", "reason", reason, "from", from.proc.pid(), "to", to.proc.pid())
+	return nil
+}
+
+// handOverAll makes from hand every connection to the workers in to,
+// spread over them (one channel each), for reason. It reports whether
+// any handover started; the caller retires from either way.
+func (s *Supervisor) handOverAll(from *worker, to []*worker, reason string) bool {
+	if !s.cfg.HandoverOn() || from == nil || from.draining || from.killed || !from.ready {
+		return false
+	}
+	started := false
+	for _, w := range to {
+		if !w.healthy() || w == from {
+			continue
+		}
+		if err := s.startHandover(from, w, reason, 0); err != nil {
+			s.log.Warn("handover not started; the worker drains its connections", "reason", reason, "err", err)
+			continue
+		}
+		started = true
+	}
+	return started
+}
+
+// rebalance gives to, a new slot's worker, its fair share of the other
+// workers' idle connections: with n healthy workers, each other one hands
+// over 1/n of its own.
+func (s *Supervisor) rebalance(to *worker) {
+	if !s.cfg.HandoverOn() {
+		return
+	}
+	var from []*worker
+	for _, sl := range s.slots {
+		if w := sl.cur; w.healthy() && w != to {
+			from = append(from, w)
+		}
+	}
+	for _, w := range from {
+		if err := s.startHandover(w, to, control.ReasonRebalance, len(from)+1); err != nil {
+			s.log.Warn("rebalance not started", "err", err)
+		}
+	}
+}
+
+// replaced acts on a rollout's new worker w being ready in its slot,
+// where old served until now (nil for a new slot): old hands its
+// connections to w and retires; a new slot gets its share of the others'.
+func (s *Supervisor) replaced(old, w *worker) {
+	if old == nil {
+		s.rebalance(w)
+		return
+	}
+	s.handOverAll(old, []*worker{w}, control.ReasonReload)
+	s.retire(old, "replaced")
+}
+
+// survivors are the healthy workers of the slots left.
+func (s *Supervisor) survivors() []*worker {
+	var ws []*worker
+	for _, sl := range s.slots {
+		if sl.cur.healthy() {
+			ws = append(ws, sl.cur)
+		}
+	}
+	return ws
+}

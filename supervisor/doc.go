@@ -52,9 +52,24 @@
 // connections in flight. The retired worker exits once it holds nothing;
 // its drain deadline still bounds it. --handover=off skips the pairing.
 //
+// Binary upgrades. The loop drives the predecessor's side of the handoff
+// (handoff.Predecessor) with what the successor says and the clock, and
+// carries out its actions: accept, refuse, hand over. A USR2 during a
+// rollout waits for the rollout to end (every socket it opens is handed
+// over), and rollouts wait for an upgrade in flight. A successor that was
+// accepted may be taking over: a stop lets it, and a refusal kills it and
+// waits until it is gone before taking the pid file and systemd's main pid
+// back. The successor tells its predecessor "serving" with the ends its
+// workers receive connections on (upgradeConnReceivers); the predecessor
+// hands them to its retiring workers (handOverToSuccessor), or, from a
+// successor whose protocol cannot take connections, drains them. Sockets
+// systemd passed (to this supervisor or any predecessor) are marked
+// activated: while any is, a reload never binds or retires an address.
+//
 // Other invariants:
 //   - a worker is retired (drained) only after its replacement is ready;
-//   - at most one rollout and one binary upgrade are in flight;
+//   - at most one rollout and one binary upgrade are in flight, never both
+//     starting: each waits for the other;
 //   - the running worker count is what the signals asked for: the
 //     configured count (command line and file) changes it only when a HUP
 //     finds it changed, and a binary upgrade hands both counts over;

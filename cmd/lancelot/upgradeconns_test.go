@@ -1,0 +1,220 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/camelot/lancelot/cmd/internal/proc"
+	"github.com/camelot/lancelot/shared/lancelottest"
+)
+
+// Connections outlive a binary upgrade: the old supervisor's workers hand
+// every open connection to the new supervisor's workers at a question
+// boundary, and the old generation exits as soon as it is empty, instead
+// of draining for --shutdown-timeout (30 s by default, which the handover
+// tests keep).
+
+// cycler is a set of clients that each keep one connection and ask the
+// book's three questions in turn, one every period, until stopped: a
+// lost answer times out, a reordered or repeated one does not match, and
+// a close by the server ends the client.
+type cycler struct {
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	asked  int
+	wrong  []string // answers that did not match their question
+	closed []error  // how the server ended a connection
+	conns  []net.Conn
+}
+
+func startCycler(t *testing.T, addr string, n int, period time.Duration) *cycler {
+	t.Helper()
+	cy := &cycler{stop: make(chan struct{})}
+	for range n {
+		cy.conns = append(cy.conns, lancelottest.DialConn(t, addr))
+	}
+	for i, c := range cy.conns {
+		cy.wg.Go(func() { cy.ask(c, i, period) })
+	}
+	t.Cleanup(cy.halt)
+	return cy
+}
+
+func (cy *cycler) ask(c net.Conn, i int, period time.Duration) {
+	ex := lancelottest.Exchanges()
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for k := i; ; k++ {
+		select {
+		case <-cy.stop:
+			return
+		case <-tick.C:
+		}
+		q, want := ex[k%3][0], ex[k%3][1]
+		a, err := lancelottest.AskOn(c, q)
+		cy.mu.Lock()
+		cy.asked++
+		switch {
+		case err != nil && a == "" && (errors.Is(err, io.EOF) || lancelottest.IsReset(err)):
+			cy.closed = append(cy.closed, err)
+		case err != nil:
+			cy.wrong = append(cy.wrong, fmt.Sprintf("%q: %q then %v", q, a, err))
+		case a != want:
+			cy.wrong = append(cy.wrong, fmt.Sprintf("%q: %q", q, a))
+		}
+		cy.mu.Unlock()
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (cy *cycler) halt() {
+	select {
+	case <-cy.stop:
+	default:
+		close(cy.stop)
+	}
+	cy.wg.Wait()
+}
+
+// waitAsked waits until n more questions were asked.
+func (cy *cycler) waitAsked(t *testing.T, n int) {
+	t.Helper()
+	cy.mu.Lock()
+	want := cy.asked + n
+	cy.mu.Unlock()
+	lancelottest.WaitFor(t, 20*time.Second, fmt.Sprintf("%d more questions", n), func() bool {
+		cy.mu.Lock()
+		defer cy.mu.Unlock()
+		return cy.asked >= want
+	})
+}
+
+func (cy *cycler) counts() (wrong []string, closed int) {
+	cy.mu.Lock()
+	defer cy.mu.Unlock()
+	return append([]string(nil), cy.wrong...), len(cy.closed)
+}
+
+// requireAnswered fails on any answer lost or out of place.
+func (cy *cycler) requireAnswered(t *testing.T) {
+	t.Helper()
+	if wrong, _ := cy.counts(); len(wrong) > 0 {
+		t.Fatalf("%d answers lost or out of place; first: %s", len(wrong), wrong[0])
+	}
+}
+
+// upgradeOld runs `lancelot upgrade` on s and returns the pids of the old
+// generation (supervisor and workers) and the new supervisor's.
+func upgradeOld(t *testing.T, s *server) (old []int, newPID int) {
+	t.Helper()
+	old = append([]int{s.cmd.Process.Pid}, proc.Children(s.cmd.Process.Pid)...)
+	if r := runCLI(t, time.Minute, "upgrade", "--pid-file", s.pidFile); r.code != 0 {
+		t.Fatalf("lancelot upgrade exited %d: %s", r.code, r.stderr)
+	}
+	return old, s.pidFromFile()
+}
+
+// heldBy counts the established connections to port held by each of pids.
+func heldBy(t *testing.T, port int, pids []int) int {
+	t.Helper()
+	n := 0
+	for _, pid := range holders(t, port) {
+		for _, p := range pids {
+			if p == pid {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// TestUpgradeHandsOverPersistentClients: 50 clients that keep their
+// connection through `lancelot upgrade` of the same build see no close and
+// no answer lost or out of place, every connection ends up with the new
+// supervisor's workers, and the old generation is gone within 3 s.
+func TestUpgradeHandsOverPersistentClients(t *testing.T) {
+	skipIfShort(t)
+	s := launchServerBinary(t, copyBinary(t), "--workers", "2")
+	cy := startCycler(t, s.addr, 50, 100*time.Millisecond)
+	cy.waitAsked(t, 200)
+	old, newPID := upgradeOld(t, s)
+	requireGone(t, "upgrade", old)
+	cy.waitAsked(t, 200)
+	cy.halt()
+	cy.requireAnswered(t)
+	if _, closed := cy.counts(); closed > 0 {
+		t.Fatalf("%d of 50 connections closed by the server through the upgrade", closed)
+	}
+	if n := heldBy(t, s.port, proc.Children(newPID)); n != 50 {
+		t.Errorf("the new supervisor's workers hold %d of 50 connections", n)
+	}
+	if logs := s.logs.String(); !strings.Contains(logs, "reason=upgrade handed_over=") {
+		t.Errorf("no handover logged by the old workers:\n%s", grepLines(logs, "upgrade", "handover", "handed"))
+	}
+}
+
+// TestUpgradeSplitQuestion: a question begun before an upgrade ends after
+// it, on the new supervisor's worker, once the old generation is gone.
+func TestUpgradeSplitQuestion(t *testing.T) {
+	s := launchServerBinary(t, copyBinary(t), "--workers", "1")
+	c := lancelottest.Dial(t, s.addr)
+	c.Ask(lancelottest.QName, lancelottest.AName)
+	c.Send("What is your")
+	old, _ := upgradeOld(t, s)
+	requireGone(t, "upgrade", old)
+	c.Send(" quest?")
+	c.Expect(lancelottest.AQuest)
+	c.Ask(lancelottest.QColor, lancelottest.AColor)
+}
+
+// TestUpgradeHandoverOff: with --handover=off on either side, the old
+// workers keep their connections and drain them as before: every
+// connection stays with them after the upgrade, each is closed only at a
+// question boundary (no answer lost or cut), the log says so, and the old
+// generation exits after its drain.
+func TestUpgradeHandoverOff(t *testing.T) {
+	skipIfShort(t)
+	for _, side := range []string{"predecessor", "successor"} {
+		t.Run(side, func(t *testing.T) {
+			// The successor reads the file again: each side gets its own.
+			before, after := "off", "on"
+			if side == "successor" {
+				before, after = after, before
+			}
+			cfg := filepath.Join(t.TempDir(), "lancelot.yaml")
+			writeFile(t, cfg, "shutdown-timeout: 3s\nhandover: \""+before+"\"\n")
+			s := launchServerBinary(t, copyBinary(t), "--workers", "2", "--config", cfg)
+			cy := startCycler(t, s.addr, 10, 100*time.Millisecond)
+			cy.waitAsked(t, 50)
+			writeFile(t, cfg, "shutdown-timeout: 3s\nhandover: \""+after+"\"\n")
+			old, _ := upgradeOld(t, s)
+			if n := heldBy(t, s.port, old); n != 10 {
+				t.Errorf("right after the upgrade the old workers hold %d of 10 connections, want all (draining)", n)
+			}
+			lancelottest.WaitFor(t, 20*time.Second, "the old generation drained and gone", func() bool { return !anyAlive(old) })
+			lancelottest.WaitFor(t, 10*time.Second, "every drained client closed", func() bool {
+				_, closed := cy.counts()
+				return closed == 10
+			})
+			cy.halt()
+			cy.requireAnswered(t)
+			logs := s.logs.String()
+			if !strings.Contains(logs, "--handover=off") {
+				t.Errorf("no log line says --handover=off drains:\n%s", grepLines(logs, "upgrade", "handover", "drain"))
+			}
+			if strings.Contains(logs, "reason=upgrade handed_over=") {
+				t.Errorf("connections handed over with --handover=off on the %s", side)
+			}
+		})
+	}
+}

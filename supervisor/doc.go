@@ -60,9 +60,17 @@
 // accepted may be taking over: a stop lets it, and a refusal kills it and
 // waits until it is gone before taking the pid file and systemd's main pid
 // back. The successor tells its predecessor "serving" with the ends its
-// workers receive connections on (upgradeConnReceivers); the predecessor
-// hands them to its retiring workers (handOverToSuccessor), or, from a
-// successor whose protocol cannot take connections, drains them. Sockets
+// workers receive connections on (upgradeConnReceivers: one handover
+// channel per end, as many as the larger of its healthy workers and the
+// predecessor's running count, receiving sides given to its workers
+// round-robin, reason upgrade); the predecessor gives end i to its
+// retiring worker i mod n as a sending side (handOverToSuccessor) and
+// stops them as usual: each hands every connection over at a question
+// boundary and exits once it holds nothing, and the supervisor exits when
+// its workers are gone. Every end's copy in either supervisor is closed
+// once sent. With a successor whose protocol cannot take connections, or
+// --handover=off on either side, there are no ends and the workers drain,
+// as the log says. Sockets
 // systemd passed (to this supervisor or any predecessor) are marked
 // activated: while any is, a reload never binds or retires an address.
 //

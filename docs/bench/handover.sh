@@ -14,6 +14,14 @@
 #    whether each connection still answers.
 # 3. TTIN from 1 to 2 workers with 1,000 idle connections: the new
 #    worker's share 2 s after the rollout completed (target >= 40%).
+# 4. 200 persistent clients through 3 binary upgrades of the same build
+#    (`lancelot upgrade`): connections closed (target 0), and how long the
+#    old supervisor and its workers outlived each upgrade's completion.
+# 5. 50,000 idle connections across one binary upgrade (--workers 5, so
+#    each process holds at most ~10,000; `lancelot bench --mode idle`
+#    spreads the clients over several processes and source addresses):
+#    how many were handed over, how many are still held and answering
+#    afterwards, and how long the old generation outlived the upgrade.
 #
 # The client is python3 (asyncio), so the numbers are not bound by a Go
 # client sharing the server's scheduler. The open-files limit must allow
@@ -178,4 +186,115 @@ stop
 echo "== TTIN from 1 to 2 workers with 1,000 idle connections"
 serve --workers 1
 python3 "$WORK/client.py" ttin "$PORT" "$SPID" "$WORK/log"
+stop
+
+# The old generation of a binary upgrade: supervisor PID and its workers.
+cat >"$WORK/upgrade.py" <<'PY'
+import asyncio, os, subprocess, sys, time
+
+Q, A = b"What is your quest?", b"To seek the Holy Grail."
+binary, port, pidfile = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+
+def supervisor():
+    with open(pidfile) as f:
+        return int(f.read())
+
+def tree(pid):
+    pids = [pid]
+    for t in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{t}/children") as c:
+            pids += [int(p) for p in c.read().split()]
+    return pids
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+def upgrade(name):
+    """Runs `lancelot upgrade` and returns how long the old supervisor and
+    its workers outlived its completion (the command returning)."""
+    old = tree(supervisor())
+    t0 = time.monotonic()
+    subprocess.run([binary, "upgrade", "--pid-file", pidfile], check=True, capture_output=True)
+    t1 = time.monotonic()
+    while any(alive(p) for p in old) and time.monotonic() - t1 < 60:
+        time.sleep(0.002)
+    t2 = time.monotonic()
+    print(f"  {name}: upgrade {t1 - t0:.3f} s; old generation {old} gone {t2 - t1:.3f} s after it completed", flush=True)
+    return t2 - t1
+
+async def persistent():
+    closed, asked = 0, 0
+    stop = asyncio.Event()
+    async def client():
+        nonlocal closed, asked
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        while not stop.is_set():
+            try:
+                w.write(Q)
+                a = await asyncio.wait_for(r.readuntil(b"."), 5)
+                assert a == A, a
+                asked += 1
+            except Exception:
+                closed += 1
+                r, w = await asyncio.open_connection("127.0.0.1", port)
+            await asyncio.sleep(0.2)
+        w.close()
+    tasks = [asyncio.create_task(client()) for _ in range(200)]
+    await asyncio.sleep(1)
+    worst = 0
+    for i in range(3):
+        worst = max(worst, await asyncio.to_thread(upgrade, f"upgrade {i + 1}"))
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(1)
+    stop.set()
+    await asyncio.gather(*tasks)
+    print(f"RESULT upgrade persistent: 200 clients, {asked} questions answered, connections closed by the server: {closed}; old generation gone at worst {worst:.3f} s after an upgrade completed")
+
+if sys.argv[1] == "persistent":
+    asyncio.run(persistent())
+else:
+    print(f"{upgrade('upgrade'):.3f}")
+PY
+
+# stop_current stops the supervisor the pid file names (the last upgrade's).
+stop_current() {
+	local pid
+	pid=$(cat "$WORK/pid" 2>/dev/null) || return 0
+	STARTED_PIDS+=("$pid")
+	kill_tree "$pid"
+}
+trap 'stop_current; cleanup' EXIT
+
+echo "== 200 persistent clients through 3 binary upgrades of the same build (--workers 2)"
+serve --workers 2
+python3 "$WORK/upgrade.py" persistent "$BIN" "$PORT" "$WORK/pid"
+grep 'reason=upgrade' "$WORK/log" | grep -c 'msg="connections handed over"' | sed 's/^/  handover log lines: /'
+stop_current
+stop
+
+echo "== 50,000 idle connections across one binary upgrade (--workers 5)"
+serve --workers 5
+"$BIN" bench --server 127.0.0.1:$PORT --mode idle -c 50000 --duration 40s --json >"$WORK/idle.json" 2>"$WORK/bench.err" &
+BENCH=$!
+STARTED_PIDS+=("$BENCH")
+for ((i = 0; i < 1200; i++)); do
+	held=$(ss -Htn state established "sport = :$PORT" | wc -l)
+	((held >= 50000)) && break
+	sleep 0.1
+done
+echo "  established before the upgrade: $held"
+gone=$(python3 "$WORK/upgrade.py" once "$BIN" "$PORT" "$WORK/pid")
+wait "$BENCH" || true
+handed=$(grep 'reason=upgrade' "$WORK/log" | grep -o 'handed_over=[0-9]*' | cut -d= -f2 | paste -sd+ | bc)
+python3 - "$WORK/idle.json" "$handed" "$gone" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+errors = {k: v for k, v in (r.get("errors") or {}).items() if v}
+print(f"RESULT idle upgrade: 50000 idle connections, handed over {sys.argv[2]}, still held and answering at the end {r.get('idle_held')}, old generation gone {float(sys.argv[3]):.3f} s after the upgrade completed; errors {errors or 'none'}")
+PY
+stop_current
 stop

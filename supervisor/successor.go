@@ -186,11 +186,11 @@ func (p *successorProcess) signal(sig syscall.Signal) {
 // refuse tells the successor why, and ends it at once (the launcher
 // instead, if it has not reported the successor yet: it reports right
 // after starting it, so that almost always means none is ever started).
-// An accepted successor may be acting on the accept: refuse returns only
-// once it is gone (at most handoff.TimeoutGone), so that the caller can
-// take the pid file and systemd's main pid back without it writing them
-// after.
-func (p *successorProcess) refuse(why string, accepted bool) {
+// It returns once the successor is gone (at most handoff.TimeoutGone):
+// one that was accepted may be acting on the accept, and one that does
+// not speak the protocol (release 0.2.0) writes the pid file on its own,
+// so the caller takes the pid file and systemd's main pid back only after.
+func (p *successorProcess) refuse(why string) {
 	handoff.Refuse(p.channel, why)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -198,9 +198,7 @@ func (p *successorProcess) refuse(why string, accepted bool) {
 		p.launcher.Process.Kill()
 	} else {
 		p.fd.kill()
-		if accepted {
-			p.fd.waitGone(handoff.TimeoutGone)
-		}
+		p.fd.waitGone(handoff.TimeoutGone)
 	}
 	p.release()
 }

@@ -471,3 +471,24 @@ func TestHandoverReceiverKilled(t *testing.T) {
 		t.Errorf("a new client after the failure: %q, %v", a, err)
 	}
 }
+
+// TestHandoverOffDrains: with --handover off a reload drains as 0.3.0
+// did: the old worker keeps its open connection and serves it.
+func TestHandoverOffDrains(t *testing.T) {
+	s := startServer(t, "--workers", "1", "--handover", "off")
+	c := lancelottest.Dial(t, s.addr)
+	c.Ask(lancelottest.QName, lancelottest.AName)
+	before := s.servingPIDs()
+	s.signal(syscall.SIGHUP)
+	s.waitHandled("HUP", 1)
+	if lancelottest.Poll(goneWithin, func() bool { return !anyAlive(before) }) {
+		t.Fatalf("the old worker %v exited with a client still connected; want it draining", before)
+	}
+	if established(t, s.port, before[0]) != 1 {
+		t.Errorf("the old worker %d does not hold the connection", before[0])
+	}
+	c.Ask(lancelottest.QQuest, lancelottest.AQuest)
+	if strings.Contains(s.logs.String(), "handover started") {
+		t.Errorf("a handover started with --handover off")
+	}
+}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
@@ -81,9 +79,9 @@ func configFrom(c *cli.Context, file *configFile) (config.Config, error) {
 	cfg := config.Default()
 	switch {
 	case c.NArg() > 1:
-		return cfg, fmt.Errorf("serve: one INTERFACE at most, got %q", c.Args().Slice())
+		return cfg, usageErrorf("%s: one INTERFACE at most, got %q", c.Command.Name, c.Args().Slice())
 	case c.NArg() == 1 && c.IsSet("listen"):
-		return cfg, fmt.Errorf("serve: give INTERFACE or --listen, not both")
+		return cfg, usageErrorf("%s: give INTERFACE or --listen, not both", c.Command.Name)
 	case c.NArg() == 1:
 		cfg.Listen = []string{config.ListenAddr(c.Args().First())}
 	default:

@@ -41,7 +41,7 @@ func main() {
 	app := newApp(runServe)
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "lancelot: %s\n", oneLine(err.Error()))
-		os.Exit(1)
+		os.Exit(exitStatus(err))
 	}
 }
 
@@ -99,9 +99,10 @@ func unknownCommand(name string) error {
 	return nil
 }
 
-// usageError replaces urfave/cli's multi-line usage dump with one line.
+// usageError replaces urfave/cli's multi-line usage dump with one line,
+// exit status 2, and flags named --flag.
 func usageError(_ *cli.Context, err error, _ bool) error {
-	return fmt.Errorf("%w (try --help)", err)
+	return usageErrorf("%s (try --help)", doubleDash(err.Error()))
 }
 
 // oneLine folds a multi-line error (some libraries' messages have newlines)

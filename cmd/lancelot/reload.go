@@ -20,7 +20,7 @@ func reloadCommand() *cli.Command {
 		Name:  "reload",
 		Usage: "reload a running server (what HUP does) and wait until every worker has been replaced",
 		Flags: append(supervisorFlags(),
-			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "give up waiting after this long (the reload goes on)"},
+			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "give up waiting after `DURATION` (the reload goes on)"},
 		),
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {

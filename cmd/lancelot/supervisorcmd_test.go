@@ -157,3 +157,22 @@ func TestCommandLineExitStatus(t *testing.T) {
 			st.Signals, st.Upgrade, s.workerPIDs(), before)
 	}
 }
+
+// TestHelpTexts: every command's --help names each flag's value by what it
+// is (N, DURATION, ADDR, FILE...), never `value`, and gives at most one
+// default per flag.
+func TestHelpTexts(t *testing.T) {
+	t.Parallel()
+	for _, cmd := range []string{"serve", "check", "reload", "upgrade", "status", "ask", "bench", "version"} {
+		r := runCLI(t, 10*time.Second, cmd, "--help")
+		if r.code != 0 || !strings.Contains(r.stdout, "OPTIONS") {
+			t.Errorf("lancelot %s --help: exit %d, stdout %q", cmd, r.code, r.stdout)
+			continue
+		}
+		for _, line := range strings.Split(r.stdout, "\n") {
+			if strings.Contains(line, " value ") || strings.HasSuffix(line, " value") || strings.Count(line, "default") > 1 {
+				t.Errorf("lancelot %s --help: %q: want a named placeholder and one default", cmd, strings.TrimSpace(line))
+			}
+		}
+	}
+}

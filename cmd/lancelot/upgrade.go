@@ -28,7 +28,7 @@ func upgradeCommand() *cli.Command {
 			"file names it. Otherwise prints why (refused, exited, timed out, another upgrade in flight) and exits 1;\n" +
 			"the old supervisor keeps serving. Works with release 0.2.0 too, which has no admin socket.",
 		Flags: append(supervisorFlags(),
-			&cli.DurationFlag{Name: "timeout", Value: 2 * time.Minute, Usage: "give up waiting after this long"},
+			&cli.DurationFlag{Name: "timeout", Value: 2 * time.Minute, Usage: "give up waiting after `DURATION`"},
 		),
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {

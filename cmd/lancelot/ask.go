@@ -19,7 +19,7 @@ func askCommand() *cli.Command {
 		ArgsUsage: "QUESTION...",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "server", Value: "127.0.0.1:1060", Usage: "server `ADDR`"},
-			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "give up after this long"},
+			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "give up after `DURATION`"},
 		},
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {

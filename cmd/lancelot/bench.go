@@ -28,12 +28,12 @@ func benchCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "server", Value: loadgen.DefaultServer, Usage: "server `ADDR` (127.0.0.0/8 or ::1 only)"},
 			&cli.IntFlag{Name: "connections", Aliases: []string{"c"}, Value: loadgen.DefaultConnections,
-				Usage: "client connections (book: concurrent clients; idle: connections held open)"},
-			&cli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "length of the measured run"},
-			&cli.StringFlag{Name: "mode", Value: string(loadgen.Persistent), Usage: "persistent, book or idle"},
-			&cli.IntFlag{Name: "pipeline", Value: 1, Usage: "questions in flight per connection (persistent)"},
-			&cli.IntFlag{Name: "probes", Value: loadgen.DefaultProbes, Usage: "connections measuring latency (idle)"},
-			&cli.DurationFlag{Name: "timeout", Value: loadgen.DefaultTimeout, Usage: "longest wait for a connection or an answer"},
+				Usage: "`N` client connections (book: concurrent clients; idle: connections held open)"},
+			&cli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "measure for `DURATION`"},
+			&cli.StringFlag{Name: "mode", Value: string(loadgen.Persistent), Usage: "load `MODE`: persistent, book or idle"},
+			&cli.IntFlag{Name: "pipeline", Value: 1, Usage: "`N` questions in flight per connection (persistent)"},
+			&cli.IntFlag{Name: "probes", Value: loadgen.DefaultProbes, Usage: "`N` connections measuring latency (idle)"},
+			&cli.DurationFlag{Name: "timeout", Value: loadgen.DefaultTimeout, Usage: "wait at most `DURATION` for a connection or an answer"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object on stdout instead of the summary"},
 			// The parent bench starts itself with --child when one process's
 			// open-files limit cannot hold the load.
@@ -83,7 +83,7 @@ func bench(ctx context.Context, cfg loadgen.Config, asJSON bool) error {
 	defer stop()
 	l, err := loadgen.Start(ctx, cfg)
 	if err != nil {
-		return err
+		return fmt.Errorf("bench: %w", err)
 	}
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		showProgress(l, cfg.Duration)
@@ -95,7 +95,7 @@ func bench(ctx context.Context, cfg loadgen.Config, asJSON bool) error {
 		err = writeSummary(os.Stdout, cfg, res)
 	}
 	if runErr != nil {
-		return runErr
+		return fmt.Errorf("bench: %w", runErr)
 	}
 	return err
 }
@@ -111,14 +111,17 @@ func benchChild(ctx context.Context) error {
 // showProgress draws a progress line on stderr until the load ends.
 func showProgress(l *loadgen.Load, d time.Duration) {
 	bar := progressbar.NewOptions64(d.Milliseconds(), progressbar.OptionSetWriter(os.Stderr),
-		progressbar.OptionSetWidth(20), progressbar.OptionClearOnFinish(),
-		progressbar.OptionSetPredictTime(false), progressbar.OptionShowDescriptionAtLineEnd())
+		progressbar.OptionSetWidth(20), progressbar.OptionSetPredictTime(false), progressbar.OptionShowDescriptionAtLineEnd(),
+		// The finished bar (100%) stays; the summary starts on a line of its own.
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }))
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	var last loadgen.Progress
 	for {
 		select {
 		case <-l.Done():
+			// The run is over: the bar says so, at 100%.
+			bar.Set64(d.Milliseconds())
 			bar.Finish()
 			return
 		case <-tick.C:
@@ -126,7 +129,8 @@ func showProgress(l *loadgen.Load, d time.Duration) {
 		p := l.Progress()
 		rate := float64(p.Exchanges-last.Exchanges) / (p.Elapsed - last.Elapsed).Seconds()
 		bar.Describe(fmt.Sprintf("%d exchanges, %.0f/s, %d errors", p.Exchanges, rate, p.Errors))
-		// Stop short of the end: a full bar finishes (and clears) itself.
+		// Stop short of the end until the load has ended: a full bar
+		// finishes itself.
 		bar.Set64(min(p.Timed.Milliseconds(), d.Milliseconds()-1))
 		last = p
 	}

@@ -159,3 +159,42 @@ func TestBenchFails(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchMessages: a server that is not there is named in one line that
+// names no internal package; on a terminal (script(1) gives bench one),
+// the progress bar ends at 100%.
+func TestBenchMessages(t *testing.T) {
+	t.Parallel()
+	closed := fmt.Sprintf("127.0.0.1:%d", lancelottest.FreePort(t))
+	r := runCLI(t, 30*time.Second, "bench", "--server", closed, "--duration", "1s")
+	checkRefused(t, []string{"bench", "--server", closed}, r, 1, "bench: server unreachable ("+closed+")")
+	if strings.Contains(r.stderr, "loadgen") {
+		t.Errorf("bench error %q names an internal package", r.stderr)
+	}
+
+	script := requireTool(t, "script")
+	s := startServer(t, "--workers", "1")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, script, "-qefc", binPath+" bench --server "+s.addr+" --duration 1s -c 2", "/dev/null")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("bench under script: %v\n%s", err, out)
+	}
+	// The bar redraws in place (\r): its last drawing is the last text
+	// before the summary.
+	text := string(out)
+	i := strings.Index(text, "persistent load on")
+	if i < 0 {
+		t.Fatalf("bench under script printed no summary:\n%q", text)
+	}
+	last := ""
+	for _, draw := range strings.Split(text[:i], "\r") {
+		if strings.TrimSpace(draw) != "" {
+			last = draw
+		}
+	}
+	if !strings.Contains(last, "100%") {
+		t.Errorf("the progress bar's last drawing is %q, want it at 100%%", last)
+	}
+}

@@ -18,6 +18,7 @@ func checkCommand() *cli.Command {
 	cmd.Usage = "check serve's flags and config file as serve would, without binding anything"
 	cmd.ArgsUsage = "[INTERFACE]"
 	cmd.Description = "Takes serve's flags and INTERFACE. Prints \"configuration OK\" and exits 0, or prints the one-line\n" +
-		"error serve would print and exits 1. Run it before `systemctl reload` or `lancelot upgrade`."
+		"error serve would print and exits 1 (2 for a command-line error). Run it before `systemctl reload`\n" +
+		"or `lancelot upgrade`."
 	return cmd
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
@@ -18,25 +16,26 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "config", Usage: "read settings from this YAML `FILE` (keys = long flag names, plus answers:); flags win"},
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "listen", Value: cli.NewStringSlice(d.Listen...),
 			Usage: "listen on `ADDR` (host:port; :1060 is every IPv4 and IPv6 address, 0.0.0.0:1060 IPv4 only); repeat for more"}),
-		altsrc.NewIntFlag(&cli.IntFlag{Name: "workers", Value: d.Workers, Usage: "worker processes, one listening socket each (1..1024; default: the CPUs this process may use, the affinity mask capped by the cgroup CPU quota)"}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "workers", Value: d.Workers, DefaultText: "the CPUs this process may use: its affinity mask, capped by the cgroup CPU quota",
+			Usage: "`N` worker processes, one listening socket each (1..1024)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "pid-file", Usage: "write the supervisor's pid to `FILE` once ready"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`ADDR`/metrics"}),
-		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-question-bytes", Value: d.MaxQuestionBytes, Usage: "close a connection that sends more than this without a '?'"}),
-		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "idle-timeout", Value: d.IdleTimeout, Usage: "close a connection silent this long between questions"}),
-		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "read-timeout", Value: d.ReadTimeout, Usage: "a started question must complete within this"}),
-		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "write-timeout", Value: d.WriteTimeout, Usage: "cut a client that does not read its answers for this long"}),
-		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "shutdown-timeout", Value: d.ShutdownTimeout, Usage: "on TERM, serve open connections this long before closing them at a question boundary"}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-format", Value: d.LogFormat, Usage: "text or json"}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", Value: d.LogLevel, Usage: "debug, info, warn or error"}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-question-bytes", Value: d.MaxQuestionBytes, Usage: "close a connection that sends more than `N` bytes without a '?'"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "idle-timeout", Value: d.IdleTimeout, Usage: "close a connection silent for `DURATION` between questions"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "read-timeout", Value: d.ReadTimeout, Usage: "a new connection's first byte, and a started question's '?', must come within `DURATION`"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "write-timeout", Value: d.WriteTimeout, Usage: "cut a client that does not read its answers for `DURATION`"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "shutdown-timeout", Value: d.ShutdownTimeout, Usage: "on TERM, serve open connections for `DURATION` before closing each at a question boundary"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-format", Value: d.LogFormat, Usage: "log `FORMAT`: text or json"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", Value: d.LogLevel, Usage: "log `LEVEL`: debug, info, warn or error"}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "cpu-affinity", Usage: "pin worker i to CPU i (mod the CPUs allowed)"}),
-		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "worker-timeout", Value: d.WorkerTimeout, Usage: "kill (after a stack dump) and replace a worker whose serving loops miss the heartbeat this long (0: off)"}),
-		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-connections", Usage: "connections per worker (0: the open-files limit minus a reserve)"}),
-		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-connections-per-source", Usage: "connections per client address per worker (0: no limit)"}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "proxy-protocol", Value: d.ProxyProtocol, Usage: "PROXY protocol header from trusted peers: off, v1, v2 or auto"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "worker-timeout", Value: d.WorkerTimeout, Usage: "kill (after a stack dump) and replace a worker whose serving loops miss the heartbeat for `DURATION` (0: off)"}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-connections", Usage: "`N` connections per worker at most (0: the open-files limit minus a reserve)"}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-connections-per-source", Usage: "`N` connections per client address per worker at most (0: no limit)"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "proxy-protocol", Value: d.ProxyProtocol, Usage: "accept a PROXY protocol header (`MODE`: off, v1, v2 or auto) from trusted peers"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "proxy-allow-from", Usage: "peers trusted to send a PROXY header: `CIDR`[,CIDR...] (required with --proxy-protocol)"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "agent-listen", Usage: "answer HAProxy agent checks on `ADDR` (ready / drain / down)"}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "handover", Value: d.Handover, Usage: "on: a reload or scale-down hands each open connection to a live worker; off: retired workers drain them"}),
-		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "drain-delay", Usage: "on TERM, keep serving this long while the agent says drain, then stop"}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "handover", Value: d.Handover, Usage: "`MODE` on: a reload, upgrade or scale-down hands each open connection to a live worker; off: retired workers drain them"}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "drain-delay", Usage: "on TERM, keep serving for `DURATION` while the agent says drain, then stop"}),
 	}
 }
 
@@ -82,9 +81,9 @@ func configFrom(c *cli.Context, file *configFile) (config.Config, error) {
 	cfg := config.Default()
 	switch {
 	case c.NArg() > 1:
-		return cfg, fmt.Errorf("serve: one INTERFACE at most, got %q", c.Args().Slice())
+		return cfg, usageErrorf("%s: one INTERFACE at most, got %q", c.Command.Name, c.Args().Slice())
 	case c.NArg() == 1 && c.IsSet("listen"):
-		return cfg, fmt.Errorf("serve: give INTERFACE or --listen, not both")
+		return cfg, usageErrorf("%s: give INTERFACE or --listen, not both", c.Command.Name)
 	case c.NArg() == 1:
 		cfg.Listen = []string{config.ListenAddr(c.Args().First())}
 	default:

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
-	"github.com/urfave/cli/v2/altsrc"
+
+	"github.com/camelot/lancelot/shared/version"
 )
 
 // gendocsCommand is the hidden `lancelot gendocs DIR`: it writes the man
@@ -29,39 +32,34 @@ func gendocsCommand() *cli.Command {
 			}
 			// A fresh App: the running one has been set up, and urfave/cli
 			// would list the help flags it added there twice.
-			return writeDocs(newApp(runServe), c.Args().First())
+			date, err := docsDate(os.Getenv("SOURCE_DATE_EPOCH"))
+			if err != nil {
+				return err
+			}
+			return writeDocs(newApp(runServe), c.Args().First(), date)
 		},
 	}
 }
 
 // writeDocs writes lancelot.1, one lancelot-COMMAND.1 per visible command,
-// and lancelot.fish.
-func writeDocs(app *cli.App, dir string) error {
-	pages := map[string]*cli.App{"lancelot": mainPage(app)}
-	seeAlso := map[string]string{"lancelot": ""}
-	for _, cmd := range app.VisibleCommands() {
-		pages["lancelot-"+cmd.Name] = commandPage(cmd)
-		seeAlso["lancelot-"+cmd.Name] = "\\fBlancelot\\fP(1)"
-		seeAlso["lancelot"] += fmt.Sprintf("\\fBlancelot-%s\\fP(1), ", cmd.Name)
-	}
-	seeAlso["lancelot"] += "and /usr/share/doc/lancelot"
+// and lancelot.fish. The pages' footer carries the version and date (date:
+// SOURCE_DATE_EPOCH's, for a reproducible package).
+func writeDocs(app *cli.App, dir string, date time.Time) error {
 	man := filepath.Join(dir, "man1")
 	if err := os.MkdirAll(man, 0o755); err != nil {
 		return fmt.Errorf("gendocs: %w", err)
 	}
-	for name, page := range pages {
-		text, err := page.ToManWithSection(1)
+	for _, page := range manPages(app) {
+		f, err := os.Create(filepath.Join(man, page.name+".1"))
 		if err != nil {
-			return fmt.Errorf("gendocs: man page %s: %w", name, err)
-		}
-		if name != "lancelot" {
-			// A command's page has no global options, only its own.
-			text = strings.Replace(text, ".SH GLOBAL OPTIONS", ".SH OPTIONS", 1)
-		}
-		// ToMan's template has no SEE ALSO section: it goes last, in roff.
-		text = strings.TrimRight(text, "\n") + "\n\n.SH SEE ALSO\n" + seeAlso[name] + "\n"
-		if err := os.WriteFile(filepath.Join(man, name+".1"), []byte(text), 0o644); err != nil {
 			return fmt.Errorf("gendocs: %w", err)
+		}
+		err = page.write(f, version.Version, date)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("gendocs: man page %s: %w", page.name, err)
 		}
 	}
 	fish, err := app.ToFishCompletion()
@@ -74,43 +72,125 @@ func writeDocs(app *cli.App, dir string) error {
 	return nil
 }
 
-// mainPage is lancelot(1): the global flags and each command's one-line
-// usage; the flags are on the command's own page, named under SEE ALSO.
-func mainPage(app *cli.App) *cli.App {
-	var cmds []*cli.Command
-	for _, cmd := range app.VisibleCommands() {
-		cmds = append(cmds, &cli.Command{Name: cmd.Name, Usage: cmd.Usage})
+// docsDate is the date for the pages' footer: SOURCE_DATE_EPOCH when set
+// (build.sh sets it to the last commit's time), else today.
+func docsDate(epoch string) (time.Time, error) {
+	if epoch == "" {
+		return time.Now(), nil
 	}
-	return &cli.App{
-		Name:      app.Name,
-		Usage:     app.Usage,
-		UsageText: "lancelot [--version] COMMAND [OPTIONS] [ARGUMENTS...]",
-		Description: "One supervisor process owns the listening sockets and manages N worker processes, " +
-			"each serving many clients at once. Each command below has its own page, lancelot-COMMAND(1).",
-		Flags:    app.Flags,
-		Commands: cmds,
+	sec, err := strconv.ParseInt(epoch, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("gendocs: SOURCE_DATE_EPOCH %q: not a number of seconds", epoch)
+	}
+	return time.Unix(sec, 0), nil
+}
+
+// manPages are lancelot(1) and one page per visible command.
+func manPages(app *cli.App) []manPage {
+	all := []string{"lancelot(1)"}
+	for _, cmd := range app.VisibleCommands() {
+		all = append(all, "lancelot-"+cmd.Name+"(1)")
+	}
+	main := manPage{
+		name:     "lancelot",
+		summary:  app.Usage,
+		synopsis: "lancelot [--version] COMMAND [OPTIONS] [ARGUMENTS...]",
+		description: "lancelot serves the Launcelot protocol: a client sends a question ending in '?', " +
+			"and gets its answer, ending in '.'. One supervisor process owns the listening sockets and manages " +
+			"N worker processes, each serving many clients at once; it replaces a crashed or hung worker, " +
+			"reloads on HUP, upgrades its own binary on USR2 and scales on TTIN and TTOU without dropping a client.\n\n" +
+			"Each command has its own page, lancelot-COMMAND(1), with its options. " +
+			"The full reference is /usr/share/doc/lancelot/docs/reference.md.gz.",
+		commands: app.VisibleCommands(),
+		flags:    app.Flags,
+		sections: []manSection{signalsSection(), filesSection(), exitSection(), environmentSection()},
+		seeAlso:  append(all[1:], "systemctl(1)"),
+	}
+	pages := []manPage{main}
+	for _, cmd := range app.VisibleCommands() {
+		pages = append(pages, commandPage(cmd, all))
+	}
+	return pages
+}
+
+// commandPage is lancelot-COMMAND(1).
+func commandPage(cmd *cli.Command, all []string) manPage {
+	synopsis := "lancelot " + cmd.Name + " [OPTIONS]"
+	if cmd.ArgsUsage != "" {
+		synopsis += " " + cmd.ArgsUsage
+	}
+	desc := strings.ToUpper(cmd.Usage[:1]) + cmd.Usage[1:] + "."
+	if cmd.Description != "" {
+		desc += "\n\n" + strings.ReplaceAll(cmd.Description, "\n", " ")
+	}
+	var sections []manSection
+	switch cmd.Name {
+	case "serve":
+		sections = append(sections, signalsSection(), filesSection())
+	case "check":
+		sections = append(sections, filesSection())
+	case "reload", "upgrade", "status":
+		sections = append(sections, manSection{title: "FILES", items: [][2]string{
+			{defaultPIDFile, "the packaged service's pid file, the default of --pid-file"},
+			{"@lancelot-admin-PID", "the supervisor's admin socket (abstract: no file on disk), " +
+				"for its own user and root only, in its network namespace"},
+		}})
+	}
+	sections = append(sections, exitSection())
+	if cmd.Name == "serve" {
+		sections = append(sections, environmentSection())
+	} else {
+		sections = append(sections, manSection{title: "ENVIRONMENT", intro: "lancelot " + cmd.Name + " reads no environment variable."})
+	}
+	var see []string
+	for _, s := range all {
+		if s != "lancelot-"+cmd.Name+"(1)" {
+			see = append(see, s)
+		}
+	}
+	return manPage{
+		name: "lancelot-" + cmd.Name, summary: cmd.Usage, synopsis: synopsis, description: desc,
+		flags: cmd.VisibleFlags(), sections: sections, seeAlso: see,
 	}
 }
 
-// commandPage is lancelot-COMMAND(1): an App of its own, so ToMan gives the
-// command's usage, description and flags their own sections.
-func commandPage(cmd *cli.Command) *cli.App {
-	for _, f := range cmd.Flags {
-		// The default worker count is this machine's CPUs; the page must
-		// not depend on the machine that built it.
-		if i, ok := f.(*altsrc.IntFlag); ok && i.Name == "workers" {
-			i.DefaultText = "the number of CPUs"
-		}
-	}
-	usage := "lancelot " + cmd.Name + " [OPTIONS]"
-	if cmd.ArgsUsage != "" {
-		usage += " " + cmd.ArgsUsage
-	}
-	return &cli.App{
-		Name:        "lancelot-" + cmd.Name,
-		Usage:       cmd.Usage,
-		UsageText:   usage,
-		Description: cmd.Description,
-		Flags:       cmd.Flags,
-	}
+func signalsSection() manSection {
+	return manSection{title: "SIGNALS", intro: "Send these to the supervisor, the main process of lancelot.service " +
+		"(systemctl kill --kill-whom=main) or the pid in --pid-file.", items: [][2]string{
+		{"TERM, INT", "graceful stop: after --drain-delay, stop accepting, serve open connections until they close " +
+			"or --shutdown-timeout passes, then exit 0"},
+		{"QUIT", "immediate stop; workers still alive after 2 s are killed; exit 0"},
+		{"HUP", "reload: read the command line and the config file again and replace every worker, one at a time " +
+			"(lancelot reload does it and waits)"},
+		{"USR2", "binary upgrade: the binary now on disk starts as a new supervisor and inherits every listening socket " +
+			"(lancelot upgrade does it and waits)"},
+		{"TTIN, TTOU", "one worker more (at most 1024), one fewer (at least one)"},
+	}}
+}
+
+func filesSection() manSection {
+	return manSection{title: "FILES", items: [][2]string{
+		{"/etc/lancelot/lancelot.yaml", "the packaged service's config file (--config): keys are the long option names, plus answers:"},
+		{defaultPIDFile, "the packaged service's pid file (--pid-file)"},
+		{"/lib/systemd/system/lancelot.service, lancelot.socket", "the systemd units"},
+		{"/usr/share/doc/lancelot/", "README, reference, operations guide, changelog"},
+	}}
+}
+
+func exitSection() manSection {
+	return manSection{title: "EXIT STATUS", items: [][2]string{
+		{"0", "success (serve: stopped by TERM, INT or QUIT)"},
+		{"1", "an error, printed as one line on standard error: a bad config file or value, an address in use, " +
+			"a failed request, a pid that is not a lancelot supervisor"},
+		{"2", "a command-line error (unknown command or option, missing or malformed value, conflicting arguments); nothing was done"},
+		{"3", "reload, upgrade, status: no supervisor is running"},
+	}}
+}
+
+func environmentSection() manSection {
+	return manSection{title: "ENVIRONMENT", items: [][2]string{
+		{"GOMAXPROCS", "a worker's share of the CPUs, instead of the CPUs the process may use divided by the workers"},
+		{"NOTIFY_SOCKET, WATCHDOG_USEC", "set by systemd: where readiness notifications go, and the watchdog interval"},
+		{"LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES", "set by systemd for socket activation: serve listens on those sockets"},
+	}}
 }

@@ -43,7 +43,7 @@ func main() {
 		// handoff (a bad configuration) tells its predecessor why.
 		handoff.RefuseEarly(err)
 		fmt.Fprintf(os.Stderr, "lancelot: %s\n", oneLine(err.Error()))
-		os.Exit(1)
+		os.Exit(exitStatus(err))
 	}
 }
 
@@ -101,9 +101,10 @@ func unknownCommand(name string) error {
 	return nil
 }
 
-// usageError replaces urfave/cli's multi-line usage dump with one line.
+// usageError replaces urfave/cli's multi-line usage dump with one line,
+// exit status 2, and flags named --flag.
 func usageError(_ *cli.Context, err error, _ bool) error {
-	return fmt.Errorf("%w (try --help)", err)
+	return usageErrorf("%s (try --help)", doubleDash(err.Error()))
 }
 
 // oneLine folds a multi-line error (some libraries' messages have newlines)

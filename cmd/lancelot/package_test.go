@@ -30,6 +30,9 @@ import (
 
 const buildScript = "../../docs/packaging/build.sh"
 
+// packageMaintainer is the Maintainer build.sh writes by default.
+const packageMaintainer = "Lancelot Maintainers <lancelot-maintainers@camelot.dev>"
+
 // packageFiles are the files the package must ship (besides man pages).
 var packageFiles = []string{
 	"/usr/bin/lancelot",
@@ -41,6 +44,11 @@ var packageFiles = []string{
 	"/usr/share/fish/vendor_completions.d/lancelot.fish",
 	"/usr/share/doc/lancelot/copyright",
 	"/usr/share/doc/lancelot/changelog.gz",
+	"/usr/share/doc/lancelot/README.md.gz",
+	"/usr/share/doc/lancelot/CHANGELOG.md.gz",
+	"/usr/share/doc/lancelot/docs/reference.md.gz",
+	"/usr/share/doc/lancelot/docs/operations.md.gz",
+	"/usr/share/doc/lancelot/docs/protocol.md.gz",
 }
 
 // buildPackage runs build.sh into dir and returns the .deb's path. An
@@ -102,6 +110,16 @@ func TestPackage(t *testing.T) {
 		if errs := regexp.MustCompile(`(?m)^E: .*$`).FindAll(out, -1); len(errs) > 0 {
 			t.Errorf("lintian errors:\n%s", bytes.Join(errs, []byte("\n")))
 		}
+		// The man pages: no tag of any level (groff warnings, a bad
+		// whatis line, a missing page).
+		if tags := regexp.MustCompile(`(?m)^.: .*manpage.*$`).FindAll(out, -1); len(tags) > 0 {
+			t.Errorf("lintian on the man pages:\n%s", bytes.Join(tags, []byte("\n")))
+		}
+		for _, tag := range []string{"copyright-without-copyright-notice", "unknown-license", "placeholder", "bogus-mail-host"} {
+			if bytes.Contains(out, []byte(tag)) {
+				t.Errorf("lintian tag %s:\n%s", tag, out)
+			}
+		}
 	})
 }
 
@@ -144,7 +162,10 @@ func checkPackageControl(t *testing.T, deb string) {
 			t.Errorf("control field %s = %q (%v), want %q", k, strings.TrimSpace(string(out)), err, want)
 		}
 	}
-	for _, k := range []string{"Maintainer", "Description", "Homepage"} {
+	if out, _ := exec.Command("dpkg-deb", "-f", deb, "Maintainer").Output(); strings.TrimSpace(string(out)) != packageMaintainer {
+		t.Errorf("control field Maintainer = %q, want %q", strings.TrimSpace(string(out)), packageMaintainer)
+	}
+	for _, k := range []string{"Description", "Homepage"} {
 		if out, _ := exec.Command("dpkg-deb", "-f", deb, k).Output(); len(bytes.TrimSpace(out)) == 0 {
 			t.Errorf("control field %s is empty", k)
 		}
@@ -221,7 +242,7 @@ func checkPackageConffile(t *testing.T, root string) {
 // checkPackageDocs: the man pages, completions, copyright and changelog.
 func checkPackageDocs(t *testing.T, root string) {
 	page := gunzip(t, filepath.Join(root, "usr/share/man/man1/lancelot-serve.1.gz"))
-	for _, want := range []string{".TH lancelot-serve 1", "--pid-file", ".SH SEE ALSO"} {
+	for _, want := range []string{".TH LANCELOT-SERVE 1", `\fB\-\-pid\-file\fR`, ".SH EXIT STATUS", ".SH SEE ALSO"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("lancelot-serve.1 lacks %q", want)
 		}
@@ -230,7 +251,7 @@ func checkPackageDocs(t *testing.T, root string) {
 		"usr/share/bash-completion/completions/lancelot":    {"PROG=lancelot", "--generate-bash-completion"},
 		"usr/share/zsh/vendor-completions/_lancelot":        {"#compdef lancelot", "--generate-bash-completion"},
 		"usr/share/fish/vendor_completions.d/lancelot.fish": {"complete -c lancelot", "-a 'serve'"},
-		"usr/share/doc/lancelot/copyright":                  {"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/", "License: unspecified"},
+		"usr/share/doc/lancelot/copyright":                  {"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/", "License: Apache-2.0\n", "/usr/share/common-licenses/Apache-2.0", "Upstream-Contact: " + packageMaintainer},
 	}
 	for f, wants := range checks {
 		b, err := os.ReadFile(filepath.Join(root, f))

@@ -25,8 +25,8 @@ func statusCommand() *cli.Command {
 		),
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {
-			return onSupervisor(c, 5*time.Second, func(ctx context.Context, pid int) error {
-				return showStatus(ctx, c.App.Writer, pid, c.Bool("json"))
+			return onSupervisor(c, 5*time.Second, func(ctx context.Context, t target) error {
+				return showStatus(ctx, c.App.Writer, t.pid, c.Bool("json"))
 			})
 		},
 	}
@@ -36,8 +36,12 @@ func statusCommand() *cli.Command {
 // as text.
 func showStatus(ctx context.Context, w io.Writer, pid int, asJSON bool) error {
 	raw, err := admin.Do(ctx, pid, admin.CommandStatus)
+	if noAdminSocket(err) {
+		return fmt.Errorf("status: pid %d is a lancelot supervisor without an admin socket "+
+			"(a release before 0.3.0, or another network namespace): it cannot tell its state", pid)
+	}
 	if err != nil {
-		return fmt.Errorf("status of pid %d: %w", pid, err)
+		return fmt.Errorf("status of pid %d: %w", pid, waitErr(ctx, err))
 	}
 	if asJSON {
 		fmt.Fprintln(w, raw)

@@ -27,16 +27,20 @@ func upgradeCommand() *cli.Command {
 			"file names it. Otherwise prints why (refused, exited, timed out, another upgrade in flight) and exits 1;\n" +
 			"the old supervisor keeps serving. Works with release 0.2.0 too, which has no admin socket.",
 		Flags: append(supervisorFlags(),
-			&cli.DurationFlag{Name: "timeout", Value: 2 * time.Minute, Usage: "give up waiting after this long"},
+			&cli.DurationFlag{Name: "timeout", Value: 2 * time.Minute, Usage: "give up waiting after `DURATION`"},
 		),
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {
-			return onSupervisor(c, c.Duration("timeout"), func(ctx context.Context, pid int) error {
-				next, err := upgrade(ctx, pid, c.String("pid-file"))
+			timeout, err := positiveTimeout(c)
+			if err != nil {
+				return err
+			}
+			return onSupervisor(c, timeout, func(ctx context.Context, t target) error {
+				next, err := upgrade(ctx, t)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(c.App.Writer, "upgraded: supervisor %d took over from %d\n", next, pid)
+				fmt.Fprintf(c.App.Writer, "upgraded: supervisor %d took over from %d\n", next, t.pid)
 				return nil
 			})
 		},
@@ -45,10 +49,11 @@ func upgradeCommand() *cli.Command {
 
 // upgrade asks the supervisor for a binary upgrade and waits until its
 // successor has taken over; it returns the successor's pid.
-func upgrade(ctx context.Context, pid int, pidFile string) (int, error) {
+func upgrade(ctx context.Context, t target) (int, error) {
+	pid, pidFile := t.pid, t.pidFile
 	raw, err := admin.Do(ctx, pid, admin.CommandUpgrade)
-	if errors.Is(err, admin.ErrNoAdminSocket) {
-		return legacyUpgrade(ctx, pid, pidFile)
+	if noAdminSocket(err) {
+		return legacyUpgrade(ctx, t)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("upgrade of pid %d failed: %w", pid, waitErr(ctx, err))
@@ -60,9 +65,10 @@ func upgrade(ctx context.Context, pid int, pidFile string) (int, error) {
 	return next, waitTakenOver(ctx, next, pidFile)
 }
 
-// waitErr names a timeout as one.
+// waitErr names a timeout as one: the admin socket's deadline is ctx's, and
+// may pass a moment before ctx says so.
 func waitErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("timed out: %w", ctx.Err())
 	}
 	return err
@@ -102,9 +108,10 @@ func allReady(st supervisor.Status) bool {
 // legacyUpgrade upgrades a supervisor without an admin socket (release
 // 0.2.0): USR2, then watch for the new supervisor, a child of the old one
 // running serve, and the pid file.
-func legacyUpgrade(ctx context.Context, pid int, pidFile string) (int, error) {
-	if err := syscall.Kill(pid, syscall.SIGUSR2); err != nil {
-		return 0, fmt.Errorf("upgrade: pid %d: %w", pid, err)
+func legacyUpgrade(ctx context.Context, t target) (int, error) {
+	pid, pidFile := t.pid, t.pidFile
+	if err := t.signal(syscall.SIGUSR2); err != nil {
+		return 0, fmt.Errorf("upgrade: %w", err)
 	}
 	seen := 0
 	for {

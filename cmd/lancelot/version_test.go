@@ -106,7 +106,7 @@ func TestCheck(t *testing.T) {
 		{[]string{"--workers", "0"}, "--workers 0: must be between 1 and 1024"},
 		{[]string{"--config", dir + "/missing.yaml"}, "no such file"},
 		{[]string{"--listen", "nonsense"}, `--listen "nonsense"`},
-		{[]string{"--no-such-flag"}, "flag provided but not defined"},
+		{[]string{"--no-such-flag"}, "flag provided but not defined: --no-such-flag"},
 	} {
 		r := runCLI(t, 10*time.Second, append([]string{"check"}, tc.args...)...)
 		if tc.wantErr == "" {
@@ -115,8 +115,13 @@ func TestCheck(t *testing.T) {
 			}
 			continue
 		}
-		if r.code != 1 || r.stdout != "" || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, tc.wantErr) {
-			t.Errorf("check %q: exit %d, stdout %q, stderr %q; want 1 and one line with %q", tc.args, r.code, r.stdout, r.stderr, tc.wantErr)
+		// A command-line error exits 2, a rejected configuration 1.
+		code := 1
+		if strings.Contains(tc.wantErr, "not defined") {
+			code = 2
+		}
+		if r.code != code || r.stdout != "" || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, tc.wantErr) {
+			t.Errorf("check %q: exit %d, stdout %q, stderr %q; want %d and one line with %q", tc.args, r.code, r.stdout, r.stderr, code, tc.wantErr)
 		}
 	}
 }

@@ -16,7 +16,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-maintainer=${MAINTAINER:-lancelot maintainers <maintainers@users.noreply.r-seed-018d0433.example>}
+maintainer=${MAINTAINER:-Lancelot Maintainers <lancelot-maintainers@camelot.dev>}
 
 die() {
 	echo "build.sh: $*" >&2
@@ -121,8 +121,9 @@ gen_docs() {
 		die "urfave/cli's autocomplete scripts changed shape; update gen_docs"
 }
 
-# gen_copyright writes the machine-readable copyright file. The repository
-# has no licence file: it says so rather than invent one.
+# gen_copyright writes the machine-readable copyright file: lancelot is
+# under the Apache License 2.0 (LICENSE at the top of the tree), whose full
+# text Debian keeps in /usr/share/common-licenses.
 gen_copyright() {
 	local year
 	year=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y)
@@ -134,14 +135,42 @@ Source: https://github.com/camelot/lancelot
 
 Files: *
 Copyright: $year the lancelot developers
-License: unspecified
- The lancelot repository has no licence file, and no licence has been
- granted yet: until one is, no permission to copy, modify or redistribute
- lancelot is given beyond what the law allows without one.
+License: Apache-2.0
 Comment: The binary has these Go modules compiled in, each under its own
  licence (see each module's source):
 $(go version -m "$1" | awk '$1 == "dep" { print " " $2 " " $3 }')
+
+License: Apache-2.0
+ Licensed under the Apache License, Version 2.0 (the "License");
+ you may not use this file except in compliance with the License.
+ You may obtain a copy of the License at
+ .
+ http://www.apache.org/licenses/LICENSE-2.0
+ .
+ Unless required by applicable law or agreed to in writing, software
+ distributed under the License is distributed on an "AS IS" BASIS,
+ WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ See the License for the specific language governing permissions and
+ limitations under the License.
+ .
+ On Debian systems, the complete text of the Apache License, Version 2.0
+ can be found in "/usr/share/common-licenses/Apache-2.0".
 EOF
+	grep -q 'Apache License' "$root/LICENSE" || die "LICENSE: not the Apache License 2.0 the copyright file names"
+}
+
+# gen_userdocs stages the documentation for /usr/share/doc/lancelot:
+# README.md, CHANGELOG.md and docs/*.md, compressed as Debian policy asks
+# (12.3), docs/ kept as a directory so that the README's links still lead
+# somewhere.
+gen_userdocs() {
+	mkdir -p "$stage/doc/docs"
+	for f in README.md CHANGELOG.md; do
+		gzip -9n <"$root/$f" >"$stage/doc/$f.gz"
+	done
+	for f in "$root"/docs/*.md; do
+		gzip -9n <"$f" >"$stage/doc/docs/${f##*/}.gz"
+	done
 }
 
 # gen_changelog writes the Debian changelog (native package: changelog.gz)
@@ -247,6 +276,7 @@ gen_units "$bin"
 gen_conffile
 gen_docs
 gen_copyright "$bin"
+gen_userdocs
 gen_changelog "$version"
 gen_scripts
 sed -e "s|@STAGE@|$stage|g" -e "s|@VERSION@|$version|" -e "s|@ARCH@|$arch|" \

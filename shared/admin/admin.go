@@ -151,8 +151,13 @@ func Do(ctx context.Context, pid int, command string) (string, error) {
 	}
 	line, err := bufio.NewReader(io.LimitReader(conn, maxReply)).ReadString('\n')
 	if err != nil {
+		// The connection's deadline is ctx's: it may pass a moment
+		// before ctx says so, and is a timeout all the same.
 		if ctx.Err() != nil {
 			return "", fmt.Errorf("%s: no answer: %w", command, ctx.Err())
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return "", fmt.Errorf("%s: no answer: %w", command, context.DeadlineExceeded)
 		}
 		return "", fmt.Errorf("%s: no answer (supervisor gone?): %w", command, err)
 	}

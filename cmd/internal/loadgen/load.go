@@ -43,18 +43,18 @@ type Load struct {
 func Start(ctx context.Context, cfg Config) (*Load, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
-		return nil, fmt.Errorf("loadgen: %w", err)
+		return nil, err
 	}
 	shares, err := planFor(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("loadgen: %w", err)
+		return nil, fmt.Errorf("plan the load: %w", err)
 	}
 	if err := preflight(ctx, cfg); err != nil {
 		return nil, err
 	}
 	local, err := newRunner(shares[0])
 	if err != nil {
-		return nil, fmt.Errorf("loadgen: %w", err)
+		return nil, fmt.Errorf("start the load: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	l := &Load{cfg: cfg, local: local, cancel: cancel, done: make(chan struct{}), began: time.Now()}
@@ -68,7 +68,7 @@ func preflight(ctx context.Context, cfg Config) error {
 	d := net.Dialer{Timeout: cfg.Timeout}
 	conn, err := d.DialContext(ctx, "tcp", cfg.Server)
 	if err != nil {
-		return fmt.Errorf("loadgen: %w: %w", errUnreachable, err)
+		return fmt.Errorf("%w (%s): %w", errUnreachable, cfg.Server, err)
 	}
 	return conn.Close()
 }

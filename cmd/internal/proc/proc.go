@@ -1,16 +1,21 @@
 // Package proc reads what lancelot's commands and tests need of other
 // processes from /proc, through prometheus/procfs: whether one runs, its
-// parent, children, command line and threads' states.
+// parent, children, command line, threads' states, and whether it is a
+// lancelot supervisor (Identify).
 //
 // Not a public API: it serves the lancelot commands and their tests only.
 package proc
 
 import (
+	"debug/buildinfo"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/procfs"
 )
@@ -93,4 +98,66 @@ func stat(pid int) (procfs.ProcStat, error) {
 		return procfs.ProcStat{}, err
 	}
 	return p.Stat()
+}
+
+// lancelotMain is the import path of lancelot's main package, as a binary's
+// Go build info names it.
+const lancelotMain = "github.com/camelot/lancelot/cmd/lancelot"
+
+// Identity is what a process runs, as `lancelot reload`, `upgrade` and
+// `status` need to know before they signal it or report on it.
+type Identity struct {
+	PID int
+	// Program is the name to show: the executable's base name, else
+	// argv[0]'s, else the kernel's comm.
+	Program string
+	// Args is the command line, argv[0] first.
+	Args []string
+	// Lancelot: the executable is a lancelot binary, by its Go build info
+	// (which survives a rename and a deleted file), or by its name when
+	// the executable cannot be read (another user's process).
+	Lancelot bool
+	// Started is when the process started; zero if unknown.
+	Started time.Time
+}
+
+// Supervisor reports whether the process is a lancelot supervisor: a
+// lancelot binary running `serve`.
+func (id Identity) Supervisor() bool {
+	return id.Lancelot && len(id.Args) > 1 && id.Args[1] == "serve"
+}
+
+// ErrGone reports a pid that no process has, or a zombie.
+var ErrGone = errors.New("no such process")
+
+// Identify reads what pid runs from /proc. It returns ErrGone when pid is
+// not running.
+func Identify(pid int) (Identity, error) {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return Identity{}, fmt.Errorf("pid %d: %w", pid, ErrGone)
+	}
+	st, err := p.Stat()
+	if err != nil || st.State == "Z" || st.State == "X" {
+		return Identity{}, fmt.Errorf("pid %d: %w", pid, ErrGone)
+	}
+	id := Identity{PID: pid, Program: st.Comm}
+	id.Args, _ = p.CmdLine()
+	if len(id.Args) > 0 {
+		id.Program = filepath.Base(id.Args[0])
+	}
+	if exe, err := p.Executable(); err == nil && exe != "" {
+		id.Program = filepath.Base(strings.TrimSuffix(exe, " (deleted)"))
+	}
+	// /proc/PID/exe opens the running file even once it is replaced or
+	// deleted (a package upgrade), so the build info is the binary's own.
+	if bi, err := buildinfo.ReadFile(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
+		id.Lancelot = bi.Path == lancelotMain
+	} else if errors.Is(err, fs.ErrPermission) {
+		id.Lancelot = strings.HasPrefix(id.Program, "lancelot")
+	}
+	if t, err := st.StartTime(); err == nil {
+		id.Started = time.Unix(0, int64(t*1e9))
+	}
+	return id, nil
 }

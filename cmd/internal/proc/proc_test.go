@@ -1,6 +1,7 @@
 package proc_test
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"slices"
@@ -40,5 +41,41 @@ func TestProcesses(t *testing.T) {
 	child.Process.Wait()
 	if proc.Alive(pid) || proc.Exists(pid) || proc.Parent(pid) != 0 || proc.Cmdline(pid) != nil {
 		t.Errorf("a reaped child still reads as there")
+	}
+}
+
+// TestIdentify: sleep is sleep, started a moment ago, not lancelot; a
+// reaped pid is gone. (A lancelot supervisor's identity is checked by the
+// commands' process tests against the real binary.)
+func TestIdentify(t *testing.T) {
+	before := time.Now().Add(-2 * time.Second) // /proc's start time is up to 1 s early
+	child := exec.Command("sleep", "30")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := child.Process.Pid
+	lancelottest.WaitFor(t, 5*time.Second, "the child exec'd sleep", func() bool { return proc.ChildRunning(os.Getpid(), "30") == pid })
+	id, err := proc.Identify(pid)
+	if err != nil || id.Program != "sleep" || id.Lancelot || id.Supervisor() || !slices.Equal(id.Args, []string{"sleep", "30"}) ||
+		id.Started.Before(before) || id.Started.After(time.Now()) {
+		t.Errorf("Identify(sleep) = %+v, %v; want sleep, not lancelot, started just now", id, err)
+	}
+	child.Process.Kill()
+	child.Process.Wait()
+	if _, err := proc.Identify(pid); !errors.Is(err, proc.ErrGone) {
+		t.Errorf("Identify(reaped child) error = %v, want ErrGone", err)
+	}
+	for _, tc := range []struct {
+		id   proc.Identity
+		want bool
+	}{
+		{proc.Identity{Lancelot: true, Args: []string{"/usr/bin/lancelot", "serve", "--workers", "2"}}, true},
+		{proc.Identity{Lancelot: true, Args: []string{"/usr/bin/lancelot", "worker", "--slot", "0"}}, false},
+		{proc.Identity{Lancelot: false, Args: []string{"/bin/sleep", "serve"}}, false},
+		{proc.Identity{Lancelot: true, Args: []string{"/usr/bin/lancelot"}}, false},
+	} {
+		if got := tc.id.Supervisor(); got != tc.want {
+			t.Errorf("%+v.Supervisor() = %v, want %v", tc.id, got, tc.want)
+		}
 	}
 }

@@ -79,13 +79,13 @@ func runServe(c *cli.Context, s serveSettings) error {
 
 	var g run.Group
 	// The supervisor: workers, rollouts, upgrades, stop.
-	g.Add(sup.Run, func(error) { sup.Signal(syscall.SIGTERM) })
-	// Signals: forwarded to the supervisor for as long as it runs.
-	{
-		sigc := notifySignals()
-		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return forwardSignals(ctx, sigc, sup) }, func(error) { cancel() })
-	}
+	sigc := notifySignals()
+	running, ended := context.WithCancel(context.Background())
+	g.Add(func() error { defer ended(); return sup.Run() }, func(error) { sup.Signal(syscall.SIGTERM) })
+	// Signals: forwarded to the supervisor for as long as it runs, also
+	// through a stop that a failed side port began (a QUIT then still cuts
+	// the drain short).
+	g.Add(func() error { return forwardSignals(running, sigc, sup) }, func(error) {})
 	// Admin socket, metrics and agent ports.
 	side.addTo(&g, sup, log)
 	return g.Run()

@@ -27,6 +27,9 @@ const (
 	reasonShed  // closed to make room: silent under overload, or at the cap
 	reasonLimit // refused at the cap, or over the per-source cap
 	reasonProxy // a PROXY header missing, malformed or not trusted
+	// reasonWriteBudget: its loop's blocked writers held more than their
+	// share of Options.MaxPendingBytes, this one the most (see pin).
+	reasonWriteBudget
 	numReasons
 )
 
@@ -50,6 +53,8 @@ func (r closeReason) String() string {
 		return "limit"
 	case reasonProxy:
 		return "proxy"
+	case reasonWriteBudget:
+		return "write_budget"
 	}
 	return ""
 }
@@ -92,6 +97,8 @@ func reasonOf(err error) closeReason {
 		return reasonShed
 	case errLimit:
 		return reasonLimit
+	case errWriteBudget:
+		return reasonWriteBudget
 	case unix.ETIMEDOUT: // the kernel's TCP_USER_TIMEOUT: answers not taken
 		return reasonWriteTimeout
 	}
@@ -155,7 +162,7 @@ func (l *loop) closeConn(c *elConn, err error) {
 			l.logClose(ex, err)
 		}
 	}
-	if reason == reasonWriteTimeout {
+	if reason == reasonWriteTimeout || reason == reasonWriteBudget {
 		// The client reads nothing: a plain close would leave the answers
 		// it never took queued in the kernel, an orphan socket probing a
 		// closed window for minutes, and the client stuck behind it. A

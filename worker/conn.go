@@ -30,6 +30,7 @@ type elConn struct {
 	stay         bool
 	fprev, fnext *elConn
 	info         *connInfo // nil unless PROXY or per-source limits need it
+	pinned       int64     // bytes held while a write is blocked (see pin)
 }
 
 // idle reports a connection at a question boundary with nothing to write.
@@ -205,6 +206,7 @@ func (l *loop) flushEarly(c *elConn, w []byte, answered uint64, rest []byte) boo
 	c.in = append(c.in[:0], rest...)
 	c.rsince = l.now
 	l.wbuf = w[:0]
+	l.pin(c)
 	return false
 }
 
@@ -261,7 +263,7 @@ func (l *loop) write(c *elConn, p []byte) bool {
 		return false
 	}
 	l.rearm(c)
-	return true
+	return l.pin(c)
 }
 
 // ioFailed acts on a failed read or write: EAGAIN and EINTR wait for the
@@ -285,6 +287,7 @@ func (l *loop) onWritable(c *elConn) {
 		return
 	}
 	c.out = nil
+	l.pin(c)
 	if ferr, ok := l.closeAfter[c]; ok {
 		l.closeConn(c, ferr)
 		return
@@ -305,6 +308,7 @@ func (l *loop) onWritable(c *elConn) {
 // list, its source count. It reports whether c was admitted at all.
 func (l *loop) forget(c *elConn) bool {
 	l.releaseSource(c)
+	l.setPinned(c, 0)
 	if c.hidx < 0 {
 		return false
 	}

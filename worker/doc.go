@@ -30,6 +30,10 @@
 // blocked answer; a cap on connections (the one silent longest is shed for
 // a newcomer, idle timeouts shrink above nine tenths of it), a cap per
 // client address, and the PROXY protocol for peers trusted to send it.
+// A connection whose write blocks is not read until it drains, and what
+// such connections hold (unwritten answers, unanswered input) stays within
+// a budget per worker, MaxPendingBytes: over it, the one holding the most
+// is closed (see pending.go).
 // What it closes is counted by reason and summarized in the log once per
 // interval; every close is logged only at debug level, through a log that
 // never blocks (asynclog). Shutdown stops accepting, keeps serving open

@@ -77,6 +77,13 @@ type loop struct {
 	closeSpread         int64
 	debug               bool // every close is logged
 
+	// blocked are the connections whose write is blocked, pinned what
+	// they hold, and maxPinned the loop's share of the worker's budget
+	// for it (see pin).
+	blocked   map[*elConn]struct{}
+	pinned    atomic.Int64
+	maxPinned int64
+
 	stats loopStats
 
 	// outs are the channels the loop hands its connections into, handAt
@@ -120,6 +127,8 @@ func newLoop(e *EventLoop) (*loop, error) {
 		rbuf:        make([]byte, o.MaxQuestionBytes+1+loopReadSize),
 		wbuf:        make([]byte, 0, maxPendingAnswers+1024),
 		closeAfter:  make(map[*elConn]error),
+		blocked:     make(map[*elConn]struct{}),
+		maxPinned:   loopPendingBudget(o.MaxPendingBytes, e.nloops),
 		closeSpread: int64(o.CloseSpread),
 		debug:       o.Logger.Enabled(context.Background(), slog.LevelDebug),
 	}

@@ -28,6 +28,11 @@ type Options struct {
 	// longest among those that never sent a byte, or is closed at once.
 	// Above nine tenths of it, idle timeouts shrink.
 	MaxConnections int
+	// MaxPendingBytes bounds the memory that connections whose writes are
+	// blocked hold, unwritten answers and unanswered input, over the whole
+	// engine (DefaultMaxPendingBytes if zero); beyond it, the connection
+	// holding the most is closed (see pin).
+	MaxPendingBytes int
 	// MaxConnectionsPerSource caps connections from one client address
 	// (the PROXY header's, when there is one); zero is no cap.
 	MaxConnectionsPerSource int
@@ -60,6 +65,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 10 * time.Second
+	}
+	if o.MaxPendingBytes <= 0 {
+		o.MaxPendingBytes = DefaultMaxPendingBytes
 	}
 	if o.SummaryInterval <= 0 {
 		o.SummaryInterval = 10 * time.Second

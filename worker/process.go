@@ -25,7 +25,10 @@ type Process struct {
 	// Signals carries TERM, INT and QUIT for the whole run, not only until
 	// the first one: a QUIT that arrives during a drain must cut it short,
 	// not reach the runtime's default action (a goroutine dump and exit
-	// status 2). Nil is none: tests send their own.
+	// status 2). The caller keeps the subscription until the process
+	// exits (never signal.Stop): a signal that arrives after Run returns
+	// is then dropped, not given the default action. Nil is none: tests
+	// send their own.
 	Signals <-chan os.Signal
 	// ShutdownTimeout bounds how long a draining worker keeps serving open
 	// connections before it closes them at a question boundary.

@@ -227,38 +227,68 @@ func (f *fleet) waitHostLog(substr string, timeout time.Duration) string {
 	return line
 }
 
-// underLoad runs a book-style load of at least min through HAProxy and,
-// once it flows, runs pass, again and again (1 s of plain load between
-// two) as long as one more fits with 1 s of load after it, allowing the
-// next pass twice the time of the last (a pass's time varies that much
-// on a busy machine). It logs the result as a fleet-result line and
-// returns it.
+// underLoad runs a book-style load through HAProxy and, once it flows,
+// runs pass, again and again (1 s of plain load between two) while the
+// load is younger than min (LANCELOT_FLEET_DURATION, if longer) and one
+// more pass, allowing it twice the time of the last, fits in it. The load
+// then runs until the last pass ended plus fleetLoadMargin, and at least
+// min, however long the passes took (a pass takes several times longer on
+// a busy machine), within fleetLoadBound: the load stops relative to the
+// operation's end, not at a fixed time. It logs the result as a
+// fleet-result line and returns it.
 func (f *fleet) underLoad(scenario string, min time.Duration, pass func()) loadgen.Result {
 	t := f.t
 	t.Helper()
 	d := fleetDuration(t, min)
 	before := f.frontendSessions()
-	end := time.Now().Add(d)
-	b := f.startBench(d)
+	start := time.Now()
+	b := f.startBench(d + fleetLoadBound)
 	lancelottest.WaitFor(t, 10*time.Second, "load flowing through HAProxy", func() bool { return f.frontendSessions() >= before+200 })
 	passes := 0
 	for passes < 1000 {
-		start := time.Now()
+		began := time.Now()
 		pass()
 		passes++
-		took := time.Since(start)
+		took := time.Since(began)
 		t.Logf("%s: pass %d took %v", scenario, passes, took.Round(time.Millisecond))
-		if time.Until(end) < 2*took+2*time.Second { // the pause, the next pass, 1 s after it
+		if time.Since(start)+time.Second+2*took > d { // the pause, then the next pass
 			break
 		}
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // the plain load between two passes, not a wait
 	}
-	if left := time.Until(end); left < 500*time.Millisecond {
-		t.Errorf("%s: the operation ended %v before the load did: want at least 0.5 s of load after it (raise LANCELOT_FLEET_DURATION)", scenario, left.Round(time.Millisecond))
+	stopAt := time.Now().Add(fleetLoadMargin)
+	if end := start.Add(d); end.After(stopAt) {
+		stopAt = end
 	}
-	r := f.benchResult(b, time.Until(end)+30*time.Second)
-	f.logResult(scenario, d, passes, r)
+	r := f.stopBench(b, stopAt)
+	f.logResult(scenario, time.Since(start).Round(time.Millisecond), passes, r)
 	return r
+}
+
+const (
+	// fleetLoadMargin is the load a fleet test keeps after its operation:
+	// clients that a last step failed are seen failing.
+	fleetLoadMargin = time.Second
+	// fleetLoadBound bounds how far a load runs past its minimum: the
+	// operation must end (plus the margin) within it.
+	fleetLoadBound = 3 * time.Minute
+)
+
+// stopBench ends a bench started by startBench at stopAt with SIGINT
+// (it then reports what it has) and returns its result. A bench that
+// ended by itself before, at its bound, fails the test: its load did not
+// cover the operation plus its margin.
+func (f *fleet) stopBench(p *harnessProc, stopAt time.Time) loadgen.Result {
+	f.t.Helper()
+	select {
+	case <-p.exited:
+		f.t.Errorf("the load ended by itself before the operation ended plus %v: raise fleetLoadBound (%v)", fleetLoadMargin, fleetLoadBound)
+	case <-time.After(time.Until(stopAt)):
+		// Its own process group: the bench and any child it split the
+		// load into, which ignore INT and stop when the bench does.
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGINT)
+	}
+	return f.benchResult(p, 30*time.Second)
 }
 
 // fleetDuration is LANCELOT_FLEET_DURATION, or min if that is unset or

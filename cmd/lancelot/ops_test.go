@@ -62,6 +62,10 @@ func TestReloadChangesWorkerCount(t *testing.T) {
 	start = time.Now()
 	s.reload()
 	t.Logf("reload 3->1 workers took %v", time.Since(start))
+	// Read at once: `lancelot reload` returns once the reload is done.
+	if n := len(s.servingPIDs()); n != 1 {
+		t.Errorf("serving workers when lancelot reload returned = %d, want 1", n)
+	}
 	l.waitExchanges(1000)
 	l.requireNoFailures()
 	if n := len(s.servingPIDs()); n != 1 {

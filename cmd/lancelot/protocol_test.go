@@ -3,6 +3,7 @@ package main
 // The protocol as docs/protocol.md states it, against the real binary.
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -230,7 +231,8 @@ func TestTimeoutFlagsApart(t *testing.T) {
 // serves others meanwhile and after.
 func TestWriteTimeoutFlag(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, "--workers", "1", "--write-timeout", "300ms", "--shutdown-timeout", "1s")
+	metrics := fmt.Sprintf("127.0.0.1:%d", lancelottest.FreePort(t))
+	s := startServer(t, "--workers", "1", "--write-timeout", "300ms", "--shutdown-timeout", "1s", "--metrics", metrics)
 	conn := lancelottest.DialConn(t, s.addr)
 	if tc, ok := conn.(interface{ SetReadBuffer(int) error }); ok {
 		tc.SetReadBuffer(4096) // fill the window sooner
@@ -240,6 +242,10 @@ func TestWriteTimeoutFlag(t *testing.T) {
 	other.Send(lancelottest.QName)
 	other.Expect(lancelottest.AName)
 	lancelottest.ExpectCut(t, conn, errc, 15*time.Second)
+	// Cut for the write timeout, not for another reason.
+	lancelottest.WaitFor(t, 5*time.Second, "the cut counted as write_timeout", func() bool {
+		return metricValue(t, metrics, `lancelot_connections_closed_total{reason="write_timeout"}`) == 1
+	})
 	other.Send(lancelottest.QColor)
 	other.Expect(lancelottest.AColor)
 	if got, err := lancelottest.AskOnce(s.addr, lancelottest.QQuest, 5*time.Second); err != nil || got != lancelottest.AQuest {

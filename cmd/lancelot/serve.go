@@ -72,12 +72,13 @@ func runServe(c *cli.Context, s serveSettings) error {
 
 	var g run.Group
 	// The supervisor: workers, rollouts, upgrades, stop.
-	g.Add(sup.Run, func(error) { sup.Signal(syscall.SIGTERM) })
-	// Signals: forwarded to the supervisor for as long as it runs.
-	{
-		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return forwardSignals(ctx, sup) }, func(error) { cancel() })
-	}
+	sigc := notifySignals()
+	running, ended := context.WithCancel(context.Background())
+	g.Add(func() error { defer ended(); return sup.Run() }, func(error) { sup.Signal(syscall.SIGTERM) })
+	// Signals: forwarded to the supervisor for as long as it runs, also
+	// through a stop that a failed side port began (a QUIT then still cuts
+	// the drain short).
+	g.Add(func() error { return forwardSignals(running, sigc, sup) }, func(error) {})
 	// Admin socket, metrics and agent ports.
 	side.addTo(&g, sup, log)
 	return g.Run()
@@ -183,13 +184,27 @@ func (p *sidePorts) addTo(g *run.Group, sup *supervisor.Supervisor, log *slog.Lo
 	}
 }
 
-// forwardSignals hands every signal the supervisor handles to it; unlike
-// run.SignalHandler it keeps going after HUP, TTIN and the like.
-func forwardSignals(ctx context.Context, sup *supervisor.Supervisor) error {
+// notifySignals subscribes to every signal the supervisor handles, before
+// its actors start: the supervisor may report ready before forwardSignals'
+// goroutine runs, and a TERM sent at once must not get the default action
+// (death by the signal).
+//
+// The subscription is never stopped: a signal that arrives while the
+// process is on its way out (a QUIT just after a TERM whose stop was
+// quick) then lands in a channel nobody reads, and is dropped. After
+// signal.Stop it would get the default action instead: for QUIT, a
+// goroutine dump and exit status 2, which systemd counts as a failure.
+func notifySignals() <-chan os.Signal {
 	sigc := make(chan os.Signal, 16)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP,
 		syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU)
-	defer signal.Stop(sigc)
+	return sigc
+}
+
+// forwardSignals hands every signal from sigc to the supervisor until ctx
+// ends; unlike run.SignalHandler it keeps going after HUP, TTIN and the
+// like.
+func forwardSignals(ctx context.Context, sigc <-chan os.Signal, sup *supervisor.Supervisor) error {
 	for {
 		select {
 		case sig := <-sigc:

@@ -45,6 +45,13 @@ func runWorker(slot int) error {
 	// that arrived while it started (see handoff.Start).
 	handoff.IgnoreOperatorSignals()
 	signal.Ignore(syscall.SIGPIPE)
+	// The stop signals are caught from the start to the exit: one that
+	// arrives while the worker starts waits for Run, and one that arrives
+	// on the way out (a QUIT just after a quick drain) is dropped. The
+	// subscription is never stopped, since after signal.Stop a QUIT would
+	// get the runtime's default action: a goroutine dump and exit status 2.
+	sigc := make(chan os.Signal, 4)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
 	h, err := handoff.ReadWorker()
 	if err != nil {
 		return err
@@ -83,9 +90,6 @@ func runWorker(slot int) error {
 		Logger:                  log,
 	})
 	log.Debug("worker starting", "gomaxprocs", runtime.GOMAXPROCS(0), "sockets", len(h.Sockets), "max_connections", cfg.ConnectionLimit())
-	sigc := make(chan os.Signal, 4)
-	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
-	defer signal.Stop(sigc)
 	return worker.Process{
 		Engine:          eng,
 		Control:         ctrl,

@@ -174,13 +174,16 @@ func (s *Supervisor) applyListen(listen []string) error {
 // waits. It reports false when a worker was written off on the way.
 func (s *Supervisor) retireSocket(sock *socket) bool {
 	k := sock.id
-	if !s.servedByHealthy(k) {
+	if !s.servedByAccepting(k) {
 		w := s.leastLoaded()
 		if w == nil {
 			return true // nobody can take its queue yet
 		}
-		if !s.lend(w, k, "to take its queue before it closes") {
+		switch s.lend(w, k, lendRetired) {
+		case lendLost:
 			return false
+		case lendFailed:
+			return true // closing now would reset its queue: the next event tries again
 		}
 	}
 	for w := range s.workers {

@@ -51,6 +51,13 @@ func (w *worker) healthy() bool {
 	return w != nil && w.ready && !w.draining && !w.killed
 }
 
+// accepting reports whether w can be counted on to accept now: healthy,
+// and not late with a heartbeat answer. Sockets are lent to accepting
+// workers only, and a late worker's own sockets are lent too.
+func (w *worker) accepting() bool {
+	return w.healthy() && !w.hb.late
+}
+
 type eventKind int
 
 const (

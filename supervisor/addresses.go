@@ -62,15 +62,15 @@ func (s *Supervisor) bindAddress(listen string, n int) ([]*socket, error) {
 	var socks []*socket
 	addr := listen
 	for i := range n {
-		sock, err := s.env.bind(addr)
+		more, err := s.env.bind(addr)
 		if err != nil {
 			for _, sock := range socks {
 				sock.close()
 			}
 			return nil, fmt.Errorf("listen on %s (slot %d): %w", listen, i, err)
 		}
-		socks = append(socks, sock)
-		addr = portOf(listen, sock.addr)
+		socks = append(socks, more...)
+		addr = portOf(listen, more[0].addr)
 	}
 	return socks, nil
 }

@@ -19,7 +19,9 @@ import (
 type env struct {
 	now       func() time.Time
 	checkFree func(addr string) error
-	bind      func(addr string) (*socket, error)
+	// bind opens the sockets of one slot on addr: one, or two for a
+	// wildcard where IPv6 sockets are IPv6-only (see bindSocket).
+	bind func(addr string) ([]*socket, error)
 	// startWorker starts w's process; the process reports its events
 	// about w through envOptions.report.
 	startWorker func(w *worker, spec workerSpec) (workerProc, error)

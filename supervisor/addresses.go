@@ -56,7 +56,7 @@ func (s *Supervisor) addSocket(sock *socket) {
 // bindAddress opens n sockets on the configured address listen, each on
 // the port the first one got (HOST:0), after the one-instance check.
 func (s *Supervisor) bindAddress(listen string, n int) ([]*socket, error) {
-	if err := s.env.checkFree(listen); err != nil {
+	if err := s.env.checkFree(listen, s.ownInodes()); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", listen, err)
 	}
 	var socks []*socket

@@ -319,7 +319,7 @@ func (m *model) newSupervisor(cfg config.Config, u *handoff.Upgrade) *Supervisor
 	}
 	s.env = env{
 		now:       func() time.Time { return m.now },
-		checkFree: func(string) error { return nil },
+		checkFree: func(string, map[uint64]bool) error { return nil },
 		inspect:   func(string) binaryInfo { return binaryInfo{kind: binaryLancelot, what: "lancelot"} },
 		bind:      bindSocket,
 		startWorker: func(w *worker, spec workerSpec) (workerProc, error) {

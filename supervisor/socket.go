@@ -35,14 +35,16 @@ type socket struct {
 // errAddressInUse is a listening address another process already serves.
 var errAddressInUse = errors.New("another process is already listening there (one lancelot per address: stop it first, or pick another address)")
 
-// checkAddressFree refuses an address some socket already listens on. Our
-// own sockets have SO_REUSEPORT, which would let us join any same-user
-// group silently; a probe with SO_REUSEADDR but without SO_REUSEPORT can
-// bind wherever nothing listens (a port in TIME_WAIT included), and gets
-// EADDRINUSE where something does. A wildcard that binds both families
-// (":PORT", "[::]:PORT") is probed as such, so an IPv4-only listener on
-// the port counts too. Port 0 is never in use.
-func checkAddressFree(addr string) error {
+// checkAddressFree refuses an address some other socket than ours (own,
+// by inode) already listens on. Our own sockets have SO_REUSEPORT, which
+// would let us join any same-user group silently; a probe with
+// SO_REUSEADDR but without SO_REUSEPORT can bind wherever nothing listens
+// (a port in TIME_WAIT included), and gets EADDRINUSE where something
+// does: then the kernel's table says whether it is only ours (see
+// strangerOn). A wildcard that binds both families (":PORT", "[::]:PORT")
+// is probed as such, so an IPv4-only listener on the port counts too. Port
+// 0 is never in use.
+func checkAddressFree(addr string, own map[uint64]bool) error {
 	tcp, err := net.ResolveTCPAddr("tcp", addr)
 	if err != nil {
 		return err
@@ -77,7 +79,7 @@ func checkAddressFree(addr string) error {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return fmt.Errorf("probe socket: %w", err)
 	}
-	if err := unix.Bind(fd, sa); errors.Is(err, unix.EADDRINUSE) {
+	if err := unix.Bind(fd, sa); errors.Is(err, unix.EADDRINUSE) && strangerOn(tcp.IP, tcp.Port, own) {
 		return errAddressInUse
 	}
 	return nil // any other bind error shows up again, better worded, in the real bind

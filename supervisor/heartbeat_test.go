@@ -36,7 +36,9 @@ func (m *model) tick(d time.Duration) {
 	m.deliverAnswers()
 	m.now = m.now.Add(d)
 	m.s.settle()
-	m.check()
+	if !m.unchecked {
+		m.check()
+	}
 }
 
 // runUntil ticks in 10 ms steps until cond holds, and returns how long it

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"slices"
+	"time"
 
 	"github.com/camelot/lancelot/shared/control"
 )
@@ -146,6 +147,10 @@ func (s *Supervisor) leastLoaded() *worker {
 	return best
 }
 
+// lendRetry is how soon a lend that failed for want of descriptors is
+// tried again when no other event comes first.
+const lendRetry = 100 * time.Millisecond
+
 // lendResult is how a lend ended.
 type lendResult int
 
@@ -161,6 +166,7 @@ func (s *Supervisor) lend(w *worker, k int, why string) lendResult {
 	f, err := s.socket(k).file()
 	if err != nil {
 		s.log.Error("lend socket", "socket", k, "to_slot", w.slot, "reason", why, "err", err)
+		s.lendRetryAt = s.env.now().Add(lendRetry)
 		return lendFailed
 	}
 	defer f.Close()

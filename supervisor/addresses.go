@@ -56,21 +56,21 @@ func (s *Supervisor) addSocket(sock *socket) {
 // bindAddress opens n sockets on the configured address listen, each on
 // the port the first one got (HOST:0), after the one-instance check.
 func (s *Supervisor) bindAddress(listen string, n int) ([]*socket, error) {
-	if err := s.env.checkFree(listen); err != nil {
+	if err := s.env.checkFree(listen, s.ownInodes()); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", listen, err)
 	}
 	var socks []*socket
 	addr := listen
 	for i := range n {
-		sock, err := s.env.bind(addr)
+		more, err := s.env.bind(addr)
 		if err != nil {
 			for _, sock := range socks {
 				sock.close()
 			}
 			return nil, fmt.Errorf("listen on %s (slot %d): %w", listen, i, err)
 		}
-		socks = append(socks, sock)
-		addr = portOf(listen, sock.addr)
+		socks = append(socks, more...)
+		addr = portOf(listen, more[0].addr)
 	}
 	return socks, nil
 }
@@ -174,13 +174,16 @@ func (s *Supervisor) applyListen(listen []string) error {
 // waits. It reports false when a worker was written off on the way.
 func (s *Supervisor) retireSocket(sock *socket) bool {
 	k := sock.id
-	if !s.servedByHealthy(k) {
+	if !s.servedByAccepting(k) {
 		w := s.leastLoaded()
 		if w == nil {
 			return true // nobody can take its queue yet
 		}
-		if !s.lend(w, k, "to take its queue before it closes") {
+		switch s.lend(w, k, lendRetired) {
+		case lendLost:
 			return false
+		case lendFailed:
+			return true // closing now would reset its queue: the next event tries again
 		}
 	}
 	for w := range s.workers {

@@ -15,12 +15,22 @@
 // The invariant. Every listening socket of the group has at least one
 // live, ready worker accepting on it, at all times. reconcile restores it
 // after every event: a socket whose home worker is down — crashed and
-// backing off, hung and killed, not ready yet, retired — is lent to the
-// healthy worker with the fewest sockets, and taken back once its home
-// worker is ready. The only exceptions: the moment between a worker's death
-// being noticed and its socket reaching the borrower (milliseconds), the
-// start before any worker is ready, and a service with no healthy worker
-// at all (a single worker crashing); clients queue meanwhile.
+// backing off, late with a heartbeat answer, hung and killed, failed to
+// start, retired — is lent to the accepting worker with the fewest sockets,
+// and taken back once its home worker is ready (or answers again). The only
+// exceptions: the moment between a worker's death being noticed and its
+// socket reaching the borrower (milliseconds), a stopped worker's first
+// missed heartbeat answer (at most two heartbeat intervals: a second), the
+// first start, where a socket waits for its own worker unless that worker
+// fails (so a normal start lends nothing), and a service with no accepting
+// worker at all (a single worker crashing); clients queue meanwhile.
+//
+// Lateness. A ready worker is asked for a heartbeat every interval
+// (min(--worker-timeout/4, 0.5 s)); one whose answer has not come by the
+// next request is late: it keeps its own sockets (nothing is lost if it
+// was only slow), they are lent to an accepting worker too, and it is asked
+// every 0.25 s, so that its first answer ends the loans. Still silent at
+// --worker-timeout, it is killed.
 //
 // Consequences: a crash loop costs clients only the crashed workers' own
 // connections (backoff protects the machine, not the clients; when no

@@ -18,9 +18,13 @@ import (
 // fills it with a fake clock, fake sockets and fake workers, and drives the
 // loop's steps itself, as cloudflare/tableflip's env does.
 type env struct {
-	now       func() time.Time
-	checkFree func(addr string) error
-	bind      func(addr string) (*socket, error)
+	now func() time.Time
+	// checkFree refuses an address another process listens on; own are
+	// the inodes of the supervisor's sockets.
+	checkFree func(addr string, own map[uint64]bool) error
+	// bind opens the sockets of one slot on addr: one, or two for a
+	// wildcard where IPv6 sockets are IPv6-only (see bindSocket).
+	bind func(addr string) ([]*socket, error)
 	// startWorker starts w's process; the process reports its events
 	// about w through envOptions.report.
 	startWorker func(w *worker, spec workerSpec) (workerProc, error)

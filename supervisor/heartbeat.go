@@ -27,6 +27,10 @@ type workerHeartbeat struct {
 	seq      uint64    // the last request sent
 	sent     time.Time // when it was sent
 	answered time.Time // the last answer, or when the worker became ready
+	// late: the worker missed an answer (none within an interval of the
+	// request). Its sockets are lent until it answers again; it keeps them
+	// meanwhile, so nothing is lost if it was only slow.
+	late bool
 }
 
 // heartbeats is the supervisor's side of them all.
@@ -37,21 +41,44 @@ type heartbeats struct {
 	last time.Time
 }
 
-// heartbeatInterval is how often a healthy worker is asked: four times per
-// --worker-timeout, at least once a second, so a worker is killed between
-// D and D + interval after its loops stopped.
-func (s *Supervisor) heartbeatInterval() time.Duration {
-	return min(s.cfg.WorkerTimeout/4, time.Second)
-}
+// Heartbeat intervals. A worker is asked every heartbeatEvery, and found
+// late when an answer has not come by the next request: a worker that
+// stops right after an answer has its sockets lent within two intervals,
+// one second, so that the clients the kernel keeps hashing to its sockets
+// wait at most that. A late worker is asked every lateEvery, so that one
+// that was only slow gets its sockets back (the loans end) at once.
+const (
+	heartbeatEvery = 500 * time.Millisecond
+	lateEvery      = 250 * time.Millisecond
+)
 
-// workerAlive records a heartbeat answer.
-func (s *Supervisor) workerAlive(w *worker, seq uint64) {
-	if seq == w.hb.seq {
-		w.hb.answered = s.env.now()
+// heartbeatInterval is how often w is asked: at most every heartbeatEvery
+// (lateEvery while it is late), and four times per --worker-timeout, so a
+// worker is killed between D and D + interval after its loops stopped.
+func (s *Supervisor) heartbeatInterval(w *worker) time.Duration {
+	every := heartbeatEvery
+	if w.hb.late {
+		every = lateEvery
 	}
+	return min(s.cfg.WorkerTimeout/4, every)
 }
 
-// checkHeartbeats asks the healthy workers that are due, and kills those
+// workerAlive records a heartbeat answer. A late worker that answers is
+// on time again: reconcile ends the loans of its sockets.
+func (s *Supervisor) workerAlive(w *worker, seq uint64) {
+	if seq != w.hb.seq {
+		return
+	}
+	now := s.env.now()
+	if w.hb.late && w.healthy() {
+		s.log.Info("worker answers its heartbeat again; it serves its own sockets, their loans end",
+			"slot", w.slot, "pid", w.proc.pid(), "silent_for", now.Sub(w.hb.answered).Round(time.Millisecond))
+	}
+	w.hb.answered, w.hb.late = now, false
+}
+
+// checkHeartbeats asks the healthy workers that are due, marks late those
+// that missed an answer (reconcile lends their sockets), and kills those
 // silent for --worker-timeout. Only a worker whose every serving loop
 // stopped going around stays silent (worker.EventLoop.Alive): a loop that
 // is merely busy still answers between two batches of events.
@@ -63,7 +90,7 @@ func (s *Supervisor) checkHeartbeats(now time.Time) {
 	if !s.hb.last.IsZero() && now.Sub(s.hb.last) > timeout/2 {
 		s.log.Warn("supervisor loop was paused; restarting the workers' heartbeat clocks", "paused", now.Sub(s.hb.last).Round(time.Millisecond))
 		for w := range s.workers {
-			w.hb.answered = now
+			w.hb.answered, w.hb.late = now, false
 		}
 	}
 	s.hb.last = now
@@ -81,7 +108,8 @@ func (s *Supervisor) checkHeartbeats(now time.Time) {
 			s.abort(w)
 			continue
 		}
-		if now.Sub(w.hb.sent) >= s.heartbeatInterval() {
+		s.checkLate(w, now)
+		if now.Sub(w.hb.sent) >= s.heartbeatInterval(w) {
 			w.hb.seq++
 			w.hb.sent = now
 			if err := w.proc.send(control.Message{Type: control.TypeAliveRequest, Seq: w.hb.seq}); err != nil {
@@ -89,6 +117,18 @@ func (s *Supervisor) checkHeartbeats(now time.Time) {
 			}
 		}
 	}
+}
+
+// checkLate marks w late when its last request has gone unanswered for an
+// interval.
+func (s *Supervisor) checkLate(w *worker, now time.Time) {
+	if w.hb.late || !w.hb.sent.After(w.hb.answered) || now.Sub(w.hb.sent) < s.heartbeatInterval(w) {
+		return
+	}
+	w.hb.late = true
+	s.log.Warn("worker missed a heartbeat answer; lending its sockets to another worker until it answers",
+		"slot", w.slot, "pid", w.proc.pid(), "silent_for", now.Sub(w.hb.answered).Round(time.Millisecond),
+		"killed_in", (s.cfg.WorkerTimeout - now.Sub(w.hb.answered)).Round(time.Millisecond))
 }
 
 // abort asks a hung worker for its stacks (sigAbort), and has it killed
@@ -110,7 +150,7 @@ func (s *Supervisor) heartbeatDeadline() time.Time {
 	}
 	for _, sl := range s.slots {
 		if w := sl.cur; w.healthy() {
-			next = earliest(next, w.hb.sent.Add(s.heartbeatInterval()))
+			next = earliest(next, w.hb.sent.Add(s.heartbeatInterval(w)))
 			next = earliest(next, w.hb.answered.Add(s.cfg.WorkerTimeout))
 		}
 	}

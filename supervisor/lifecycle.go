@@ -140,6 +140,7 @@ func (s *Supervisor) nextDeadline() time.Time {
 	earlier(s.lameDuckUntil)
 	earlier(s.convergeAt)
 	earlier(s.heartbeatDeadline())
+	earlier(s.lendRetryAt)
 	return next
 }
 
@@ -174,6 +175,9 @@ func (s *Supervisor) fireDeadlines(now time.Time) {
 		s.wdNext = now.Add(s.opts.Watchdog / 2)
 	}
 	s.checkHeartbeats(now)
+	if !s.lendRetryAt.IsZero() && !now.Before(s.lendRetryAt) {
+		s.lendRetryAt = time.Time{} // reconcile, which runs next, tries again
+	}
 }
 
 func (s *Supervisor) writePIDFile() error {

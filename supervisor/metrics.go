@@ -24,6 +24,7 @@ type metricsState struct {
 	// stacks before they were killed.
 	stackDumps uint64
 	reloads    map[string]uint64 // by result: ok, failed
+	lent       map[string]uint64 // sockets lent, by reason (see lendLate)
 	serving    int
 	agent      AgentState
 	status     Status
@@ -74,6 +75,15 @@ func (m *metricsState) countStackDump() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.stackDumps++
+}
+
+func (m *metricsState) countLent(reason string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lent == nil {
+		m.lent = make(map[string]uint64)
+	}
+	m.lent[reason]++
 }
 
 func (m *metricsState) countReload(ok bool) {
@@ -145,6 +155,7 @@ var (
 	descTimeouts         = prometheus.NewDesc("lancelot_worker_timeouts_total", "Workers killed for missing the heartbeat (--worker-timeout).", nil, nil)
 	descStackDumps       = prometheus.NewDesc("lancelot_worker_stack_dumps_total", "Hung workers asked for every goroutine's stack (SIGABRT, on their stderr) before the kill.", nil, nil)
 	descReloads          = prometheus.NewDesc("lancelot_reloads_total", "Reloads (HUP), by result.", []string{"result"}, nil)
+	descLent             = prometheus.NewDesc("lancelot_sockets_lent_total", "Listening sockets lent to another worker, by reason (late, down, rehomed, retired).", []string{"reason"}, nil)
 	descBuildInfo        = prometheus.NewDesc("lancelot_build_info", "The running supervisor's build; always 1.", []string{"version", "revision", "goversion"}, nil)
 )
 
@@ -155,7 +166,7 @@ type collector struct {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAnswered, descUnknown, descAccepted, descActive, descClosed,
-		descProxy, descHandedOver, descHandoverFailures, descLogDropped, descWorkers, descRestarts, descTimeouts, descStackDumps, descReloads, descBuildInfo} {
+		descProxy, descHandedOver, descHandoverFailures, descLogDropped, descWorkers, descRestarts, descTimeouts, descStackDumps, descReloads, descLent, descBuildInfo} {
 		ch <- d
 	}
 }
@@ -194,6 +205,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for result, n := range st.reloads {
 		counter(descReloads, n, result)
 	}
+	for _, reason := range []string{lendLate, lendDown, lendRehomed, lendRetired} { // each from the start
+		counter(descLent, st.lent[reason], reason)
+	}
 	info := version.Get()
 	ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, info.Version, info.Revision, info.Go)
 }
@@ -202,7 +216,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 type supervisorCounts struct {
 	serving                        int
 	restarts, timeouts, stackDumps uint64
-	reloads                        map[string]uint64
+	reloads, lent                  map[string]uint64
 }
 
 // stats sums the counters of exited workers and of every live worker,
@@ -231,5 +245,5 @@ func (s *Supervisor) stats() (control.Stats, supervisorCounts) {
 			total = total.Add(results[i])
 		}
 	}
-	return total, supervisorCounts{serving: m.serving, restarts: m.restarts, timeouts: m.timeouts, stackDumps: m.stackDumps, reloads: maps.Clone(m.reloads)}
+	return total, supervisorCounts{serving: m.serving, restarts: m.restarts, timeouts: m.timeouts, stackDumps: m.stackDumps, reloads: maps.Clone(m.reloads), lent: maps.Clone(m.lent)}
 }

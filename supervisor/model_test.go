@@ -38,11 +38,18 @@ type fakeWorker struct {
 	w      *worker
 	pidv   int
 	ready  bool // it reported ready
-	hung   bool // its loops stopped: it answers nothing any more
+	hung   bool // its loops stopped: it answers nothing until it recovers
 	hungAt time.Time
-	termed bool // it got TERM or QUIT: draining
-	dead   bool // it ended; its exit event is delivered or queued
-	killed bool // the supervisor killed it, so it knows it is gone
+	// missedAt: when the first heartbeat request reached it while hung;
+	// missedSeq, the last one, which it answers if it recovers.
+	missedAt  time.Time
+	missedSeq uint64
+	// recovering: it recovered after the supervisor found it out, and its
+	// answer is on its way: until it arrives, it still counts as late.
+	recovering bool
+	termed     bool // it got TERM or QUIT: draining
+	dead       bool // it ended; its exit event is delivered or queued
+	killed     bool // the supervisor killed it, so it knows it is gone
 	// abortedAt: when the supervisor asked it for its stacks (SIGABRT);
 	// stuck: it cannot write them (stopped, or its stderr blocked), so
 	// only the SIGKILL after the grace ends it.
@@ -88,6 +95,7 @@ func (f *fakeWorker) signal(sig syscall.Signal) {
 // die ends the process; the kernel reports it a little later.
 func (f *fakeWorker) die() {
 	f.dead = true
+	f.m.startTrouble = true
 	f.m.pending = append(f.m.pending, event{kind: eventExited, worker: f.w, err: errors.New("killed")})
 }
 
@@ -106,9 +114,49 @@ func (f *fakeWorker) send(msg control.Message) error {
 	case control.TypeAliveRequest:
 		if !f.hung {
 			f.m.answers = append(f.m.answers, event{kind: eventAlive, worker: f.w, seq: msg.Seq})
+			break
 		}
+		if f.missedAt.IsZero() {
+			f.missedAt = f.m.now
+		}
+		f.missedSeq = msg.Seq
+	}
+	if msg.Type == control.TypeLend && !f.m.s.ready && !f.m.startTrouble && !f.m.homeOf(f.w, msg.Socket) &&
+		!f.m.s.socket(msg.Socket).retiring { // a removed address's queue is taken at once
+		f.m.fail("socket %d lent to pid %d during a start in which no worker failed", msg.Socket, f.pidv)
 	}
 	return nil
+}
+
+// homeOf reports whether w's slot is home to socket k: a lend to it only
+// delivers a socket that moved there.
+func (m *model) homeOf(w *worker, k int) bool {
+	return w.slot < len(m.s.slots) && slices.Contains(m.s.slots[w.slot].home, k)
+}
+
+// recover makes a hung worker's loops go round again (SIGCONT): it answers
+// the last request it got meanwhile.
+func (f *fakeWorker) recover() {
+	f.recovering = f.foundOut() && !f.missedAt.IsZero()
+	f.hung = false
+	if !f.missedAt.IsZero() {
+		f.m.answers = append(f.m.answers, event{kind: eventAlive, worker: f.w, seq: f.missedSeq})
+	}
+	f.hungAt, f.missedAt, f.missedSeq = time.Time{}, time.Time{}, 0
+}
+
+// foundOut reports whether the supervisor must know by now that f is
+// hung: a heartbeat request reached it an interval ago (the supervisor
+// then finds it late), or it has been hung for two intervals plus what the
+// model's clock may overshoot a deadline by, twice.
+func (f *fakeWorker) foundOut() bool {
+	s := f.m.s
+	if !f.hung || !f.ready || s.cfg.WorkerTimeout <= 0 {
+		return false
+	}
+	interval := min(s.cfg.WorkerTimeout/4, heartbeatEvery)
+	return !f.missedAt.IsZero() && f.m.now.Sub(f.missedAt) >= interval ||
+		f.m.now.Sub(f.hungAt) > 2*interval+2*maxClockStep
 }
 
 func (f *fakeWorker) fetchStats(context.Context) control.Stats { return control.Stats{} }
@@ -150,24 +198,30 @@ type model struct {
 	s   *Supervisor
 	now time.Time
 
-	fakes      []*fakeWorker
-	nextPID    int
-	pending    []event // exits the kernel has not reported yet
-	answers    []event // heartbeat answers on their way
-	failSpawn  bool    // the next worker start fails
-	successor  *fakeSuccessor
-	link       *fakeLink       // the successor's link to its predecessor, if it is one
-	reloads    []reloadOutcome // what the next HUPs read
-	replies    []chan error
-	lastOK     bool // the last rollout request ended well
-	expected   int  // the running count the signals asked for
-	cfgWorkers int  // the configured count the model's config file says
-	stopSent   bool
+	fakes     []*fakeWorker
+	nextPID   int
+	pending   []event // exits the kernel has not reported yet
+	answers   []event // heartbeat answers on their way
+	failSpawn bool    // the next worker start fails
+	// startTrouble: a worker failed, hung, or could not start before the
+	// supervisor was ready: only then may a socket be lent so early.
+	startTrouble bool
+	successor    *fakeSuccessor
+	link         *fakeLink       // the successor's link to its predecessor, if it is one
+	reloads      []reloadOutcome // what the next HUPs read
+	replies      []chan error
+	lastOK       bool // the last rollout request ended well
+	expected     int  // the running count the signals asked for
+	cfgWorkers   int  // the configured count the model's config file says
+	stopSent     bool
 	// wasReady: whether each slot's last worker had been ready when it
 	// died, by the model's account (false after a failed start).
 	wasReady map[*slot]bool
 	failed   bool
 	trace    *traceLog
+	// unchecked: a scripted test knows the invariants do not hold for a
+	// while (no descriptor to lend a socket with).
+	unchecked bool
 }
 
 // traceLog collects what happened in an episode: the model's steps and the
@@ -268,12 +322,13 @@ func (m *model) newSupervisor(cfg config.Config, u *handoff.Upgrade) *Supervisor
 	}
 	s.env = env{
 		now:       func() time.Time { return m.now },
-		checkFree: func(string) error { return nil },
+		checkFree: func(string, map[uint64]bool) error { return nil },
 		inspect:   func(string) binaryInfo { return binaryInfo{kind: binaryLancelot, what: "lancelot"} },
 		bind:      bindSocket,
 		startWorker: func(w *worker, spec workerSpec) (workerProc, error) {
 			if m.failSpawn {
 				m.failSpawn = false
+				m.startTrouble = true
 				if spec.slot < len(m.s.slots) {
 					m.wasReady[m.s.slots[spec.slot]] = false
 				}
@@ -399,12 +454,18 @@ func (m *model) step() {
 			m.tracef("pid %d crashes", f.pidv)
 			f.die() // a crash, before or after ready, or while draining
 		}
-	case p < 56:
+	case p < 55:
 		if f := m.pick(func(f *fakeWorker) bool { return !f.dead && !f.hung }); f != nil {
 			m.tracef("pid %d hangs", f.pidv)
 			f.hung, f.hungAt = true, m.now
+			m.startTrouble = true
 		}
-	case p < 62:
+	case p < 58:
+		if f := m.pick(func(f *fakeWorker) bool { return !f.dead && f.hung && !f.killed }); f != nil {
+			m.tracef("pid %d recovers", f.pidv)
+			f.recover()
+		}
+	case p < 63:
 		if f := m.pick(func(f *fakeWorker) bool { return !f.dead && f.termed && !f.hung }); f != nil {
 			m.tracef("pid %d finishes draining", f.pidv)
 			f.die() // a drain that finished
@@ -472,16 +533,25 @@ func (m *model) deliverAnswers() {
 	evs := m.answers
 	m.answers = nil
 	for _, ev := range evs {
+		for _, f := range m.fakes {
+			if f.w == ev.worker {
+				f.recovering = false
+			}
+		}
 		m.s.handle(ev)
 	}
 }
+
+// maxClockStep is the most the model's clock moves by at random, past the
+// supervisor's next deadline possibly.
+const maxClockStep = 200 * time.Millisecond
 
 // advance moves the clock to the supervisor's next deadline, or a little,
 // after every responsive worker's answers are in.
 func (m *model) advance() {
 	m.deliverAnswers()
 	if m.rng.IntN(3) == 0 {
-		m.now = m.now.Add(time.Duration(m.rng.IntN(200)) * time.Millisecond)
+		m.now = m.now.Add(time.Duration(m.rng.IntN(int(maxClockStep/time.Millisecond))) * time.Millisecond)
 		return
 	}
 	if next := m.s.nextDeadline(); next.After(m.now) {
@@ -565,7 +635,7 @@ func (m *model) check() {
 			live++
 		}
 		if f.hung && !f.dead && !f.termed && s.stopping == 0 && s.cfg.WorkerTimeout > 0 && f.ready &&
-			m.now.Sub(f.hungAt) > s.cfg.WorkerTimeout+s.heartbeatInterval()+stackDumpGrace+time.Second {
+			m.now.Sub(f.hungAt) > s.cfg.WorkerTimeout+heartbeatEvery+stackDumpGrace+time.Second {
 			m.fail("pid %d hung for %v and is still alive (worker-timeout %v)", f.pidv, m.now.Sub(f.hungAt), s.cfg.WorkerTimeout)
 		}
 		if !f.abortedAt.IsZero() && !f.dead && m.now.Sub(f.abortedAt) > stackDumpGrace {
@@ -589,6 +659,7 @@ func (m *model) check() {
 	}
 	if s.stopping == 0 {
 		m.checkServed()
+		m.checkLoansEnd()
 		m.checkNoIdleBackoff()
 	}
 	if f := m.successor; f != nil {
@@ -649,11 +720,13 @@ func (m *model) checkAddrs() {
 
 // checkServed: while any worker can accept, every socket is accepted on by
 // one that can, as far as the supervisor can know: a hung worker counts
-// until it is found out, a crashed one until the kernel reports its death.
+// until it is found out (its first missed heartbeat answer, see foundOut),
+// a crashed one until the kernel reports its death. Before the service is
+// first ready, a socket may wait for its worker's first start.
 func (m *model) checkServed() {
 	var able []*fakeWorker
 	for _, f := range m.fakes {
-		if f.ready && !f.termed && !f.killed && !f.reaped {
+		if f.ready && !f.termed && !f.killed && !f.reaped && !f.foundOut() && !f.recovering {
 			able = append(able, f)
 		}
 	}
@@ -661,9 +734,57 @@ func (m *model) checkServed() {
 		return
 	}
 	for _, sock := range m.s.sockets {
+		if m.waitsForFirstStart(sock.id) {
+			continue
+		}
 		if !slices.ContainsFunc(able, func(f *fakeWorker) bool { return f.serving[sock.id] }) {
-			m.fail("socket %d is served by no worker, though %d can accept", sock.id, len(able))
+			m.fail("socket %d is served by no worker, though %d can accept (pid %d first)", sock.id, len(able), able[0].pidv)
 			return
+		}
+	}
+}
+
+// waitsForFirstStart reports whether socket k may go unserved: the
+// supervisor was never ready, and a home worker of k is starting in a slot
+// that has seen no failure.
+func (m *model) waitsForFirstStart(k int) bool {
+	s := m.s
+	if s.ready {
+		return false
+	}
+	for _, sl := range s.slots {
+		w := sl.cur
+		if w == nil {
+			w = sl.next
+		}
+		if !slices.Contains(sl.home, k) || w == nil || sl.crashes > 0 {
+			continue
+		}
+		for _, f := range m.fakes {
+			if f.w == w && !f.ready && !f.reaped && !f.killed && !f.termed {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkLoansEnd: a socket whose home worker accepts (ready, answering its
+// heartbeats) is served by no other accepting worker: a loan ends as soon
+// as the reason for it does.
+func (m *model) checkLoansEnd() {
+	s := m.s
+	for _, sl := range s.slots {
+		if !sl.cur.accepting() {
+			continue
+		}
+		for _, k := range sl.home {
+			for _, other := range s.slots {
+				if other != sl && other.cur.accepting() && other.cur.serving[k] && !slices.Contains(other.home, k) {
+					m.fail("socket %d is still lent to slot %d, though its home slot %d accepts again", k, other.index, sl.index)
+					return
+				}
+			}
 		}
 	}
 }
@@ -733,7 +854,7 @@ func (m *model) takeOver() {
 	m.successor = nil
 	old := m.s
 	m.stopPhase()
-	m.fakes, m.pending, m.answers, m.replies, m.failSpawn = nil, nil, nil, nil, false
+	m.fakes, m.pending, m.answers, m.replies, m.failSpawn, m.startTrouble = nil, nil, nil, nil, false, false
 	cfg := old.cfg
 	cfg.Workers = m.cfgWorkers
 	m.s = m.newSupervisor(cfg, &u)

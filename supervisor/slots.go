@@ -51,6 +51,13 @@ func (w *worker) healthy() bool {
 	return w != nil && w.ready && !w.draining && !w.killed
 }
 
+// accepting reports whether w can be counted on to accept now: healthy,
+// and not late with a heartbeat answer. Sockets are lent to accepting
+// workers only, and a late worker's own sockets are lent too.
+func (w *worker) accepting() bool {
+	return w.healthy() && !w.hb.late
+}
+
 type eventKind int
 
 const (
@@ -120,18 +127,23 @@ func (s *Supervisor) rehome() {
 // fewer sockets than slots and that more can join. Otherwise new slots
 // share the existing sockets.
 func (s *Supervisor) ensureSockets() {
-	addrs, groups := s.addrGroups()
+	addrs, _ := s.addrGroups()
 	for _, addr := range addrs {
+		// Read the groups again: an IPv6-only wildcard's bind also adds
+		// its IPv4 companion's socket (see bindSocket).
+		_, groups := s.addrGroups()
 		first := s.socket(groups[addr][0])
 		if len(groups[addr]) >= len(s.slots) || !first.joinable() {
 			continue
 		}
-		sock, err := s.env.bind(addr)
+		socks, err := s.env.bind(addr)
 		if err != nil {
 			s.log.Warn("cannot add a listening socket; new workers share the existing ones", "addr", addr, "err", err)
 			continue
 		}
-		s.addSocket(sock)
+		for _, sock := range socks {
+			s.addSocket(sock)
+		}
 	}
 }
 

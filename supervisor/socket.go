@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"syscall"
 
+	reuseport "github.com/kavu/go_reuseport"
 	"golang.org/x/sys/unix"
 
 	"github.com/camelot/lancelot/shared/handoff"
@@ -37,14 +38,16 @@ type socket struct {
 // errAddressInUse is a listening address another process already serves.
 var errAddressInUse = errors.New("another process is already listening there (one lancelot per address: stop it first, or pick another address)")
 
-// checkAddressFree refuses an address some socket already listens on. Our
-// own sockets have SO_REUSEPORT, which would let us join any same-user
-// group silently; a probe with SO_REUSEADDR but without SO_REUSEPORT can
-// bind wherever nothing listens (a port in TIME_WAIT included), and gets
-// EADDRINUSE where something does. A wildcard that binds both families
-// (":PORT", "[::]:PORT") is probed as such, so an IPv4-only listener on
-// the port counts too. Port 0 is never in use.
-func checkAddressFree(addr string) error {
+// checkAddressFree refuses an address some other socket than ours (own,
+// by inode) already listens on. Our own sockets have SO_REUSEPORT, which
+// would let us join any same-user group silently; a probe with
+// SO_REUSEADDR but without SO_REUSEPORT can bind wherever nothing listens
+// (a port in TIME_WAIT included), and gets EADDRINUSE where something
+// does: then the kernel's table says whether it is only ours (see
+// strangerOn). A wildcard that binds both families (":PORT", "[::]:PORT")
+// is probed as such, so an IPv4-only listener on the port counts too. Port
+// 0 is never in use.
+func checkAddressFree(addr string, own map[uint64]bool) error {
 	tcp, err := net.ResolveTCPAddr("tcp", addr)
 	if err != nil {
 		return err
@@ -79,7 +82,7 @@ func checkAddressFree(addr string) error {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return fmt.Errorf("probe socket: %w", err)
 	}
-	if err := unix.Bind(fd, sa); errors.Is(err, unix.EADDRINUSE) {
+	if err := unix.Bind(fd, sa); errors.Is(err, unix.EADDRINUSE) && strangerOn(tcp.IP, tcp.Port, own) {
 		return errAddressInUse
 	}
 	return nil // any other bind error shows up again, better worded, in the real bind
@@ -117,13 +120,71 @@ func listenNetwork(addr string) string {
 	return "tcp"
 }
 
-// bindSocket creates one SO_REUSEPORT listening socket on addr, close-on-
-// exec from the start (Go's own socket calls), plain TCP: Go would make it
-// MPTCP where the kernel has it, which a socket systemd passes is not.
-func bindSocket(addr string) (*socket, error) {
-	lc := net.ListenConfig{Control: setReusePort}
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(context.Background(), listenNetwork(addr), addr)
+// bindSocket opens SO_REUSEPORT listening sockets on addr with
+// go_reuseport (the design card's package): one, or for a wildcard on a
+// host with net.ipv6.bindv6only=1, two (IPv6 and IPv4, see reuseportTarget).
+//
+// go_reuseport creates its socket without SOCK_CLOEXEC and keeps that
+// descriptor until net.FileListener has duplicated it (close-on-exec), so
+// a child forked meanwhile would inherit it: a worker or a successor would
+// then hold a listening socket the supervisor cannot close, and its queue
+// would outlive the address. syscall.ForkLock covers only the socket call
+// itself. What makes it safe is that only the supervisor's loop (and New,
+// before any other goroutine runs) creates sockets and starts processes,
+// one after the other, never concurrently (see the package doc); the
+// side ports are bound by main before it starts the loop.
+func bindSocket(addr string) ([]*socket, error) {
+	network, target, wild := reuseportTarget(addr)
+	first, err := reuseportSocket(network, target)
+	if err != nil {
+		return nil, err
+	}
+	if !wild || network != "tcp6" || !v6only(first.fd) {
+		return []*socket{first}, nil
+	}
+	// The host binds IPv6 wildcards IPv6-only (net.ipv6.bindv6only=1), and
+	// go_reuseport has no hook to clear IPV6_V6ONLY before bind: IPv4
+	// clients get a socket of their own beside it, on the same port.
+	_, port, _ := net.SplitHostPort(first.addr)
+	second, err := reuseportSocket("tcp4", net.JoinHostPort("0.0.0.0", port))
+	if err != nil {
+		first.close()
+		return nil, fmt.Errorf("ipv4 beside ipv6-only %s: %w", first.addr, err)
+	}
+	return []*socket{first, second}, nil
+}
+
+// reuseportTarget is the network and address go_reuseport binds for addr,
+// and whether addr is the both-families wildcard. go_reuseport binds an
+// empty host with "tcp" to IPv4's 0.0.0.0 only, so ":PORT" (and
+// "[::]:PORT") is bound as "tcp6" on "[::]:PORT", which takes IPv4 clients
+// too where net.ipv6.bindv6only is 0 (the Linux default); a host without
+// IPv6 gets "tcp4" on 0.0.0.0. An IPv4 address, 0.0.0.0 included, stays
+// IPv4 only; anything else (an IPv6 address, a host name) is go_reuseport's
+// to resolve.
+func reuseportTarget(addr string) (network, target string, wild bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "tcp", addr, false
+	}
+	ip := net.ParseIP(host)
+	switch {
+	case ip != nil && ip.To4() != nil:
+		return "tcp4", addr, false
+	case host != "" && !(ip != nil && ip.IsUnspecified()):
+		return "tcp", addr, false
+	case hasIPv6():
+		return "tcp6", net.JoinHostPort("::", port), true
+	default:
+		return "tcp4", net.JoinHostPort("0.0.0.0", port), true
+	}
+}
+
+// reuseportSocket binds one socket with go_reuseport and keeps a raw
+// close-on-exec duplicate of it. go_reuseport makes plain TCP sockets
+// (IPPROTO_TCP, never MPTCP, as a socket systemd passes is not).
+func reuseportSocket(network, addr string) (*socket, error) {
+	ln, err := reuseport.Listen(network, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -146,6 +207,13 @@ func bindSocket(addr string) (*socket, error) {
 	return &socket{fd: fd, addr: ln.Addr().String(), uid: os.Geteuid()}, nil
 }
 
+// v6only reports whether an IPv6 socket takes IPv6 clients only, as the
+// kernel set it (net.ipv6.bindv6only), read back with getsockopt.
+func v6only(fd int) bool {
+	v, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
+	return err == nil && v == 1
+}
+
 // maxBacklog asks the kernel for the longest accept queue it allows: it
 // caps the request at net.core.somaxconn itself. Go asks for somaxconn as
 // it reads it from /proc/sys, which a unit with ProcSubset=pid hides, and
@@ -160,8 +228,32 @@ func raiseBacklog(fd int) {
 
 // ListenSidePort binds one of the supervisor's own ports (metrics, agent)
 // with SO_REUSEPORT, so a binary upgrade's successor can bind it while
-// this supervisor still serves it.
+// this supervisor still serves it: with go_reuseport, as the serving
+// sockets, but for a wildcard on a host with net.ipv6.bindv6only=1. There
+// go_reuseport cannot serve: it cannot clear IPV6_V6ONLY before bind, and
+// a side port is one net.Listener for both families, so Go's own listener
+// (which clears it) binds it instead. Called by main before the loop runs,
+// so no process is started meanwhile (see bindSocket).
 func ListenSidePort(addr string) (net.Listener, error) {
+	network, target, wild := reuseportTarget(addr)
+	ln, err := reuseport.Listen(network, target)
+	if err != nil {
+		return nil, err
+	}
+	if !wild || network != "tcp6" {
+		return ln, nil
+	}
+	sc, err := ln.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	only := false
+	sc.Control(func(fd uintptr) { only = v6only(int(fd)) })
+	if !only {
+		return ln, nil
+	}
+	ln.Close()
 	lc := net.ListenConfig{Control: setReusePort}
 	return lc.Listen(context.Background(), "tcp", addr)
 }

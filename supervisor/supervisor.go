@@ -108,6 +108,10 @@ type Supervisor struct {
 	hb       heartbeats
 	received map[string]uint64 // signals (and Reload calls) by name, for Status
 
+	// lendRetryAt is when a lend that failed for want of descriptors is
+	// tried again, if nothing else happens before; zero if none failed.
+	lendRetryAt time.Time
+
 	events   chan event
 	requestc chan request
 	done     chan struct{}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -112,6 +113,9 @@ func (c Config) validateAddrs() error {
 		if slices.Contains(c.Listen[:i], addr) {
 			return fmt.Errorf("--listen %q: listed twice", addr)
 		}
+		if j := slices.IndexFunc(c.Listen[:i], func(b string) bool { return SameAddress(addr, b) }); j >= 0 {
+			return fmt.Errorf("--listen %q: the same address as %q, in another form", addr, c.Listen[j])
+		}
 	}
 	for _, a := range []struct{ flag, addr string }{{"metrics", c.Metrics}, {"agent-listen", c.AgentListen}} {
 		if a.addr == "" {
@@ -140,6 +144,38 @@ func checkAddr(addr string) error {
 		return fmt.Errorf("host %q: not an IP address", host)
 	}
 	return nil
+}
+
+// SameAddress reports whether two listen addresses name the same socket
+// address: ":PORT" and "[::]:PORT" (both the two-family wildcard), an IP
+// written two ways, a port by number and by name. Different addresses on
+// one port ("0.0.0.0:1060" beside ":1060", "127.0.0.2:1060" beside it)
+// are not the same: serve binds each. Host names compare as written.
+func SameAddress(a, b string) bool {
+	ka, oka := addressKey(a)
+	kb, okb := addressKey(b)
+	return oka && okb && ka == kb
+}
+
+// addressKey is addr in one canonical form.
+func addressKey(addr string) (string, bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", false
+	}
+	p, err := net.LookupPort("tcp", port)
+	if err != nil {
+		return "", false
+	}
+	switch ip := net.ParseIP(host); {
+	case host == "" || ip != nil && ip.Equal(net.IPv6unspecified):
+		host = "[::]"
+	case ip != nil:
+		host = ip.String()
+	default:
+		host = strings.ToLower(host)
+	}
+	return host + " " + strconv.Itoa(p), true
 }
 
 func (c Config) validateCounts() error {

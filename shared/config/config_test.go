@@ -193,3 +193,28 @@ func TestNewLogger(t *testing.T) {
 		t.Errorf("json logger at warn wrote %q (%v), want one JSON line with msg=shown", buf.String(), err)
 	}
 }
+
+// TestSameAddress: listen addresses that name one socket address, and
+// those that only share a port.
+func TestSameAddress(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		// the same address, in two forms
+		{":1060", "[::]:1060", true},
+		{"127.0.0.1:1060", "127.000.000.001:1060", false}, // not an IP to Go: compared as written
+		{"[::1]:1060", "[0::1]:1060", true},
+		{"127.0.0.1:http", "127.0.0.1:80", true},
+		{"Localhost:1060", "localhost:1060", true},
+		// different addresses on one port
+		{":1060", "0.0.0.0:1060", false},
+		{":1060", "127.0.0.2:1060", false},
+		{"[::]:1060", "[::1]:1060", false},
+		{":1060", ":1061", false},
+	} {
+		if got := config.SameAddress(tc.a, tc.b); got != tc.want {
+			t.Errorf("SameAddress(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}

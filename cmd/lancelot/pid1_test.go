@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -52,6 +53,9 @@ func TestPID1UpgradeKeepsServing(t *testing.T) {
 	if !ns.answers() {
 		t.Errorf("the new supervisor %d does not answer", sup)
 	}
+	if out, err := ns.healthcheck(); err != nil || !strings.Contains(out, ns.addr+" answered") {
+		t.Errorf("healthcheck in the namespace: %v: %s", err, out)
+	}
 	if n := len(proc.Children(sup)); n != 2 {
 		t.Errorf("the new supervisor has %d workers, want 2", n)
 	}
@@ -75,6 +79,10 @@ func TestPID1ReapsOrphans(t *testing.T) {
 	ns.waitFor(10*time.Second, fmt.Sprintf("orphan %d reaped", orphan), func() bool { return !proc.Exists(orphan) })
 	if !ns.answers() {
 		t.Errorf("no answer after the orphan's exit")
+	}
+	// Outside the namespace PID 1 is not lancelot: the check says so.
+	if out, err := exec.Command(binPath, "healthcheck").CombinedOutput(); err == nil || !strings.Contains(string(out), "PID 1 is not") {
+		t.Errorf("healthcheck outside the namespace: %v: %s, want a failure naming PID 1", err, out)
 	}
 	syscall.Kill(ns.init, syscall.SIGQUIT)
 	if err := ns.wait(10 * time.Second); err != nil {
@@ -175,6 +183,16 @@ func (ns *pidNamespace) supervisors() []int {
 func (ns *pidNamespace) answers() bool {
 	a, err := lancelottest.AskOnce(ns.addr, lancelottest.QName, 2*time.Second)
 	return err == nil && a == lancelottest.AName
+}
+
+// healthcheck runs `lancelot healthcheck` inside the namespace, where it
+// reads PID 1's command line, and returns its output.
+func (ns *pidNamespace) healthcheck() (string, error) {
+	ns.t.Helper()
+	nsenter := requireTool(ns.t, "nsenter")
+	out, err := exec.Command(nsenter, "--target", strconv.Itoa(ns.init), "--pid", "--mount", "--",
+		binPath, "healthcheck").CombinedOutput()
+	return string(out), err
 }
 
 // orphan leaves a process in the namespace whose parent has exited (a

@@ -16,11 +16,13 @@ import (
 	"github.com/camelot/lancelot/shared/handoff"
 )
 
-// Forwarded are the signals the init passes to the current supervisor: the
-// operator's, as under systemd (KillMode=mixed sends TERM to the main
-// process only).
-var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP,
-	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU}
+// forwarded are the signals the init passes to the current supervisor: the
+// operator's, to the main process only, as `systemctl kill
+// --kill-whom=main` and KillMode=mixed's TERM do.
+func forwarded() []os.Signal {
+	return []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP,
+		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU}
+}
 
 // barrierTimeout bounds the wait for the init's own barrier datagram; it
 // comes back in microseconds unless the socket is gone.
@@ -58,7 +60,7 @@ func Run(opts Options) (int, error) {
 	}
 	defer sock.Close()
 	sigc := make(chan os.Signal, 64)
-	signal.Notify(sigc, append([]os.Signal{syscall.SIGCHLD}, forwarded...)...)
+	signal.Notify(sigc, append(forwarded(), syscall.SIGCHLD)...)
 	defer signal.Stop(sigc)
 	pid, err := start(opts, sock.addr)
 	if err != nil {
@@ -181,12 +183,14 @@ func (in *state) handle(m message) {
 		return // from outside this PID namespace: not ours
 	}
 	if pid := m.mainPID(); pid != 0 && pid != in.current {
-		in.opts.Logger.Info("init: main supervisor changed", "old_pid", in.current, "pid", pid)
-		in.current = pid
-		in.ended = false
-		if status, gone := in.exits[pid]; gone {
-			in.ended, in.status = true, status
+		status, gone := in.exits[pid]
+		if !gone && unix.Kill(pid, 0) == unix.ESRCH {
+			in.opts.Logger.Warn("init: MAINPID= names no process; ignored", "pid", pid, "sender", m.pid)
+			return
 		}
+		in.opts.Logger.Info("init: main supervisor changed", "old_pid", in.current, "pid", pid)
+		in.current, in.ended = pid, gone
+		in.status = status
 	}
 	if up := m.upward(); up != "" && in.opts.Notify != nil {
 		in.opts.Notify(up)

@@ -1,6 +1,9 @@
 package pid1
 
 import (
+	"fmt"
+	"log/slog"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -92,5 +95,41 @@ func TestNotifySocket(t *testing.T) {
 		if m.barrier() != want || m.pid != unix.Getpid() {
 			t.Errorf("message %d: barrier %d from pid %d, want barrier %d from %d", want, m.barrier(), m.pid, want, unix.Getpid())
 		}
+	}
+}
+
+// TestHandle: which MAINPID= the loop follows, and what it passes on.
+func TestHandle(t *testing.T) {
+	var up []string
+	in := &state{
+		opts:    Options{Logger: slog.New(slog.DiscardHandler), Notify: func(s string) { up = append(up, s) }},
+		current: 100,
+		exits:   map[int]int{200: 3},
+	}
+	self := os.Getpid() // alive
+	for _, tc := range []struct {
+		m       message
+		current int
+		ended   bool
+	}{
+		// From outside the namespace (no sender pid): ignored.
+		{m: message{pid: 0, lines: []string{fmt.Sprintf("MAINPID=%d", self)}}, current: 100},
+		// A process that does not exist: ignored.
+		{m: message{pid: 5, lines: []string{"MAINPID=999999999"}}, current: 100},
+		// A live process: followed.
+		{m: message{pid: 5, lines: []string{fmt.Sprintf("MAINPID=%d", self), "READY=1"}}, current: self},
+		// One already reaped: followed, and it has ended with its status.
+		{m: message{pid: 5, lines: []string{"MAINPID=200"}}, current: 200, ended: true},
+	} {
+		in.handle(tc.m)
+		if in.current != tc.current || in.ended != tc.ended {
+			t.Errorf("handle(%+v): current %d ended %v, want %d %v", tc.m, in.current, in.ended, tc.current, tc.ended)
+		}
+	}
+	if in.status != 3 {
+		t.Errorf("status %d, want 3 (pid 200's)", in.status)
+	}
+	if !slices.Equal(up, []string{"READY=1"}) {
+		t.Errorf("passed on %q, want only READY=1", up)
 	}
 }

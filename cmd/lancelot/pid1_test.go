@@ -65,10 +65,11 @@ func TestPID1UpgradeKeepsServing(t *testing.T) {
 	}
 }
 
-// TestPID1ReapsOrphans: a process orphaned in the namespace is re-parented
-// to PID 1, which reaps it when it exits (no zombie left); QUIT then
-// reaches the supervisor (an immediate stop) and PID 1 exits 0 with it.
-func TestPID1ReapsOrphans(t *testing.T) {
+// TestPID1OrphansAndSignals: a process orphaned in the namespace is re-parented
+// to PID 1, which reaps it when it exits (no zombie left); TTIN and TTOU,
+// then QUIT reach the supervisor (QUIT: an immediate stop) and PID 1
+// exits 0 with it.
+func TestPID1OrphansAndSignals(t *testing.T) {
 	skipIfShort(t)
 	ns := startInNamespace(t, "--workers", "1")
 	orphan := ns.orphan()
@@ -80,6 +81,12 @@ func TestPID1ReapsOrphans(t *testing.T) {
 	if !ns.answers() {
 		t.Errorf("no answer after the orphan's exit")
 	}
+	// TTIN and TTOU reach the supervisor through PID 1.
+	sup := ns.supervisor()
+	syscall.Kill(ns.init, syscall.SIGTTIN)
+	ns.waitFor(10*time.Second, "TTIN: two workers", func() bool { return len(proc.Children(sup)) == 2 })
+	syscall.Kill(ns.init, syscall.SIGTTOU)
+	ns.waitFor(10*time.Second, "TTOU: one worker", func() bool { return len(proc.Children(sup)) == 1 })
 	// Outside the namespace PID 1 is not lancelot: the check says so.
 	if out, err := exec.Command(binPath, "healthcheck").CombinedOutput(); err == nil || !strings.Contains(string(out), "PID 1 is not") {
 		t.Errorf("healthcheck outside the namespace: %v: %s, want a failure naming PID 1", err, out)

@@ -68,6 +68,7 @@ func newApp(serve func(*cli.Context, serveSettings) error) *cli.App {
 			askCommand(),
 			benchCommand(),
 			versionCommand(),
+			healthcheckCommand(),
 			gendocsCommand(),
 		},
 		// Shell completion asks the binary (--generate-bash-completion), so

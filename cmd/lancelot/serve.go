@@ -47,6 +47,9 @@ const maxSideConnections = 64
 // lancelot starts, then runs one run.Group of the supervisor and its side
 // ports until a stop.
 func runServe(c *cli.Context, s serveSettings) error {
+	if os.Getpid() == 1 { // a container's first process: stay its init
+		return runInit(s.cfg)
+	}
 	// Signals meant for a supervisor that is still starting are dropped
 	// (a successor inherits them blocked from its predecessor), not fatal;
 	// forwardSignals below subscribes to them again.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,6 +135,7 @@ func TestPrometheusAlertNoWorkerReady(t *testing.T) {
 	paddr := startPrometheus(t, prometheus, maddr, "2s")
 
 	waitPromQuery(t, paddr, "lancelot_workers", "2")
+	waitPromQuery(t, paddr, "count(lancelot_connections_max>0)", "1")
 	if firing := firingAlerts(t, paddr); slices.Contains(firing, "LancelotNoWorkerReady") {
 		t.Fatalf("LancelotNoWorkerReady fires with 2 ready workers: %v", firing)
 	}
@@ -244,7 +246,7 @@ func waitPromQuery(t *testing.T, paddr, expr, want string) {
 				Value []any `json:"value"`
 			} `json:"result"`
 		}
-		ok := promAPI(t, paddr, "/api/v1/query?query="+expr, &d)
+		ok := promAPI(t, paddr, "/api/v1/query?query="+url.QueryEscape(expr), &d)
 		return ok && len(d.Result) == 1 && len(d.Result[0].Value) == 2 && d.Result[0].Value[1] == want
 	})
 }

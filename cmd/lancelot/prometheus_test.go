@@ -306,10 +306,7 @@ func stopWorkers(t *testing.T, s *server) *stopper {
 func (st *stopper) stop(pid int) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if slices.Contains(st.stopped, pid) {
-		return
-	}
-	if args := proc.Cmdline(pid); len(args) == 0 || args[0] != binPath {
+	if slices.Contains(st.stopped, pid) || !isWorker(pid) {
 		return
 	}
 	if syscall.Kill(pid, syscall.SIGSTOP) == nil {
@@ -334,8 +331,17 @@ func (st *stopper) release() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	for _, pid := range st.stopped {
-		if args := proc.Cmdline(pid); len(args) > 0 && args[0] == binPath {
+		if isWorker(pid) {
 			syscall.Kill(pid, syscall.SIGCONT)
 		}
 	}
+}
+
+// isWorker reports whether pid runs `lancelot worker`. A child the
+// supervisor has forked but not yet exec'd still has the supervisor's
+// command line: stopping it would stop the supervisor too, which waits
+// for the exec (vfork).
+func isWorker(pid int) bool {
+	args := proc.Cmdline(pid)
+	return len(args) > 1 && args[0] == binPath && args[1] == "worker"
 }

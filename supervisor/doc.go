@@ -47,7 +47,11 @@
 // Reload). The loop is also the only goroutine that creates sockets and
 // starts processes, so that which descriptors a child inherits is decided
 // in one place. The loop reaches the operating system only through env, so the model
-// test runs it against fake workers and a fake clock.
+// test runs it against fake workers and a fake clock. Beside the loop, a
+// sampler asks the live workers for their counters every statsInterval,
+// for the per-worker figures of Status (open connections, questions per
+// second); like a metrics scrape it only reads the workers and writes the
+// metrics state, never the loop's.
 //
 // Handovers (handover.go). A worker that goes away hands its open
 // connections to a live one instead of draining them: on a reload, the

@@ -1,9 +1,9 @@
 package supervisor
 
 import (
-	"context"
 	"maps"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -30,6 +30,18 @@ type metricsState struct {
 	status     Status
 	// successor is the pid of the supervisor that took over, once one has.
 	successor int
+	// started is when the loop first published its state; slotWorkers are
+	// the workers of status.Slots, in order (nil while restarting);
+	// slotRestarts count restarts by slot; samples are the live workers'
+	// counters as of the last sample (see sampleStats).
+	started      time.Time
+	slotWorkers  []*worker
+	slotRestarts map[int]uint64
+	samples      map[*worker]workerSample
+	// connLimit is the connections the ready workers admit in all;
+	// lentNow counts the sockets served by a worker whose home they are not.
+	connLimit int
+	lentNow   int
 }
 
 // AgentState is what the supervisor tells a load balancer about itself.
@@ -55,14 +67,19 @@ func (m *metricsState) remove(w *worker) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.live, w)
+	delete(m.samples, w)
 	m.retired = m.retired.Add(w.proc.lastStats())
 	m.retired.Active = 0
 }
 
-func (m *metricsState) countRestart() {
+func (m *metricsState) countRestart(slot int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.restarts++
+	if m.slotRestarts == nil {
+		m.slotRestarts = make(map[int]uint64)
+	}
+	m.slotRestarts[slot]++
 }
 
 func (m *metricsState) countTimeout() {
@@ -116,12 +133,26 @@ func (s *Supervisor) updateMetrics() {
 		agent = AgentDown
 	}
 	status := s.status()
-	s.metrics.mu.Lock()
-	defer s.metrics.mu.Unlock()
-	status.Restarts = s.metrics.restarts
-	s.metrics.serving = serving
-	s.metrics.agent = agent
-	s.metrics.status = status
+	slotWorkers := make([]*worker, len(s.slots))
+	lent := 0
+	for i, sl := range s.slots {
+		slotWorkers[i] = sl.cur
+		lent += len(status.Slots[i].Lent)
+	}
+	now := s.env.now()
+	m := &s.metrics
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.started.IsZero() {
+		m.started = now
+	}
+	status.Restarts = m.restarts
+	m.serving = serving
+	m.agent = agent
+	m.status = status
+	m.slotWorkers = slotWorkers
+	m.connLimit = serving * s.cfg.ConnectionLimit()
+	m.lentNow = lent
 }
 
 // Agent returns what the supervisor tells a load balancer now.
@@ -156,6 +187,8 @@ var (
 	descStackDumps       = prometheus.NewDesc("lancelot_worker_stack_dumps_total", "Hung workers asked for every goroutine's stack (SIGABRT, on their stderr) before the kill.", nil, nil)
 	descReloads          = prometheus.NewDesc("lancelot_reloads_total", "Reloads (HUP), by result.", []string{"result"}, nil)
 	descLent             = prometheus.NewDesc("lancelot_sockets_lent_total", "Listening sockets lent to another worker, by reason (late, down, rehomed, retired).", []string{"reason"}, nil)
+	descConnMax          = prometheus.NewDesc("lancelot_connections_max", "Connections the ready workers admit in all: each worker's cap (--max-connections, or what the open-files limit allows) times the ready workers.", nil, nil)
+	descLentNow          = prometheus.NewDesc("lancelot_sockets_lent", "Listening sockets served by a worker they were lent to, because their own slot's worker is down or not ready.", nil, nil)
 	descBuildInfo        = prometheus.NewDesc("lancelot_build_info", "The running supervisor's build; always 1.", []string{"version", "revision", "goversion"}, nil)
 )
 
@@ -166,7 +199,7 @@ type collector struct {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAnswered, descUnknown, descAccepted, descActive, descClosed,
-		descProxy, descHandedOver, descHandoverFailures, descLogDropped, descWorkers, descRestarts, descTimeouts, descStackDumps, descReloads, descLent, descBuildInfo} {
+		descProxy, descHandedOver, descHandoverFailures, descLogDropped, descWorkers, descRestarts, descTimeouts, descStackDumps, descReloads, descLent, descConnMax, descLentNow, descBuildInfo} {
 		ch <- d
 	}
 }
@@ -199,6 +232,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descLogDropped, dropped)
 	gauge(descWorkers, int64(st.serving))
+	gauge(descConnMax, int64(st.connLimit))
+	gauge(descLentNow, int64(st.lentNow))
 	counter(descRestarts, st.restarts)
 	counter(descTimeouts, st.timeouts)
 	counter(descStackDumps, st.stackDumps)
@@ -214,7 +249,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 // supervisorCounts are the loop's own counters, as of a scrape.
 type supervisorCounts struct {
-	serving                        int
+	serving, connLimit, lentNow    int
 	restarts, timeouts, stackDumps uint64
 	reloads, lent                  map[string]uint64
 }
@@ -223,20 +258,8 @@ type supervisorCounts struct {
 // asking each live one concurrently.
 func (s *Supervisor) stats() (control.Stats, supervisorCounts) {
 	m := &s.metrics
-	m.mu.Lock()
-	live := make([]*worker, 0, len(m.live))
-	for w := range m.live {
-		live = append(live, w)
-	}
-	m.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), statsDeadline)
-	defer cancel()
-	results := make([]control.Stats, len(live))
-	var wg sync.WaitGroup
-	for i, w := range live {
-		wg.Go(func() { results[i] = w.proc.fetchStats(ctx) })
-	}
-	wg.Wait()
+	live := m.liveWorkers()
+	results := fetchAll(live)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	total := m.retired
@@ -245,5 +268,6 @@ func (s *Supervisor) stats() (control.Stats, supervisorCounts) {
 			total = total.Add(results[i])
 		}
 	}
-	return total, supervisorCounts{serving: m.serving, restarts: m.restarts, timeouts: m.timeouts, stackDumps: m.stackDumps, reloads: maps.Clone(m.reloads), lent: maps.Clone(m.lent)}
+	return total, supervisorCounts{serving: m.serving, connLimit: m.connLimit, lentNow: m.lentNow, restarts: m.restarts,
+		timeouts: m.timeouts, stackDumps: m.stackDumps, reloads: maps.Clone(m.reloads), lent: maps.Clone(m.lent)}
 }

@@ -236,7 +236,7 @@ func (s *Supervisor) scheduleRestart(sl *slot, uptime time.Duration) {
 	}
 	sl.crashes = min(sl.crashes+1, 16)
 	sl.restartAt = s.env.now().Add(delay)
-	s.metrics.countRestart()
+	s.metrics.countRestart(sl.index)
 	switch {
 	case delay > 0:
 		s.log.Warn("worker crashing; backing off before restart (its sockets are lent meanwhile)",

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/camelot/lancelot/shared/version"
 )
@@ -34,17 +35,44 @@ type Status struct {
 	Signals map[string]uint64 `json:"signals"`
 	// Restarts counts workers restarted after an unexpected exit.
 	Restarts uint64 `json:"restarts"`
+	// Started is when the supervisor started its workers; UptimeSeconds
+	// is the time since, as of the call.
+	Started       time.Time `json:"started"`
+	UptimeSeconds float64   `json:"uptime_seconds"`
+	// ConfigFile is the file the settings were read from, if any.
+	ConfigFile string `json:"config_file,omitempty"`
 }
 
 // SlotStatus is one slot.
 type SlotStatus struct {
-	Slot    int    `json:"slot"`
-	PID     int    `json:"pid,omitempty"`     // 0 while restarting
-	Ready   bool   `json:"ready"`             // accepting on its sockets
+	Slot  int  `json:"slot"`
+	PID   int  `json:"pid,omitempty"` // 0 while restarting
+	Ready bool `json:"ready"`         // accepting on its sockets
+	// State is ready, starting, restarting (no worker: it exited and its
+	// replacement is not started yet), hung (missed its heartbeat, being
+	// killed) or draining (the supervisor stops).
+	State   string `json:"state"`
 	Version string `json:"version,omitempty"` // the worker's release, once ready
 	Next    int    `json:"next,omitempty"`    // a replacement starting
 	Home    []int  `json:"home"`              // the sockets it starts with
 	Serving []int  `json:"serving"`           // the sockets it accepts on now
+	// Lent are the sockets it serves that are not its home: lent to it
+	// while their own slot's worker is down.
+	Lent []int `json:"lent"`
+	// Restarts counts this slot's workers restarted after an unexpected
+	// exit.
+	Restarts uint64 `json:"restarts"`
+	// Started is when the worker started; UptimeSeconds the time since.
+	Started       time.Time `json:"started,omitzero"`
+	UptimeSeconds float64   `json:"uptime_seconds"`
+	// The worker's counters, as of the last sample (every statsInterval):
+	// Connections open, questions Answered in all, QuestionsPerSecond
+	// between the last two samples, and connections HandedOver to a
+	// successor worker.
+	Connections        int64   `json:"connections"`
+	Answered           uint64  `json:"answered"`
+	QuestionsPerSecond float64 `json:"questions_per_second"`
+	HandedOver         uint64  `json:"handed_over"`
 }
 
 // SocketStatus is one listening socket.
@@ -72,17 +100,45 @@ func (st Status) Quiet() bool {
 	return true
 }
 
-// Status returns the state as of the last event the loop handled.
+// Status returns the state as of the last event the loop handled, with
+// uptimes as of now and each worker's counters as of the last sample.
 func (s *Supervisor) Status() Status {
-	s.metrics.mu.Lock()
-	defer s.metrics.mu.Unlock()
-	return s.metrics.status
+	now := s.env.now()
+	m := &s.metrics
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.status
+	st.Slots = slices.Clone(st.Slots)
+	st.Started = m.started
+	st.UptimeSeconds = uptime(m.started, now)
+	for i := range st.Slots {
+		sl := &st.Slots[i]
+		sl.Restarts = m.slotRestarts[sl.Slot]
+		sl.UptimeSeconds = uptime(sl.Started, now)
+		if i >= len(m.slotWorkers) || m.slotWorkers[i] == nil {
+			continue
+		}
+		if smp, ok := m.samples[m.slotWorkers[i]]; ok {
+			sl.Connections, sl.Answered, sl.QuestionsPerSecond = smp.stats.Active, smp.stats.Answered, smp.qps
+		}
+	}
+	return st
+}
+
+// uptime is the seconds from since to now, to the millisecond; zero if
+// since is.
+func uptime(since, now time.Time) float64 {
+	if since.IsZero() {
+		return 0
+	}
+	return now.Sub(since).Round(time.Millisecond).Seconds()
 }
 
 // status computes the Status; the loop publishes it after every event.
 func (s *Supervisor) status() Status {
 	st := Status{PID: os.Getpid(), Version: version.Get(), State: s.stateName(), Running: s.running, Configured: s.cfg.Workers,
-		Queued: len(s.requests), Upgrade: s.upgrade != nil, Retiring: []int{}, Signals: maps.Clone(s.received)}
+		Queued: len(s.requests), Upgrade: s.upgrade != nil, Retiring: []int{}, Signals: maps.Clone(s.received),
+		ConfigFile: s.cfg.ConfigFile}
 	if s.rollout != nil {
 		st.Rollout = s.rollout.name
 	}
@@ -91,11 +147,14 @@ func (s *Supervisor) status() Status {
 	}
 	servedBy := make(map[int][]int, len(s.sockets))
 	for _, sl := range s.slots {
-		ss := SlotStatus{Slot: sl.index, Home: slices.Clone(sl.home), Serving: []int{}}
+		ss := SlotStatus{Slot: sl.index, State: slotState(sl.cur), Home: slices.Clone(sl.home), Serving: []int{}, Lent: []int{}}
 		if w := sl.cur; w != nil {
-			ss.PID, ss.Ready, ss.Version = w.proc.pid(), w.healthy(), w.version
+			ss.PID, ss.Ready, ss.Version, ss.Started = w.proc.pid(), w.healthy(), w.version, w.started
 			for _, k := range slices.Sorted(maps.Keys(w.serving)) {
 				ss.Serving = append(ss.Serving, k)
+				if !slices.Contains(sl.home, k) {
+					ss.Lent = append(ss.Lent, k)
+				}
 				if w.healthy() {
 					servedBy[k] = append(servedBy[k], w.proc.pid())
 				}
@@ -115,6 +174,21 @@ func (s *Supervisor) status() Status {
 		}
 	}
 	return st
+}
+
+// slotState names what a slot's worker w is doing.
+func slotState(w *worker) string {
+	switch {
+	case w == nil:
+		return "restarting"
+	case w.killed:
+		return "hung"
+	case w.draining:
+		return "draining"
+	case !w.ready:
+		return "starting"
+	}
+	return "ready"
 }
 
 func (s *Supervisor) stateName() string {

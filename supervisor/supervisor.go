@@ -323,6 +323,7 @@ func (s *Supervisor) Run() error {
 		return err
 	}
 	s.updateMetrics()
+	go s.sampleStats(s.done)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for !s.finished() {

@@ -24,6 +24,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/net/netutil"
 
+	"github.com/camelot/lancelot/cmd/internal/statuspage"
 	"github.com/camelot/lancelot/shared/admin"
 	"github.com/camelot/lancelot/shared/config"
 	"github.com/camelot/lancelot/shared/handoff"
@@ -244,7 +245,8 @@ func notifier(log *slog.Logger) func(string) {
 	}
 }
 
-// metricsServer serves /metrics and /healthz on addr. Every limit is set:
+// metricsServer serves /metrics, /healthz and the status page (/ and
+// /status.json) on addr. Every limit is set:
 // the port must not be a way to exhaust the supervisor's memory or
 // descriptors (slow or huge headers, idle keep-alive connections).
 func metricsServer(addr string, sup *supervisor.Supervisor, logDropped func() uint64) (*http.Server, net.Listener, error) {
@@ -259,6 +261,7 @@ func metricsServer(addr string, sup *supervisor.Supervisor, logDropped func() ui
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", healthz(sup))
+	statuspage.Register(mux, sup.Status)
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -120,6 +120,9 @@ func (s *Supervisor) Status() Status {
 		}
 		if smp, ok := m.samples[m.slotWorkers[i]]; ok {
 			sl.Connections, sl.Answered, sl.QuestionsPerSecond = smp.stats.Active, smp.stats.Answered, smp.qps
+			for _, n := range smp.stats.HandedOver {
+				sl.HandedOver += n
+			}
 		}
 	}
 	return st

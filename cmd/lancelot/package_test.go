@@ -294,11 +294,12 @@ func gunzip(t *testing.T, path string) string {
 	return string(b)
 }
 
-// TestPackageUpgrade: the previous release's package (its binary built
-// from git history, this packaging), upgraded to this release's package
-// and downgraded back by dpkg -i under load, then purged. Each package
-// change must hand over by USR2 (a new MainPID, no restart) with no
-// client failing.
+// TestPackageUpgrade: the previous release's package (at least 0.3.0; its
+// binary built from git history, this packaging), upgraded to this
+// release's package and downgraded back by dpkg -i under load, then a
+// drop-in that moves the pid file and a reinstall, then purged. Each
+// package change must hand over (a new MainPID, no restart) with no client
+// failing.
 func TestPackageUpgrade(t *testing.T) {
 	if os.Getenv("LANCELOT_SYSTEMD_NSPAWN") != "1" {
 		t.Skip("needs systemd as PID 1 of a container; " + realSystemdHowTo)
@@ -311,43 +312,70 @@ func TestPackageUpgrade(t *testing.T) {
 			t.Fatalf("%s not found; %s", tool, realSystemdHowTo)
 		}
 	}
-	prev, commit := previousRelease(t)
+	prev, commit := packageBase(t)
+	// Until the release is bumped, this build says the base's version:
+	// its package gets a later one.
+	this := version.Version
+	if this == prev {
+		this += "+next"
+	}
 	prevBin := buildRelease(t, prev, commit)
 	dir := t.TempDir()
 	prevDeb := buildPackage(t, dir, prevBin, prev)
-	thisDeb := buildPackage(t, dir, "", "")
+	thisDeb := buildPackage(t, dir, "", this)
 	c := bootContainer(t)
-	p := &pkgContainer{container: c}
+	p := &pkgContainer{container: c, pidFile: "/run/lancelot/lancelot.pid"}
 	p.copyIn(t, prevDeb, thisDeb)
 
 	p.install(t, prevDeb, "fresh install of "+prev)
-	p.checkRunning(t, prev, false)
+	p.checkRunning(t, prev, prev)
 	if st := strings.TrimSpace(c.sh(t, "systemctl is-enabled "+unitName)); st != "enabled" {
 		t.Errorf("after the fresh install %s is %s, want enabled", unitName, st)
 	}
 	l := c.startLoad(t)
 	restarts := c.show(t, "NRestarts")["NRestarts"]
-	p.upgrade(t, thisDeb, version.Version, true)
-	p.upgrade(t, prevDeb, prev, false)
-	p.failedUpgrade(t, thisDeb, prev)
+	p.upgrade(t, thisDeb, this, version.Version)
+	p.upgrade(t, prevDeb, prev, prev)
+	p.failedUpgrade(t, thisDeb, this, prev)
 	// The retry, once the config is fixed, hands over.
 	p.sh(t, "sed -i '/^log-level: loud$/d' /etc/lancelot/lancelot.yaml")
 	old := p.mainPID(t)
 	if out, code := p.dpkg(t, "--configure lancelot"); code != 0 || !strings.Contains(out, "handover done") {
 		t.Fatalf("dpkg --configure after the fix: exit %d, want 0 and `handover done`:\n%s", code, out)
 	}
-	p.checkRunning(t, version.Version, true)
+	p.checkRunning(t, this, version.Version)
 	p.waitGone(t, old)
 	if got := c.show(t, "NRestarts")["NRestarts"]; got != restarts {
 		t.Errorf("NRestarts %s after the upgrade and the downgrade, was %s: the service restarted", got, restarts)
 	}
 	l.stopNoFailures(t)
+	// A drop-in moves the pid file: the handover waits for the one the
+	// running supervisor writes, not the packaged unit's.
+	p.sh(t, "mkdir -p /etc/systemd/system/lancelot.service.d && printf '[Service]\\nExecStart=\\nExecStart=/usr/bin/lancelot serve "+
+		"--config /etc/lancelot/lancelot.yaml --pid-file /run/lancelot/moved.pid\\n' >/etc/systemd/system/lancelot.service.d/pid.conf && "+
+		"systemctl daemon-reload && systemctl restart "+unitName)
+	p.pidFile = "/run/lancelot/moved.pid"
+	p.checkRunning(t, this, version.Version)
+	p.upgrade(t, thisDeb, this, version.Version)
+	p.sh(t, "rm -r /etc/systemd/system/lancelot.service.d && systemctl daemon-reload")
 	p.purge(t)
+}
+
+// packageBase is the release TestPackageUpgrade upgrades from and rolls
+// back to: the previous release, and at least 0.3.0 (commit 00deae7), the
+// first whose supervisor has an admin socket and `lancelot upgrade`.
+func packageBase(t *testing.T) (release, commit string) {
+	prev, commit := previousRelease(t)
+	if exec.Command("dpkg", "--compare-versions", prev, "lt", "0.3.0").Run() == nil {
+		return "0.3.0", "00deae7"
+	}
+	return prev, commit
 }
 
 // pkgContainer drives dpkg in a booted container.
 type pkgContainer struct {
 	*container
+	pidFile string // the service's --pid-file
 }
 
 // copyIn puts the packages in the container's /root, and this build's
@@ -391,7 +419,8 @@ func (p *pkgContainer) install(t *testing.T, deb, what string) {
 }
 
 // upgrade installs deb over the running service and checks the handover.
-func (p *pkgContainer) upgrade(t *testing.T, deb, want string, hasVersion bool) {
+// pkg and bin are the package's version and its binary's.
+func (p *pkgContainer) upgrade(t *testing.T, deb, pkg, bin string) {
 	t.Helper()
 	old := p.mainPID(t)
 	inv := p.show(t, "InvocationID")["InvocationID"]
@@ -410,7 +439,7 @@ func (p *pkgContainer) upgrade(t *testing.T, deb, want string, hasVersion bool) 
 		t.Errorf("MainPID %d after dpkg -i %s, was %d: no handover", now, filepath.Base(deb), old)
 	}
 	t.Logf("dpkg -i %s: MainPID %d -> %d", filepath.Base(deb), old, now)
-	p.checkRunning(t, want, hasVersion)
+	p.checkRunning(t, pkg, bin)
 	p.waitGone(t, old)
 	// The new main process is systemd's own child, so a stop waits for it
 	// to drain (release 0.2.0's successor is a relay for this).
@@ -422,7 +451,7 @@ func (p *pkgContainer) upgrade(t *testing.T, deb, want string, hasVersion bool) 
 // failedUpgrade: a configuration the new binary's `lancelot check`
 // rejects stops the handover. dpkg -i fails, saying so, the package is
 // left half-configured, and the previous release keeps serving.
-func (p *pkgContainer) failedUpgrade(t *testing.T, deb, running string) {
+func (p *pkgContainer) failedUpgrade(t *testing.T, deb, pkg, running string) {
 	t.Helper()
 	p.sh(t, "echo 'log-level: loud' >>/etc/lancelot/lancelot.yaml")
 	old := p.mainPID(t)
@@ -433,8 +462,8 @@ func (p *pkgContainer) failedUpgrade(t *testing.T, deb, running string) {
 	if now := p.mainPID(t); now != old {
 		t.Errorf("MainPID %d after the failed handover, was %d", now, old)
 	}
-	if st := strings.Join(strings.Fields(p.sh(t, "dpkg-query -W -f '${db:Status-Abbrev} ${Version}' lancelot")), " "); st != "iF "+version.Version {
-		t.Errorf("dpkg-query after the failed handover: %q, want iF (half-configured) %s", st, version.Version)
+	if st := strings.Join(strings.Fields(p.sh(t, "dpkg-query -W -f '${db:Status-Abbrev} ${Version}' lancelot")), " "); st != "iF "+pkg {
+		t.Errorf("dpkg-query after the failed handover: %q, want iF (half-configured) %s", st, pkg)
 	}
 	// The old binary, replaced on disk, still serves.
 	if exe := strings.TrimSpace(p.sh(t, fmt.Sprintf("readlink /proc/%d/exe", old))); exe != "/usr/bin/lancelot (deleted)" {
@@ -446,9 +475,10 @@ func (p *pkgContainer) failedUpgrade(t *testing.T, deb, running string) {
 }
 
 // checkRunning: the unit is active, its main process runs the packaged
-// binary, which is release want (a release without `lancelot version`
-// must fail it; dpkg names the version then).
-func (p *pkgContainer) checkRunning(t *testing.T, want string, hasVersion bool) {
+// binary, the package is version pkg and its binary says bin (a release
+// without `lancelot version`, bin "", must fail it), and the pid file names
+// the main process.
+func (p *pkgContainer) checkRunning(t *testing.T, pkg, bin string) {
 	t.Helper()
 	var st map[string]string
 	lancelottest.WaitFor(t, 20*time.Second, "the unit active with a main process", func() bool {
@@ -458,18 +488,18 @@ func (p *pkgContainer) checkRunning(t *testing.T, want string, hasVersion bool) 
 	if exe := strings.TrimSpace(p.sh(t, "readlink /proc/"+st["MainPID"]+"/exe")); exe != "/usr/bin/lancelot" {
 		t.Errorf("main process %s runs %q, want /usr/bin/lancelot", st["MainPID"], exe)
 	}
-	if got := strings.TrimSpace(p.sh(t, "dpkg-query -W -f '${Version}' lancelot")); got != want {
-		t.Errorf("dpkg-query: lancelot %s installed, want %s", got, want)
+	if got := strings.TrimSpace(p.sh(t, "dpkg-query -W -f '${Version}' lancelot")); got != pkg {
+		t.Errorf("dpkg-query: lancelot %s installed, want %s", got, pkg)
 	}
 	out, code := p.shCode(t, "/usr/bin/lancelot version --json 2>&1")
 	switch {
-	case hasVersion && (code != 0 || !strings.Contains(out, `"version":"`+want+`"`)):
-		t.Errorf("lancelot version --json: exit %d, %q; want version %s", code, out, want)
-	case !hasVersion && code == 0:
-		t.Errorf("lancelot version --json: exit 0, %q; release %s has no version command", out, want)
+	case bin != "" && (code != 0 || !strings.Contains(out, `"version":"`+bin+`"`)):
+		t.Errorf("lancelot version --json: exit %d, %q; want version %s", code, out, bin)
+	case bin == "" && code == 0:
+		t.Errorf("lancelot version --json: exit 0, %q; package %s's binary has no version command", out, pkg)
 	}
-	if pid := strings.TrimSpace(p.sh(t, "cat /run/lancelot/lancelot.pid")); pid != st["MainPID"] {
-		t.Errorf("the pid file names %s, MainPID is %s", pid, st["MainPID"])
+	if pid := strings.TrimSpace(p.sh(t, "cat "+p.pidFile)); pid != st["MainPID"] {
+		t.Errorf("the pid file %s names %s, MainPID is %s", p.pidFile, pid, st["MainPID"])
 	}
 }
 

@@ -4,10 +4,12 @@ package main
 // act on nothing else; the command line's exit statuses.
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -175,4 +177,47 @@ func TestHelpTexts(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestStatusJSONFields: `status --json` has every field docs/reference.md
+// says is always there, and no field the doc does not name.
+func TestStatusJSONFields(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--workers", "1")
+	s.waitQuiet()
+	r := runCLI(t, 10*time.Second, "status", "--pid-file", s.pidFile, "--json")
+	var st map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &st); r.code != 0 || err != nil {
+		t.Fatalf("status --json: exit %d, %v, %q", r.code, err, r.stdout)
+	}
+	always := []string{"pid", "version", "state", "running", "configured", "queued", "upgrade", "slots", "sockets", "retiring", "signals", "restarts"}
+	documented := append(always, "rollout", "successor")
+	keys := func(m map[string]any) []string {
+		var out []string
+		for k := range m {
+			out = append(out, k)
+		}
+		return out
+	}
+	checkKeys := func(what string, m map[string]any, always, documented []string) {
+		for _, k := range always {
+			if _, ok := m[k]; !ok {
+				t.Errorf("%s lacks %q: %v", what, k, keys(m))
+			}
+		}
+		for k := range m {
+			if !slices.Contains(documented, k) {
+				t.Errorf("%s has %q, which docs/reference.md does not list", what, k)
+			}
+		}
+	}
+	checkKeys("status", st, always, documented)
+	slots, _ := st["slots"].([]any)
+	sockets, _ := st["sockets"].([]any)
+	if len(slots) != 1 || len(sockets) != 1 {
+		t.Fatalf("status --json: slots %v, sockets %v; want one of each", st["slots"], st["sockets"])
+	}
+	checkKeys("a slot", slots[0].(map[string]any), []string{"slot", "pid", "ready", "version", "home", "serving"},
+		[]string{"slot", "pid", "ready", "version", "next", "home", "serving"})
+	checkKeys("a socket", sockets[0].(map[string]any), []string{"id", "addr", "served_by"}, []string{"id", "addr", "served_by", "retiring"})
 }

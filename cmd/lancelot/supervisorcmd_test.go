@@ -190,8 +190,8 @@ func TestStatusJSONFields(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &st); r.code != 0 || err != nil {
 		t.Fatalf("status --json: exit %d, %v, %q", r.code, err, r.stdout)
 	}
-	always := []string{"pid", "version", "state", "running", "configured", "queued", "upgrade", "slots", "sockets", "retiring", "signals", "restarts"}
-	documented := append(always, "rollout", "successor")
+	always := []string{"pid", "version", "state", "running", "configured", "queued", "upgrade", "uptime_seconds", "slots", "sockets", "retiring", "signals", "restarts"}
+	documented := append(always, "started", "config_file", "rollout", "successor")
 	keys := func(m map[string]any) []string {
 		var out []string
 		for k := range m {
@@ -217,7 +217,8 @@ func TestStatusJSONFields(t *testing.T) {
 	if len(slots) != 1 || len(sockets) != 1 {
 		t.Fatalf("status --json: slots %v, sockets %v; want one of each", st["slots"], st["sockets"])
 	}
-	checkKeys("a slot", slots[0].(map[string]any), []string{"slot", "pid", "ready", "version", "home", "serving"},
-		[]string{"slot", "pid", "ready", "version", "next", "home", "serving"})
+	slotAlways := []string{"slot", "pid", "ready", "state", "version", "home", "serving", "lent", "restarts", "uptime_seconds",
+		"connections", "answered", "questions_per_second", "handed_over"}
+	checkKeys("a slot", slots[0].(map[string]any), slotAlways, append(slotAlways, "started", "next"))
 	checkKeys("a socket", sockets[0].(map[string]any), []string{"id", "addr", "served_by"}, []string{"id", "addr", "served_by", "retiring"})
 }

@@ -28,7 +28,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "shutdown-timeout", Value: d.ShutdownTimeout, Usage: "on TERM, serve open connections this long before closing them at a question boundary"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-format", Value: d.LogFormat, Usage: "text or json"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", Value: d.LogLevel, Usage: "debug, info, warn or error"}),
-		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "cpu-affinity", Usage: "pin worker i to CPU i (mod the CPUs allowed)"}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "cpu-affinity", Usage: "pin each worker to its share of the CPUs allowed, as many as its GOMAXPROCS (worker i: the i-th block)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "worker-timeout", Value: d.WorkerTimeout, Usage: "kill (after a stack dump) and replace a worker whose serving loops miss the heartbeat this long (0: off)"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-connections", Usage: "connections per worker (0: the open-files limit minus a reserve)"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-connections-per-source", Usage: "connections per client address per worker (0: no limit)"}),

@@ -157,7 +157,10 @@ func TestUpgradeDuringRollout(t *testing.T) {
 	bin, real := copyBinary(t), copyBinary(t)
 	config := filepath.Join(t.TempDir(), "lancelot.yaml")
 	writeFile(t, config, "workers: 1\n")
-	s := launchServerBinary(t, bin, "--config", config, "--shutdown-timeout", "1m")
+	// --handover off: the held client keeps the old supervisor draining
+	// (with a handover it would move to the successor and the old one
+	// would be gone before the sockets could be checked).
+	s := launchServerBinary(t, bin, "--config", config, "--shutdown-timeout", "1m", "--handover", "off")
 	held := lancelottest.Dial(t, s.addr)
 	held.Send(lancelottest.QName)
 	held.Expect(lancelottest.AName)

@@ -9,13 +9,13 @@ import (
 )
 
 // Handovers. A worker that goes away — replaced by a reload, retired by a
-// scale-down, and later by a binary upgrade — hands its open connections
-// to live workers instead of draining them; a new slot's worker gets a
-// fair share of the others' idle connections. The loop only pairs
-// workers: it passes each side one end of a channel (see package
-// handover) and the workers do the rest between themselves, so a
-// handover never blocks the loop, and a failed one costs only the
-// connections in flight.
+// scale-down or by a binary upgrade (upgradeconns.go) — hands its open
+// connections to live workers instead of draining them; a new slot's
+// worker gets a fair share of the others' idle connections. The loop only
+// pairs workers: it passes each side one end of a channel (see package
+// handover) and the workers do the rest between themselves, so a handover
+// never blocks the loop, and a failed one costs only the connections in
+// flight.
 
 // errNoHandover is startHandover's error in an environment without
 // handover channels.

@@ -257,7 +257,7 @@ async def persistent():
 if sys.argv[1] == "persistent":
     asyncio.run(persistent())
 else:
-    print(f"{upgrade('upgrade'):.3f}")
+    upgrade("upgrade")
 PY
 
 # stop_current stops the supervisor the pid file names (the last upgrade's).
@@ -287,7 +287,9 @@ for ((i = 0; i < 1200; i++)); do
 	sleep 0.1
 done
 echo "  established before the upgrade: $held"
-gone=$(python3 "$WORK/upgrade.py" once "$BIN" "$PORT" "$WORK/pid")
+out=$(python3 "$WORK/upgrade.py" once "$BIN" "$PORT" "$WORK/pid")
+echo "$out"
+gone=$(grep -o 'gone [0-9.]*' <<<"$out" | cut -d' ' -f2)
 wait "$BENCH" || true
 handed=$(grep 'reason=upgrade' "$WORK/log" | grep -o 'handed_over=[0-9]*' | cut -d= -f2 | paste -sd+ | bc)
 python3 - "$WORK/idle.json" "$handed" "$gone" <<'PY'

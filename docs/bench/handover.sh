@@ -20,7 +20,7 @@
 # 5. 50,000 idle connections across one binary upgrade (--workers 5, so
 #    each process holds at most ~10,000; `lancelot bench --mode idle`
 #    spreads the clients over several processes and source addresses):
-#    how many were handed over, how many are still held and answering
+#    how many were handed over, how many are still open
 #    afterwards, and how long the old generation outlived the upgrade.
 #
 # The client is python3 (asyncio), so the numbers are not bound by a Go
@@ -296,7 +296,7 @@ python3 - "$WORK/idle.json" "$handed" "$gone" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 errors = {k: v for k, v in (r.get("errors") or {}).items() if v}
-print(f"RESULT idle upgrade: 50000 idle connections, handed over {sys.argv[2]}, still held and answering at the end {r.get('idle_held')}, old generation gone {float(sys.argv[3]):.3f} s after the upgrade completed; errors {errors or 'none'}")
+print(f"RESULT idle upgrade: 50000 idle connections, handed over {sys.argv[2]} (with the bench's latency probes), still open at the end {r.get('idle_held')}, old generation gone {float(sys.argv[3]):.3f} s after the upgrade completed; errors {errors or 'none'}")
 PY
 stop_current
 stop

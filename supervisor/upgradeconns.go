@@ -87,9 +87,9 @@ func (s *Supervisor) receiveEnd(w *worker) (*os.File, error) {
 func (s *Supervisor) handOverToSuccessor(ends []*os.File) {
 	defer closeFiles(ends)
 	from := s.survivors()
+	// Without ends, handOver or the new supervisor already said why.
 	switch {
 	case len(ends) == 0:
-		s.log.Info("binary upgrade: no connection receivers from the new supervisor; open connections are drained")
 		return
 	case !s.cfg.HandoverOn():
 		s.log.Info("binary upgrade: --handover=off: open connections are drained, not handed over")

@@ -110,3 +110,16 @@ func TestHandOverWithinLimits(t *testing.T) {
 	waitErr(t, stopped, 5*time.Second, "Shutdown once the kept clients left")
 	waitErr(t, done, 5*time.Second, "the receiver")
 }
+
+// TestHandOverPerSourceLimit: a receiver takes no more connections from
+// one address than --max-connections-per-source allows.
+func TestHandOverPerSourceLimit(t *testing.T) {
+	a, b := startEngine(t, 1, worker.Options{}), startEngine(t, 1, worker.Options{MaxConnectionsPerSource: 2})
+	cs := dialAsked(t, a.addr, 5)
+	connect(t, a.eng, b.eng, control.ReasonScaleDown, 0)
+	a.waitStatsFunc("3 refused", func(s control.Stats) bool { return s.HandoverRefused == 3 })
+	lancelottest.AskAll(t, cs, lancelottest.QColor, lancelottest.AColor)
+	if st := b.eng.Stats(); st.Active != 2 {
+		t.Errorf("receiver holds %d connections from one address, want its per-source cap 2", st.Active)
+	}
+}

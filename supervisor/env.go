@@ -72,9 +72,8 @@ type successorProc interface {
 	// accept tells it to take over.
 	accept() error
 	// refuse tells it why it will not take over and kills it (or the
-	// launcher still starting it); an accepted one is gone when refuse
-	// returns.
-	refuse(why string, accepted bool)
+	// launcher still starting it); it is gone when refuse returns.
+	refuse(why string)
 	// done lets go of it once it took over.
 	done()
 	// signal passes a request on to the new supervisor once it took over.

@@ -2,14 +2,13 @@ package supervisor
 
 import (
 	"fmt"
-
-	"github.com/camelot/lancelot/shared/version"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/camelot/lancelot/shared/pidfile"
+	"github.com/camelot/lancelot/shared/version"
 )
 
 const (
@@ -178,31 +177,10 @@ func (s *Supervisor) fireDeadlines(now time.Time) {
 }
 
 func (s *Supervisor) writePIDFile() error {
-	path := s.cfg.PIDFile
-	if path == "" {
+	if s.cfg.PIDFile == "" {
 		return nil
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".lancelot-pid-*")
-	if err != nil {
-		return fmt.Errorf("pid file %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := fmt.Fprintf(tmp, "%d\n", os.Getpid()); err != nil {
-		tmp.Close()
-		return fmt.Errorf("pid file %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("pid file %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("pid file %s: %w", path, err)
-	}
-	// Rename so a reader never sees a half-written file.
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("pid file %s: %w", path, err)
-	}
-	return nil
+	return pidfile.Write(s.cfg.PIDFile, os.Getpid())
 }
 
 // restorePIDFile makes the pid file name this supervisor again if it names
@@ -218,8 +196,7 @@ func (s *Supervisor) restorePIDFile(successor int) {
 }
 
 func (s *Supervisor) pidFileNames(pid int) bool {
-	b, err := os.ReadFile(s.cfg.PIDFile)
-	return err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(pid)
+	return pidfile.Names(s.cfg.PIDFile, pid)
 }
 
 // removePIDFile removes the pid file only if it is still ours: after a

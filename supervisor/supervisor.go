@@ -56,7 +56,7 @@ const (
 	firstBackoff  = 50 * time.Millisecond
 	maxBackoff    = time.Second
 	stableUptime  = 10 * time.Second // a worker up this long resets its slot's backoff
-	readyTimeout  = 15 * time.Second // a new worker or supervisor not ready by then is killed
+	readyTimeout  = 15 * time.Second // a new worker not ready by then is killed (a successor: handoff.TimeoutReady)
 	quitTimeout   = 2 * time.Second  // QUIT: workers still alive after this are killed
 	drainMargin   = 5 * time.Second  // beyond a worker's own drain bound, before SIGKILL
 	statsDeadline = time.Second      // a metrics scrape waits this long for each worker

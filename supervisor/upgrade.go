@@ -124,6 +124,9 @@ func (s *Supervisor) upgradeOnStop() {
 		s.upgrade = nil
 		s.handedOver = true
 		s.log.Info("stopping during a binary upgrade: the accepted new supervisor takes over", "new_pid", u.proc.pid())
+		s.metrics.mu.Lock()
+		s.metrics.successor = u.proc.pid()
+		s.metrics.mu.Unlock()
 		for _, r := range u.replies {
 			r <- nil
 		}
@@ -300,13 +303,13 @@ func (s *Supervisor) refuseUpgrade(why string) {
 	s.upgrade = nil
 	pid := u.proc.pid()
 	s.log.Error("binary upgrade refused; still serving", "new_pid", pid, "reason", why)
-	accepted := u.hs.Phase() == handoff.PhaseAccepted
 	// A successor that was accepted may be writing the pid file and
-	// telling systemd it is the main process: it is killed, and gone,
-	// before this supervisor takes both back, so it cannot act on the
-	// accept afterwards.
-	u.proc.refuse(why, accepted)
-	if accepted {
+	// telling systemd it is the main process (and release 0.2.0 does
+	// both before its ready byte): it is killed, and gone, before this
+	// supervisor takes both back, so it cannot act on an accept
+	// afterwards.
+	u.proc.refuse(why)
+	if pid > 0 {
 		s.restorePIDFile(pid)
 		s.opts.Notify("MAINPID=" + strconv.Itoa(os.Getpid()))
 	}

@@ -71,7 +71,7 @@ func (s *Supervisor) receiveEnd(w *worker) (*os.File, error) {
 		return nil, err
 	}
 	defer receive.Close()
-	if err := s.sendEnd(w, control.RoleReceive, control.ReasonUpgrade, 0, receive); err != nil {
+	if err := s.passHandoverEnd(w, control.RoleReceive, control.ReasonUpgrade, 0, receive); err != nil {
 		send.Close()
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func (s *Supervisor) handOverToSuccessor(ends []*os.File) {
 		if !w.healthy() {
 			continue // lost while an earlier end was sent
 		}
-		if err := s.sendEnd(w, control.RoleSend, control.ReasonUpgrade, 0, end); err != nil {
+		if err := s.passHandoverEnd(w, control.RoleSend, control.ReasonUpgrade, 0, end); err != nil {
 			s.log.Warn("binary upgrade: handover not started; the worker drains its connections", "err", err)
 			continue
 		}

@@ -348,10 +348,11 @@ func TestHandoverHalfClosedClient(t *testing.T) {
 }
 
 // TestHandoverScaleDownAtCap: a TTOU whose surviving worker is near its
-// connection cap fills it to the cap and no further; the connections that
-// do not fit stay with the retired worker, served.
+// connection cap fills it up to where it would start shedding idle
+// connections (nine tenths of the cap) and no further; the connections
+// that do not fit stay with the retired worker, served.
 func TestHandoverScaleDownAtCap(t *testing.T) {
-	const limit, dialed = 8, 12
+	const limit, dialed, fill = 10, 14, 9
 	s := startServer(t, "--workers", "2", "--max-connections", strconv.Itoa(limit))
 	pids := slotPIDs(s.waitQuiet())
 	var conns []net.Conn
@@ -379,7 +380,7 @@ func TestHandoverScaleDownAtCap(t *testing.T) {
 	kept := conns[:0]
 	onSurvivor := established(t, s.port, pids[0])
 	for _, c := range conns {
-		if onSurvivor > limit-2 && held[c.LocalAddr().(*net.TCPAddr).Port] == pids[0] {
+		if onSurvivor > fill-2 && held[c.LocalAddr().(*net.TCPAddr).Port] == pids[0] {
 			c.Close()
 			onSurvivor--
 			continue
@@ -388,8 +389,8 @@ func TestHandoverScaleDownAtCap(t *testing.T) {
 	}
 	conns = kept
 	total := len(conns)
-	if total <= limit {
-		t.Fatalf("%d connections left, want more than the cap %d", total, limit)
+	if total <= fill {
+		t.Fatalf("%d connections left, want more than %d", total, fill)
 	}
 	s.signal(syscall.SIGTTOU)
 	s.waitHandled("TTOU", 1)
@@ -401,11 +402,14 @@ func TestHandoverScaleDownAtCap(t *testing.T) {
 			t.Fatalf("connection %d after TTOU: %q, %v", i, a, err)
 		}
 	}
-	if n := established(t, s.port, pids[0]); n != limit {
-		t.Errorf("the survivor holds %d connections, want its cap %d (filled, not exceeded)", n, limit)
+	if n := established(t, s.port, pids[0]); n != fill {
+		t.Errorf("the survivor holds %d connections, want %d: nine tenths of its cap %d, filled, not exceeded", n, fill, limit)
 	}
-	if n := established(t, s.port, pids[1]); n != total-limit || !proc.Alive(pids[1]) {
-		t.Errorf("the retired worker holds %d connections, want the %d that did not fit", n, total-limit)
+	if n := established(t, s.port, pids[1]); n != total-fill || !proc.Alive(pids[1]) {
+		t.Errorf("the retired worker holds %d connections, want the %d that did not fit", n, total-fill)
+	}
+	if logs := s.logs.String(); strings.Contains(logs, "shed=") {
+		t.Errorf("connections were shed after the handover")
 	}
 }
 
@@ -469,5 +473,26 @@ func TestHandoverReceiverKilled(t *testing.T) {
 	lancelottest.DialConn(t, s.addr).Close()
 	if a, err := lancelottest.AskOnce(s.addr, lancelottest.QQuest, 5*time.Second); err != nil || a != lancelottest.AQuest {
 		t.Errorf("a new client after the failure: %q, %v", a, err)
+	}
+}
+
+// TestHandoverOffDrains: with --handover off a reload drains as 0.3.0
+// did: the old worker keeps its open connection and serves it.
+func TestHandoverOffDrains(t *testing.T) {
+	s := startServer(t, "--workers", "1", "--handover", "off")
+	c := lancelottest.Dial(t, s.addr)
+	c.Ask(lancelottest.QName, lancelottest.AName)
+	before := s.servingPIDs()
+	s.signal(syscall.SIGHUP)
+	s.waitHandled("HUP", 1)
+	if lancelottest.Poll(goneWithin, func() bool { return !anyAlive(before) }) {
+		t.Fatalf("the old worker %v exited with a client still connected; want it draining", before)
+	}
+	if established(t, s.port, before[0]) != 1 {
+		t.Errorf("the old worker %d does not hold the connection", before[0])
+	}
+	c.Ask(lancelottest.QQuest, lancelottest.AQuest)
+	if strings.Contains(s.logs.String(), "handover started") {
+		t.Errorf("a handover started with --handover off")
 	}
 }

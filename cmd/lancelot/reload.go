@@ -5,14 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/camelot/lancelot/shared/admin"
+	"github.com/camelot/lancelot/shared/pidfile"
 )
 
 // reloadCommand is `lancelot reload`: HUP that waits. systemd's
@@ -63,13 +62,12 @@ func supervisorPID(c *cli.Context) (int, error) {
 	case pidFile == "":
 		return 0, fmt.Errorf("%s: give --pid-file FILE (or --pid PID)", c.Command.Name)
 	}
-	b, err := os.ReadFile(pidFile)
+	pid, err := pidfile.Read(pidFile)
+	if errors.Is(err, pidfile.ErrNoPID) {
+		return 0, fmt.Errorf("%s: %s does not hold a pid", c.Command.Name, pidFile)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", c.Command.Name, err)
-	}
-	pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("%s: %s does not hold a pid", c.Command.Name, pidFile)
 	}
 	return pid, nil
 }

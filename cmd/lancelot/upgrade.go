@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 
 	"github.com/camelot/lancelot/cmd/internal/proc"
 	"github.com/camelot/lancelot/shared/admin"
+	"github.com/camelot/lancelot/shared/pidfile"
 	"github.com/camelot/lancelot/supervisor"
 )
 
@@ -133,11 +132,7 @@ func readPID(path string) int {
 	if path == "" {
 		return 0
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	pid, _ := pidfile.Read(path)
 	return pid
 }
 

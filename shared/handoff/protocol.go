@@ -86,6 +86,10 @@ func offer() string {
 	return strings.Join(s, ",")
 }
 
+// legacyReady is release 0.2.0's readiness byte (protocol 1), recognised
+// only to refuse a 0.2.0 successor at once.
+const legacyReady = 0x01
+
 // Words that start the lines.
 const (
 	linePID     = "pid"
@@ -154,6 +158,10 @@ var ErrChannelClosed = errors.New("it exited, or closed the handoff channel")
 // Next returns the next report. Anything that is not this protocol is an
 // error that quotes what was read, so a log line can name it.
 func (r *ReportReader) Next() (Report, error) {
+	if b, err := r.br.Peek(1); err == nil && b[0] == legacyReady {
+		return Report{}, errors.New("release 0.2.0's ready byte (handoff protocol 1): " +
+			"a 0.2.0 successor, which this release does not hand over to; roll back through 0.3.0")
+	}
 	line, err := r.br.ReadSlice('\n')
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {

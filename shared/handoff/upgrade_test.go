@@ -322,8 +322,8 @@ func TestReportReader(t *testing.T) {
 		{"pid -3\n", nil, "not the handoff protocol"},
 		{"hello\n", nil, "not the handoff protocol"},
 		{"ready 2\n", nil, "not the handoff protocol"},
-		{"pid 42\n\x01", []r{{Kind: handoff.ReportPID, PID: 42}}, "then the channel closed"}, // release 0.2.0's ready byte
-		{"conns 2\n\x00", nil, "came with fewer descriptors"},                                // a plain reader gets none
+		{"pid 42\n\x01", []r{{Kind: handoff.ReportPID, PID: 42}}, "release 0.2.0's ready byte"},
+		{"conns 2\n\x00", nil, "came with fewer descriptors"}, // a plain reader gets none
 		{"conns 2000\n", nil, "not the handoff protocol"},
 		{"pid 42\nrea", []r{{Kind: handoff.ReportPID, PID: 42}}, `"rea" then the channel closed`},
 		{"GET / HTTP/1.1\r\n", nil, "not the handoff protocol"},

@@ -188,13 +188,21 @@ func TestTakenConnection(t *testing.T) {
 	fd, client := tcpPair(t)
 	s, r := channel(t)
 	got := make(chan Conn, 1)
-	go r.Serve(func(conns []Conn) []Refusal {
-		c := conns[0]
-		c.Input = slices.Clone(c.Input)
-		got <- c
-		return []Refusal{Taken}
-	}, 5*time.Second)
-	defer s.Close()
+	served := make(chan error, 1)
+	go func() {
+		served <- r.Serve(func(conns []Conn) []Refusal {
+			c := conns[0]
+			c.Input = slices.Clone(c.Input)
+			got <- c
+			return []Refusal{Taken}
+		}, 5*time.Second)
+	}()
+	defer func() {
+		s.Close()
+		if err := <-served; err != nil {
+			t.Errorf("receiver: %v", err)
+		}
+	}()
 	v, err := s.Send([]Conn{{FD: fd, Input: []byte("What is"), Since: time.Second}})
 	if err != nil || v[0] != Taken {
 		t.Fatalf("send: %v %v", v, err)
@@ -242,14 +250,20 @@ func TestUntrustedBatchRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sf.Close()
 	r, err := NewReceiver(rf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.oob = make([]byte, unix.CmsgSpace(4*2)) // room for two: three are truncated
 	taken := 0
-	go r.Serve(func(conns []Conn) []Refusal { taken++; return make([]Refusal, len(conns)) }, 5*time.Second)
+	served := make(chan error, 1)
+	go func() {
+		served <- r.Serve(func(conns []Conn) []Refusal { taken++; return make([]Refusal, len(conns)) }, 5*time.Second)
+	}()
+	defer func() {
+		sf.Close()
+		<-served
+	}()
 	fd, _ := tcpPair(t)
 	before := openFDs(t)
 	cases := []struct {

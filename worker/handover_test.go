@@ -1,0 +1,126 @@
+package worker_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/camelot/lancelot/shared/control"
+	"github.com/camelot/lancelot/shared/handover"
+	"github.com/camelot/lancelot/shared/lancelottest"
+	"github.com/camelot/lancelot/worker"
+)
+
+// connect pairs from (sending) with to (receiving) over a new handover
+// channel, as the supervisor does for two worker processes.
+func connect(t *testing.T, from, to *worker.EventLoop, reason string, share int) <-chan error {
+	t.Helper()
+	sf, rf, err := handover.Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := handover.NewSender(sf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := handover.NewReceiver(rf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Serve(to.Adopt, long) }()
+	from.HandOver(s, reason, share)
+	return done
+}
+
+// dialAsked opens n connections to addr, each answered once.
+func dialAsked(t *testing.T, addr string, n int) []*lancelottest.Client {
+	t.Helper()
+	var cs []*lancelottest.Client
+	for range n {
+		c := lancelottest.Dial(t, addr)
+		c.Ask(lancelottest.QName, lancelottest.AName)
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// TestHandOverEverything: a stopping engine hands every connection over,
+// a question split across the move included, and stops at once.
+func TestHandOverEverything(t *testing.T) {
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		a, b := startEngine(t, loops, worker.Options{}), startEngine(t, loops, worker.Options{})
+		cs := dialAsked(t, a.addr, 20)
+		cs[0].Send("What is your")
+		a.waitStatsFunc("20 answered", func(s control.Stats) bool { return s.Answered == 20 })
+		done := connect(t, a.eng, b.eng, control.ReasonReload, 0)
+		stopped := a.shutdown(long)
+		if err := waitErr(t, stopped, 5*time.Second, "Shutdown after the handover"); err != nil {
+			t.Fatalf("Shutdown = %v, want every connection gone without the timeout", err)
+		}
+		if err := waitErr(t, done, 5*time.Second, "the receiver"); err != nil {
+			t.Fatalf("receiver: %v", err)
+		}
+		if got := a.eng.Stats().HandedOver[control.ReasonReload]; got != 20 {
+			t.Errorf("handed over %d, want 20", got)
+		}
+		cs[0].Send(" quest?")
+		cs[0].Expect(lancelottest.AQuest)
+		lancelottest.AskAll(t, cs[1:], lancelottest.QColor, lancelottest.AColor)
+		b.waitStatsFunc("20 active", func(s control.Stats) bool { return s.Active == 20 })
+	})
+}
+
+// TestHandOverRebalance: a rebalance moves 1/share of the idle
+// connections and the sender keeps serving the rest, and new clients.
+func TestHandOverRebalance(t *testing.T) {
+	a, b := startEngine(t, 1, worker.Options{}), startEngine(t, 1, worker.Options{})
+	cs := dialAsked(t, a.addr, 10)
+	done := connect(t, a.eng, b.eng, control.ReasonRebalance, 2)
+	if err := waitErr(t, done, 5*time.Second, "the rebalance"); err != nil {
+		t.Fatalf("receiver: %v", err)
+	}
+	if got := a.eng.Stats().HandedOver[control.ReasonRebalance]; got != 5 {
+		t.Errorf("rebalance handed over %d of 10 with share 2, want 5", got)
+	}
+	lancelottest.AskAll(t, cs, lancelottest.QColor, lancelottest.AColor)
+	if st := b.eng.Stats(); st.Active != 5 {
+		t.Errorf("receiver holds %d connections, want 5", st.Active)
+	}
+	lancelottest.Dial(t, a.addr).Ask(lancelottest.QQuest, lancelottest.AQuest)
+}
+
+// TestHandOverWithinLimits: a receiver takes connections up to nine
+// tenths of its cap, where it would start shedding idle ones, and refuses
+// the rest, which the sender serves on.
+func TestHandOverWithinLimits(t *testing.T) {
+	a, b := startEngine(t, 1, worker.Options{}), startEngine(t, 1, worker.Options{MaxConnections: 4})
+	cs := dialAsked(t, a.addr, 8)
+	done := connect(t, a.eng, b.eng, control.ReasonScaleDown, 0)
+	a.waitStatsFunc("5 refused", func(s control.Stats) bool { return s.HandoverRefused == 5 })
+	stopped := a.shutdown(long)
+	lancelottest.AskAll(t, cs, lancelottest.QColor, lancelottest.AColor)
+	if st := b.eng.Stats(); st.Active != 3 {
+		t.Errorf("receiver holds %d connections, want 3 (nine tenths of its cap 4)", st.Active)
+	}
+	if st := a.eng.Stats(); st.Active != 5 || st.HandedOver[control.ReasonScaleDown] != 3 {
+		t.Errorf("sender: %d active, %d handed over; want 5 kept, 3 handed", st.Active, st.HandedOver[control.ReasonScaleDown])
+	}
+	for _, c := range cs {
+		c.Conn.Close()
+	}
+	waitErr(t, stopped, 5*time.Second, "Shutdown once the kept clients left")
+	waitErr(t, done, 5*time.Second, "the receiver")
+}
+
+// TestHandOverPerSourceLimit: a receiver takes no more connections from
+// one address than --max-connections-per-source allows.
+func TestHandOverPerSourceLimit(t *testing.T) {
+	a, b := startEngine(t, 1, worker.Options{}), startEngine(t, 1, worker.Options{MaxConnectionsPerSource: 2})
+	cs := dialAsked(t, a.addr, 5)
+	connect(t, a.eng, b.eng, control.ReasonScaleDown, 0)
+	a.waitStatsFunc("3 refused", func(s control.Stats) bool { return s.HandoverRefused == 3 })
+	lancelottest.AskAll(t, cs, lancelottest.QColor, lancelottest.AColor)
+	if st := b.eng.Stats(); st.Active != 2 {
+		t.Errorf("receiver holds %d connections from one address, want its per-source cap 2", st.Active)
+	}
+}

@@ -59,7 +59,7 @@ run_load() {
 	stop_server
 	rate=$(grep -o '"exchanges_per_s":[0-9.e+]*' "$WORK/bench.json" | head -1 | cut -d: -f2)
 	[[ -n $rate ]] || { echo "  $build: load failed: $(head -c 300 "$WORK/bench.err")" >&2; rate=0; }
-	echo "  $build: $rate exchanges/s" >&2
+	echo "  $build: $(printf %.0f "$rate") exchanges/s" >&2
 	echo "$label|$build|$rate" >>"$WORK/results"
 }
 

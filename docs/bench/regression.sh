@@ -69,6 +69,11 @@ median() {
 		awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+# rounds LABEL BUILD: that load's rates over the rounds, in order run.
+rounds() {
+	awk -F'|' -v l="$1" -v b="$2" '$1 == l && $2 == b { printf "%s%.0f", (n++ ? " " : ""), $3 }' "$WORK/results"
+}
+
 main() {
 	go build -o "$WORK/lancelot" ./cmd/lancelot
 	local desc load round
@@ -90,13 +95,13 @@ main() {
 	done
 	echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), new $desc, old $OLD_BIN ($("$OLD_BIN" version 2>/dev/null | head -1))"
 	echo "# $(nproc) CPUs, --workers $WORKERS, $ROUNDS rounds of $DURATION, load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
-	printf '| load | new exchanges/s | old exchanges/s | new/old |\n|---|---:|---:|---:|\n'
+	printf '| load | new exchanges/s | old exchanges/s | new/old | new, each round | old, each round |\n|---|---:|---:|---:|---|---|\n'
 	for load in "${LOADS[@]}"; do
 		local new old
 		new=$(median "${load%%|*}" new)
 		old=$(median "${load%%|*}" old)
-		awk -v l="${load%%|*}" -v n="$new" -v o="$old" \
-			'BEGIN { printf "| %s | %.0f | %.0f | %s |\n", l, n, o, (o > 0 ? sprintf("%.2f", n / o) : "n/a") }'
+		awk -v l="${load%%|*}" -v n="$new" -v o="$old" -v rn="$(rounds "${load%%|*}" new)" -v ro="$(rounds "${load%%|*}" old)" \
+			'BEGIN { printf "| %s | %.0f | %.0f | %s | %s | %s |\n", l, n, o, (o > 0 ? sprintf("%.2f", n / o) : "n/a"), rn, ro }'
 	done
 }
 

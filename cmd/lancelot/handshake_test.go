@@ -157,9 +157,8 @@ func TestUpgradeDuringRollout(t *testing.T) {
 	bin, real := copyBinary(t), copyBinary(t)
 	config := filepath.Join(t.TempDir(), "lancelot.yaml")
 	writeFile(t, config, "workers: 1\n")
-	// --handover off: the held client keeps the old supervisor draining
-	// (with a handover it would move to the successor and the old one
-	// would be gone before the sockets could be checked).
+	// The held client keeps the old supervisor draining (with handover
+	// on it would move to the new one, and the old one exit at once).
 	s := launchServerBinary(t, bin, "--config", config, "--shutdown-timeout", "1m", "--handover", "off")
 	held := lancelottest.Dial(t, s.addr)
 	held.Send(lancelottest.QName)

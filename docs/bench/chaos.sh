@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # chaos.sh: the chaos soak (TestChaosSoak in cmd/lancelot/chaos_test.go)
-# for as long as you like. A --workers 2 server under 4 book-style and 4
-# long-lived clients, every answer checked, gets random HUP, TTIN, TTOU
+# for as long as you like. A --workers 2 server (--shutdown-timeout 5s)
+# under 4 book-style and 4 long-lived clients, every answer checked, and 16
+# persistent connections that never reconnect, gets random HUP, TTIN, TTOU
 # (kept within 1..4 workers) and USR2; the "kills" variant also SIGKILLs
-# random ready workers. Prints one summary line per variant (exchanges,
+# random ready workers. Handovers must keep every persistent connection
+# open but those a killed worker held. Prints one summary line per variant (exchanges,
 # failures by kind, actions sent) and the verdict; the soak's assertions
 # are the test's.
 #
@@ -11,6 +13,9 @@
 # env:   LANCELOT_BIN=<binary>       soak that binary instead of the work tree's
 #        LANCELOT_CHAOS_SEED=<seed>  replay a run's choices (printed by every run)
 #        CHAOS_VARIANT=signals|kills one variant only (default: both)
+#        LANCELOT_CHAOS_STRICT=1     fail on the known bug the soak otherwise
+#                                    reports (a handover whose receiver
+#                                    stopped mid-way; see checkConns in chaos_test.go)
 #        CHAOS_LOG=<file>            on failure, keep go test's whole output there
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,7 +33,7 @@ status=0
 LANCELOT_TEST_BIN=${LANCELOT_BIN:-${LANCELOT_TEST_BIN:-}} LANCELOT_CHAOS_DURATION=${DURATION}s go test -count=1 -timeout "$((2 * DURATION + 300))s" \
 	-run "$RUN" -v ./cmd/lancelot >"$OUT" 2>&1 || status=$?
 
-grep -E 'chaos seed|chaos (signals|kills):|^ *--- (PASS|FAIL)' "$OUT" | sed 's/^ *//'
+grep -E 'chaos seed|chaos (signals|kills):|persistent connections:|KNOWN BUG|^ *--- (PASS|FAIL)' "$OUT" | sed 's/^ *//'
 if [[ $status -ne 0 ]]; then
 	echo "go test exited $status; the failures:" >&2
 	grep -E '^ +[a-z_]+_test\.go:[0-9]+: ' "$OUT" | grep -Ev 'chaos (seed|signals:|kills:)' | cut -c1-600 >&2

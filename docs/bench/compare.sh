@@ -65,19 +65,6 @@ TICKS=$(getconf CLK_TCK)
 # seconds TICKS: clock ticks as seconds.
 seconds() { awk -v t="$1" -v hz="$TICKS" 'BEGIN { printf "%.3f", t / hz }'; }
 
-# wait_quiet: wait up to QUIET_WAIT s for the machine to be mostly idle, so
-# that another job's load does not land in one server's figures only.
-wait_quiet() {
-	local i b0 b1 limit=$(($(nproc) * TICKS * QUIET_PCT / 100))
-	for ((i = 0; i < QUIET_WAIT; i++)); do
-		b0=$(busy_ticks)
-		sleep 1
-		b1=$(busy_ticks)
-		((b1 - b0 <= limit)) && return 0
-	done
-	echo "  (machine still busy after ${QUIET_WAIT}s: measuring anyway)" >&2
-}
-
 # watch_server PID: while PID (the load generator) runs, sample the server
 # tree every 0.5 s: PEAK_RSS (KiB) and LAST_CPU (ticks, the fallback should
 # the server die before the final reading).

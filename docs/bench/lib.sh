@@ -1,4 +1,4 @@
-# Shared helpers of compare.sh, restart.sh and peers/check.sh: building,
+# Shared helpers of compare.sh, regression.sh, restart.sh and peers/check.sh: building,
 # starting and stopping servers, and reading a process tree's CPU time and
 # RSS from /proc. Sourced, not run, from the repository root.
 
@@ -82,6 +82,20 @@ tree_rss_kib() {
 # busy_ticks: CPU ticks the whole machine spent busy, all processes.
 busy_ticks() {
 	awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat
+}
+
+# wait_quiet: wait up to QUIET_WAIT s (default 20) for the machine to be
+# below QUIET_PCT % busy (default 15), so that another job's load does not
+# land in one server's figures only.
+wait_quiet() {
+	local i b0 b1 limit=$(($(nproc) * $(getconf CLK_TCK) * ${QUIET_PCT:-15} / 100))
+	for ((i = 0; i < ${QUIET_WAIT:-20}; i++)); do
+		b0=$(busy_ticks)
+		sleep 1
+		b1=$(busy_ticks)
+		((b1 - b0 <= limit)) && return 0
+	done
+	echo "  (machine still busy after ${QUIET_WAIT:-20}s: measuring anyway)" >&2
 }
 
 # free_port: a TCP port nothing listens on. Other servers on this machine

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -45,6 +46,11 @@ type owner struct {
 	ping    <-chan struct{} // closed once every loop has seen heartbeat pingSeq
 	pingSeq uint64
 	beats   []uint64 // heartbeats waiting behind the one in flight
+
+	// receiving counts the receiving sides of handovers still running:
+	// the worker does not exit while a sender may have a batch in flight
+	// to it (see waitReceivers).
+	receiving sync.WaitGroup
 }
 
 // run serves until a stop, then stops the engine: at once, or by draining
@@ -194,6 +200,7 @@ func (o *owner) heartbeatAnswered() {
 // finish sends the final stats, unless nobody is left to read them, closes
 // the control channel and says what Run returns.
 func (o *owner) finish() error {
+	o.waitReceivers()
 	if !o.peerGone {
 		stats := o.p.stats()
 		if err := o.p.Control.Send(control.Message{Type: control.TypeStats, Stats: &stats}); err != nil {
@@ -228,7 +235,9 @@ func (o *owner) handOver(m control.Message) {
 			return
 		}
 		idle := p.ShutdownTimeout + receiveIdleMargin
+		o.receiving.Add(1)
 		go func() {
+			defer o.receiving.Done()
 			if err := r.Serve(p.Engine.Adopt, idle); err != nil {
 				p.Logger.Warn("handover channel failed", "reason", m.Reason, "err", err)
 			}
@@ -238,6 +247,29 @@ func (o *owner) handOver(m control.Message) {
 		p.Logger.Warn("handover with an unknown role ignored", "role", m.Role)
 	}
 }
+
+// waitReceivers lets the receiving sides of handovers answer what their
+// senders still send until each sender closes its end, for at most
+// receiversExitWait. The engine has stopped, so every batch is refused
+// and its connections stay with their sender; a worker that exited with a
+// batch unanswered would make its sender close the connections in it (a
+// scale-down can retire a worker while a rebalance still sends to it).
+func (o *owner) waitReceivers() {
+	done := make(chan struct{})
+	go func() {
+		o.receiving.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(receiversExitWait):
+		o.p.Logger.Warn("exiting with a handover still sending to this worker", "waited", receiversExitWait)
+	}
+}
+
+// receiversExitWait bounds waitReceivers: a sender answered at once closes
+// its end within its own ack deadline.
+const receiversExitWait = 3 * time.Second
 
 // receiveIdleMargin is how much longer than the shutdown timeout a
 // receiver waits for the next batch: a sender holds a connection no

@@ -496,3 +496,27 @@ func TestHandoverOffDrains(t *testing.T) {
 		t.Errorf("a handover started with --handover off")
 	}
 }
+
+// TestHandoverScaleUpThenDown: a TTOU right behind a TTIN retires the new
+// worker while the others may still be handing it their share: what is in
+// flight to it is refused and stays with its sender, and then goes on to
+// a survivor, so no client sees a close. The new worker used to exit with
+// a rebalance batch unanswered, and its sender closed the connections in
+// it.
+func TestHandoverScaleUpThenDown(t *testing.T) {
+	skipIfShort(t)
+	s := startServer(t, "--workers", "2")
+	p := startPersistent(t, s.addr, 200, 200*time.Millisecond)
+	p.waitAsked(t, 400)
+	for i := range 3 {
+		s.signal(syscall.SIGTTIN)
+		s.signal(syscall.SIGTTOU)
+		s.waitHandled("TTOU", uint64(i+1))
+		p.waitAsked(t, 200)
+	}
+	p.halt()
+	p.requireNoErrors(t)
+	if failed := strings.Count(s.logs.String(), "failed_closed="); failed > 0 {
+		t.Errorf("%d handovers closed connections they had in flight", failed)
+	}
+}

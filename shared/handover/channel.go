@@ -82,8 +82,9 @@ func Fits(conns []Conn, c *Conn) bool {
 // Send passes conns (1 to MaxBatch, each Input at most MaxInput) and
 // returns the receiver's verdict on each. It never closes a descriptor.
 // An error means the channel is broken (the receiver is gone, timed out
-// or answered nonsense). Unless it is ErrNotSent, the receiver may or may
-// not hold the batch, so the caller must not serve those connections
+// or answered nonsense). Unless it is ErrNotSent (never sent, or sent to a
+// receiver that closed its end without reading it), the receiver may or
+// may not hold the batch, so the caller must not serve those connections
 // again. Every later Send fails at once, with ErrNotSent.
 func (s *Sender) Send(conns []Conn) ([]Refusal, error) {
 	if len(conns) == 0 || len(conns) > MaxBatch {
@@ -125,6 +126,13 @@ func (s *Sender) exchange(conns []Conn) ([]Refusal, error) {
 	s.c.SetReadDeadline(time.Now().Add(ackTimeout))
 	n, _, flags, _, err := s.c.ReadMsgUnix(s.ack, nil)
 	switch {
+	case errors.Is(err, unix.ECONNRESET):
+		// Linux resets the peer of a unix socket closed with unread
+		// packets in its queue. With one batch in flight, the unread
+		// packet is this batch: its descriptors never reached the
+		// receiver (it exited, or its end was still on its way to it), so
+		// the sender's copies are the only ones and it serves on.
+		return nil, fmt.Errorf("%w: batch %d unread by a receiver that closed: %w", ErrNotSent, s.seq, err)
 	case err != nil:
 		return nil, fmt.Errorf("handover: ack of batch %d: %w", s.seq, err)
 	case n == 0:

@@ -2,6 +2,7 @@ package handover
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -305,5 +306,38 @@ func TestUntrustedBatchRefused(t *testing.T) {
 	}
 	if after := openFDs(t); !slices.Equal(before, after) {
 		t.Errorf("descriptors changed:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+// A receiver that closes its end with the batch unread never held the
+// connections: Send says ErrNotSent, so the sender serves on, and the
+// connection still works from its side.
+func TestUnreadBatchNotSent(t *testing.T) {
+	fd, client := tcpPair(t)
+	sf, rf, err := Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSender(sf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// The receiver closes its end once the batch is queued on it, unread.
+	go func() {
+		defer rf.Close()
+		pfd := []unix.PollFd{{Fd: int32(rf.Fd()), Events: unix.POLLIN}}
+		unix.Poll(pfd, 5000)
+	}()
+	if _, err := s.Send([]Conn{{FD: fd}}); !errors.Is(err, ErrNotSent) {
+		t.Fatalf("send to a receiver that closed unread: %v, want ErrNotSent", err)
+	}
+	if _, err := unix.Write(fd, []byte("ok")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2)
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := client.Read(buf); err != nil || string(buf) != "ok" {
+		t.Fatalf("connection after the receiver left: %q %v", buf, err)
 	}
 }

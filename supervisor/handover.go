@@ -43,8 +43,38 @@ func (s *Supervisor) startHandover(from, to *worker, reason string, share int) e
 	if err := s.passHandoverEnd(from, control.RoleSend, reason, share, send); err != nil {
 		return err
 	}
+	if reason != control.ReasonRebalance {
+		if from.handsTo == nil {
+			from.handsTo = make(map[*worker]string)
+		}
+		from.handsTo[to] = reason
+	}
 	s.log.Info("handover started", "reason", reason, "from", from.proc.pid(), "to", to.proc.pid())
 	return nil
+}
+
+// rePair gives every worker that hands its connections to gone, which is
+// being retired in turn (a scale-down right behind a reload), a channel
+// to each of to as well. gone refuses whatever it has not taken yet once
+// it stops, and a sender keeps what was refused until a new channel comes
+// (it offers refused connections again to a new one): without this, those
+// connections would drain on the old worker until --shutdown-timeout.
+func (s *Supervisor) rePair(gone *worker, to []*worker) {
+	for p := range s.workers {
+		reason, ok := p.handsTo[gone]
+		if !ok || p.killed || p == gone {
+			continue
+		}
+		delete(p.handsTo, gone)
+		for _, w := range to {
+			if !w.healthy() || w == p {
+				continue
+			}
+			if err := s.startHandover(p, w, reason, 0); err != nil {
+				s.log.Warn("handover not started again; the worker drains what its receiver refused", "reason", reason, "err", err)
+			}
+		}
+	}
 }
 
 // passHandoverEnd gives w one end of a handover channel, in role (control.RoleSend

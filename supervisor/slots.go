@@ -43,6 +43,10 @@ type worker struct {
 	serving map[int]bool
 	// hb is its heartbeat state.
 	hb workerHeartbeat
+	// handsTo are the workers it hands every connection to (reload,
+	// scale_down), with the reason: if one of them is retired in turn,
+	// it gets a channel to the survivors instead (see rePair).
+	handsTo map[*worker]string
 }
 
 // healthy reports whether w accepts on its sockets: ready, and neither

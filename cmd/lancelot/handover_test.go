@@ -497,26 +497,42 @@ func TestHandoverOffDrains(t *testing.T) {
 	}
 }
 
-// TestHandoverScaleUpThenDown: a TTOU right behind a TTIN retires the new
-// worker while the others may still be handing it their share: what is in
-// flight to it is refused and stays with its sender, and then goes on to
-// a survivor, so no client sees a close. The new worker used to exit with
-// a rebalance batch unanswered, and its sender closed the connections in
-// it.
+// TestHandoverScaleUpThenDown: a TTOU right behind a TTIN or a HUP
+// retires a worker that may still be receiving: the others' share of
+// their connections (TTIN), or its predecessor's (HUP). What is in flight
+// to it is refused and stays with its sender, which then hands it to a
+// survivor, so no client sees a close. The new worker used to exit with a
+// rebalance batch unanswered, and its sender closed the connections in
+// it; a reload's predecessor kept what was refused and closed it at
+// --shutdown-timeout.
 func TestHandoverScaleUpThenDown(t *testing.T) {
 	skipIfShort(t)
-	s := startServer(t, "--workers", "2")
+	s := startServer(t, "--workers", "2", "--shutdown-timeout", "3s")
 	p := startPersistent(t, s.addr, 200, 200*time.Millisecond)
 	p.waitAsked(t, 400)
 	for i := range 3 {
 		s.signal(syscall.SIGTTIN)
 		s.signal(syscall.SIGTTOU)
-		s.waitHandled("TTOU", uint64(i+1))
+		s.waitHandled("TTOU", uint64(2*i+1))
+		p.waitAsked(t, 200)
+		s.signal(syscall.SIGHUP)
+		s.signal(syscall.SIGTTOU)
+		s.signal(syscall.SIGTTIN)
+		s.waitHandled("TTOU", uint64(2*i+2))
+		s.waitHandled("TTIN", uint64(2*i+2))
 		p.waitAsked(t, 200)
 	}
+	// Past the shutdown timeout of the last retired worker: what it kept
+	// would be closed by now.
+	s.waitFor(10*time.Second, "the retired workers gone", func() bool {
+		return len(s.status().Retiring) == 0
+	})
+	p.waitAsked(t, 400)
 	p.halt()
 	p.requireNoErrors(t)
-	if failed := strings.Count(s.logs.String(), "failed_closed="); failed > 0 {
-		t.Errorf("%d handovers closed connections they had in flight", failed)
+	for _, bad := range []string{"failed_closed=", "shutdown timeout passed"} {
+		if n := strings.Count(s.logs.String(), bad); n > 0 {
+			t.Errorf("%d log lines with %q: connections were closed, not handed over", n, bad)
+		}
 	}
 }

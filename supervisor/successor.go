@@ -76,6 +76,9 @@ type successorProcess struct {
 	channel  *os.File
 	report   func(event)
 	stopWait *os.File // closing it ends the exit watcher
+	// readDone is closed when readChannel returns: every report it read
+	// has reached the loop.
+	readDone chan struct{}
 
 	mu   sync.Mutex
 	pidv int
@@ -99,7 +102,7 @@ func startSuccessorProcess(o envOptions, u handoff.Upgrade) (*successorProcess, 
 		local.Close()
 		return nil, fmt.Errorf("start upgrade launcher: %w", err)
 	}
-	p := &successorProcess{launcher: cmd, channel: local, report: o.report}
+	p := &successorProcess{launcher: cmd, channel: local, report: o.report, readDone: make(chan struct{})}
 	go cmd.Wait() // the launcher exits as soon as the successor started
 	go p.readChannel()
 	return p, nil
@@ -108,6 +111,7 @@ func startSuccessorProcess(o envOptions, u handoff.Upgrade) (*successorProcess, 
 // readChannel turns what the successor says into events until the channel
 // ends.
 func (p *successorProcess) readChannel() {
+	defer close(p.readDone)
 	rd := handoff.NewChannelReader(p.channel)
 	defer rd.Close()
 	for {
@@ -149,6 +153,10 @@ func (p *successorProcess) setPID(pid int) {
 	go p.watchExit(dup, r)
 }
 
+// exitReportDelay is how long the exit watcher leaves the channel's reader
+// to report a successor's last words and the channel's end.
+const exitReportDelay = 500 * time.Millisecond
+
 // watchExit reports the successor's exit, which a pidfd signals by
 // becoming readable, until stop's other end is closed. The channel alone
 // would miss an exit when the successor's own children hold it open.
@@ -162,9 +170,18 @@ func (p *successorProcess) watchExit(pidfd int, stop *os.File) {
 			break
 		}
 	}
-	if fds[0].Revents != 0 {
-		p.report(event{kind: eventSuccessorFailed, successor: p, err: errors.New("it exited")})
+	if fds[0].Revents == 0 {
+		return
 	}
+	// What it said before it exited (a refusal with its reason) comes
+	// first: the channel ends right after, unless a child of its own
+	// holds it open.
+	select {
+	case <-p.readDone:
+		return // the reader reported the end
+	case <-time.After(exitReportDelay):
+	}
+	p.report(event{kind: eventSuccessorFailed, successor: p, err: errors.New("it exited")})
 }
 
 func (p *successorProcess) pid() int {

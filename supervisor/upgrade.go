@@ -124,6 +124,9 @@ func (s *Supervisor) upgradeOnStop() {
 		s.upgrade = nil
 		s.handedOver = true
 		s.log.Info("stopping during a binary upgrade: the accepted new supervisor takes over", "new_pid", u.proc.pid())
+		s.metrics.mu.Lock()
+		s.metrics.successor = u.proc.pid()
+		s.metrics.mu.Unlock()
 		for _, r := range u.replies {
 			r <- nil
 		}

@@ -5,6 +5,7 @@ package main
 // and reloads later.
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -48,12 +49,22 @@ func startActivatedService(t *testing.T, activate, first string) *activatedServi
 			killSupervisor(pid)
 		}
 	})
-	lancelottest.WaitFor(t, 5*time.Second, "systemd-socket-activate listening", func() bool { return listeningSockets(t, port) == 1 })
-	if err := answers(s.addr); err != nil { // starts the service
+	lancelottest.WaitFor(t, 20*time.Second, "systemd-socket-activate listening", func() bool { return listeningSockets(t, port) == 1 })
+	if err := firstAnswer(s.addr); err != nil {
 		t.Fatalf("%s: %v", s.addr, err)
 	}
 	lancelottest.WaitFor(t, 10*time.Second, "pid file", func() bool { return pidIn(s.pidFile) > 0 })
 	return s
+}
+
+// firstAnswer is the first client of a socket-activated service: its
+// connection starts the service, which it waits for.
+func firstAnswer(addr string) error {
+	got, err := lancelottest.AskOnce(addr, lancelottest.QName, 30*time.Second)
+	if err == nil && got != lancelottest.AName {
+		err = fmt.Errorf("answered %q", got)
+	}
+	return err
 }
 
 // pidIn reads a pid file; 0 when there is none.

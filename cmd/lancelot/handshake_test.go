@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/camelot/lancelot/cmd/internal/proc"
 	"github.com/camelot/lancelot/shared/lancelottest"
 )
@@ -197,4 +199,69 @@ func TestUpgradeDuringRollout(t *testing.T) {
 	l.waitExchanges(1000)
 	l.requireNoFailures()
 	held.Conn.Close()
+}
+
+// TestUpgradeTermDuringAccept: TERM reaches the old supervisor after it
+// accepted its successor. The successor may already be writing the pid
+// file and telling systemd MAINPID=: the old supervisor lets it take over
+// and says nothing more to systemd, neither MAINPID=<itself> nor
+// STOPPING=1 (0.3.0 took the accept back, restored MAINPID to itself and
+// said STOPPING=1 on its way out, so systemd stopped a service whose new
+// supervisor was taking over).
+func TestUpgradeTermDuringAccept(t *testing.T) {
+	ns := newNotifySocket(t)
+	bin := copyBinary(t)
+	fakePID := filepath.Join(t.TempDir(), "fake.pid")
+	saved := binPath
+	binPath = bin
+	s := launchServer(t, []string{"serve", "--listen", "", "--pid-file", "", "--workers", "1"},
+		[]string{"NOTIFY_SOCKET=" + ns.path, "FAKE_PID=" + fakePID})
+	binPath = saved
+	s.waitReady()
+	t.Cleanup(func() { killPIDIn(fakePID) })
+	ns.expect([]string{"READY=1"}, "STOPPING=1")
+	installScript(t, bin, `#!/bin/sh
+echo $$ >"$FAKE_PID"
+trap '' TERM
+ch=$((3 + LANCELOT_UPGRADE_FDS))
+printf 'hello 2 9.9.9\nready\n' >&$ch
+read verdict <&$ch
+echo "$verdict" >"$FAKE_PID.verdict"
+sleep 30
+`)
+	old := s.cmd.Process.Pid
+	s.signal(syscall.SIGUSR2)
+	s.waitFor(10*time.Second, "the fake successor's verdict", func() bool {
+		b, _ := os.ReadFile(fakePID + ".verdict")
+		return len(b) > 0
+	})
+	if b, _ := os.ReadFile(fakePID + ".verdict"); string(b) != "accept\n" {
+		t.Fatalf("the fake successor read %q, want accept", b)
+	}
+	s.signal(syscall.SIGTERM)
+	if err := s.wait(15 * time.Second); err != nil {
+		t.Errorf("old supervisor: %v", err)
+	}
+	// Everything it sent is in the socket's queue by now.
+	ns.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	for {
+		buf := make([]byte, 4096)
+		oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
+		n, noob, _, _, err := ns.conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			break
+		}
+		state := string(buf[:n])
+		cmsgs, _ := unix.ParseSocketControlMessage(oob[:noob])
+		if len(cmsgs) == 0 {
+			continue
+		}
+		cred, _ := unix.ParseUnixCredentials(&cmsgs[0])
+		if cred != nil && int(cred.Pid) == old && (hasLine(state, "STOPPING=1") || hasLine(state, "MAINPID=")) {
+			t.Errorf("the old supervisor told systemd %q after it had accepted its successor", state)
+		}
+	}
+	if !strings.Contains(s.logs.String(), "the accepted new supervisor takes over") {
+		t.Errorf("the old supervisor did not log that the accepted successor takes over:\n%s", grepLines(s.logs.String(), "upgrade", "stopping"))
+	}
 }

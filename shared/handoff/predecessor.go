@@ -94,17 +94,18 @@ func (p *Predecessor) Deadline() time.Time { return p.deadline }
 
 // Step acts on one report.
 func (p *Predecessor) Step(rep Report, now time.Time) (Action, error) {
+	if rep.Kind == ReportPID && p.PID == 0 {
+		// The launcher's line races the successor's own: it may come
+		// after any of them.
+		p.PID = rep.PID
+		return Wait, nil
+	}
 	if p.phase == PhaseServing {
 		// It serves: whatever it says, there is nothing to take back.
 		p.phase = PhaseDone
 		return HandOver, nil
 	}
 	switch rep.Kind {
-	case ReportPID:
-		if p.phase == PhaseStarting && p.PID == 0 {
-			p.PID = rep.PID
-			return Wait, nil
-		}
 	case ReportRefuse:
 		if p.phase < PhaseServing {
 			return Wait, fmt.Errorf("the new supervisor gave up: %s", rep.Reason)

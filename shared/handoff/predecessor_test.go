@@ -53,11 +53,13 @@ func TestPredecessorSteps(t *testing.T) {
 		{"version 3 without receivers drains", true, []r{pid, hello3, ready, serving}, 20 * time.Second, handoff.HandOver, ""},
 		{"version 3 channel ends after serving", true, []r{pid, hello3, ready, serving}, -1, handoff.HandOver, ""},
 		{"ready asks for accept", true, []r{pid, hello3, ready}, 0, handoff.SendAccept, ""},
+		{"the launcher's pid after the successor's lines", true, []r{hello3, ready, pid, serving, conns}, 0, handoff.HandOver, ""},
 		// Failure cases
 		{"unknown version", true, []r{pid, {Kind: handoff.ReportHello, Protocol: 4}}, 0, handoff.Wait, "announced handoff protocol 4"},
 		{"release 0.2.0 successor", true, []r{pid, {Kind: handoff.ReportHello, Protocol: 1}}, 0, handoff.Wait, "protocol 1"},
 		{"ready without hello", true, []r{pid, ready}, 0, handoff.Wait, "ready without its hello"},
 		{"serving before accept", true, []r{pid, hello3, serving}, 0, handoff.Wait, "before it was accepted"},
+		{"a second pid", true, []r{pid, hello3, pid}, 0, handoff.Wait, "pid out of turn"},
 		{"refuse", true, []r{pid, {Kind: handoff.ReportRefuse, Reason: "config: bad"}}, 0, handoff.Wait, "gave up: config: bad"},
 		{"refuse after accept", true, []r{pid, hello3, ready, {Kind: handoff.ReportRefuse, Reason: "x"}}, 0, handoff.Wait, "gave up: x"},
 		{"no hello from an unknown binary", false, []r{pid}, 3 * time.Second, handoff.Wait, "no handoff hello within 3s"},

@@ -9,13 +9,13 @@ import (
 )
 
 // Handovers. A worker that goes away — replaced by a reload, retired by a
-// scale-down, and later by a binary upgrade — hands its open connections
-// to live workers instead of draining them; a new slot's worker gets a
-// fair share of the others' idle connections. The loop only pairs
-// workers: it passes each side one end of a channel (see package
-// handover) and the workers do the rest between themselves, so a
-// handover never blocks the loop, and a failed one costs only the
-// connections in flight.
+// scale-down or by a binary upgrade (upgradeconns.go) — hands its open
+// connections to live workers instead of draining them; a new slot's
+// worker gets a fair share of the others' idle connections. The loop only
+// pairs workers: it passes each side one end of a channel (see package
+// handover) and the workers do the rest between themselves, so a handover
+// never blocks the loop, and a failed one costs only the connections in
+// flight.
 
 // errNoHandover is startHandover's error in an environment without
 // handover channels.
@@ -37,24 +37,26 @@ func (s *Supervisor) startHandover(from, to *worker, reason string, share int) e
 	}
 	defer send.Close()
 	defer receive.Close()
-	if err := s.sendEnd(to, control.RoleReceive, reason, 0, receive); err != nil {
+	if err := s.passHandoverEnd(to, control.RoleReceive, reason, 0, receive); err != nil {
 		return err
 	}
-	if err := s.sendEnd(from, control.RoleSend, reason, share, send); err != nil {
+	if err := s.passHandoverEnd(from, control.RoleSend, reason, share, send); err != nil {
 		return err
 	}
 	s.log.Info("handover started", "reason", reason, "from", from.proc.pid(), "to", to.proc.pid())
 	return nil
 }
 
-// sendEnd passes w one end of a handover channel, to send into or receive
-// from (role) for reason; the caller closes its copy of end. A worker
-// whose control channel fails is lost.
-func (s *Supervisor) sendEnd(w *worker, role, reason string, share int, end *os.File) error {
+// passHandoverEnd gives w one end of a handover channel, in role (control.RoleSend
+// or control.RoleReceive), for reason; share is a rebalance's divisor. The
+// caller keeps and closes end. It is half of startHandover, for a channel
+// whose other end goes elsewhere (a binary upgrade's successor passes it
+// to its own worker). A worker whose control channel fails is lost.
+func (s *Supervisor) passHandoverEnd(w *worker, role, reason string, share int, end *os.File) error {
 	m := control.Message{Type: control.TypeHandOver, Role: role, Reason: reason, Share: share, File: end}
 	if err := w.proc.send(m); err != nil {
 		s.lost(w, err)
-		return fmt.Errorf("to worker %d: %w", w.proc.pid(), err)
+		return fmt.Errorf("handover end to worker %d: %w", w.proc.pid(), err)
 	}
 	return nil
 }

@@ -71,7 +71,7 @@ func (s *Supervisor) receiveEnd(w *worker) (*os.File, error) {
 		return nil, err
 	}
 	defer receive.Close()
-	if err := s.sendEnd(w, control.RoleReceive, control.ReasonUpgrade, 0, receive); err != nil {
+	if err := s.passHandoverEnd(w, control.RoleReceive, control.ReasonUpgrade, 0, receive); err != nil {
 		send.Close()
 		return nil, err
 	}
@@ -87,9 +87,9 @@ func (s *Supervisor) receiveEnd(w *worker) (*os.File, error) {
 func (s *Supervisor) handOverToSuccessor(ends []*os.File) {
 	defer closeFiles(ends)
 	from := s.survivors()
+	// Without ends, handOver or the new supervisor already said why.
 	switch {
 	case len(ends) == 0:
-		s.log.Info("binary upgrade: no connection receivers from the new supervisor; open connections are drained")
 		return
 	case !s.cfg.HandoverOn():
 		s.log.Info("binary upgrade: --handover=off: open connections are drained, not handed over")
@@ -103,7 +103,7 @@ func (s *Supervisor) handOverToSuccessor(ends []*os.File) {
 		if !w.healthy() {
 			continue // lost while an earlier end was sent
 		}
-		if err := s.sendEnd(w, control.RoleSend, control.ReasonUpgrade, 0, end); err != nil {
+		if err := s.passHandoverEnd(w, control.RoleSend, control.ReasonUpgrade, 0, end); err != nil {
 			s.log.Warn("binary upgrade: handover not started; the worker drains its connections", "err", err)
 			continue
 		}

@@ -235,9 +235,12 @@ const (
 // overloaded reports whether open connections are above nine tenths of
 // the cap.
 func (e *EventLoop) overloaded() bool {
-	max := int64(e.opts.MaxConnections)
-	return max > 0 && e.open.Load() > max*9/10
+	return e.opts.MaxConnections > 0 && e.open.Load() > overloadAt(e.opts.MaxConnections)
 }
+
+// overloadAt is the number of open connections above which idle timeouts
+// shrink: nine tenths of the cap.
+func overloadAt(maxConns int) int64 { return int64(maxConns) * 9 / 10 }
 
 // shedIdle closes, under overload, the connections idle (or silent since
 // they connected) longer than the shrunk timeouts allow.

@@ -49,7 +49,10 @@ func (e *EventLoop) admitHanded(hc *handover.Conn, now int64) (*elConn, handover
 	if len(hc.Input) > o.MaxQuestionBytes+1 || phase > phaseSignature {
 		return nil, handover.RefusedState
 	}
-	if o.MaxConnections > 0 && e.open.Load() >= int64(o.MaxConnections) {
+	if o.MaxConnections > 0 && e.open.Load()+1 > overloadAt(o.MaxConnections) {
+		// Past nine tenths of the cap this worker sheds idle connections
+		// (see shedIdle): taking more would close the very connections a
+		// handover exists to keep. The sender serves them on instead.
 		return nil, handover.RefusedMaxConnections
 	}
 	c := &elConn{fd: int32(hc.FD), hidx: -1, phase: phase, fresh: hc.Fresh, rsince: now - int64(hc.Since)}

@@ -89,17 +89,18 @@ func TestHandOverRebalance(t *testing.T) {
 	lancelottest.Dial(t, a.addr).Ask(lancelottest.QQuest, lancelottest.AQuest)
 }
 
-// TestHandOverWithinLimits: a receiver at its cap refuses the rest, which
-// the sender serves on.
+// TestHandOverWithinLimits: a receiver takes connections up to nine
+// tenths of its cap, where it would start shedding idle ones, and refuses
+// the rest, which the sender serves on.
 func TestHandOverWithinLimits(t *testing.T) {
-	a, b := startEngine(t, 1, worker.Options{}), startEngine(t, 1, worker.Options{MaxConnections: 3})
+	a, b := startEngine(t, 1, worker.Options{}), startEngine(t, 1, worker.Options{MaxConnections: 4})
 	cs := dialAsked(t, a.addr, 8)
 	done := connect(t, a.eng, b.eng, control.ReasonScaleDown, 0)
 	a.waitStatsFunc("5 refused", func(s control.Stats) bool { return s.HandoverRefused == 5 })
 	stopped := a.shutdown(long)
 	lancelottest.AskAll(t, cs, lancelottest.QColor, lancelottest.AColor)
 	if st := b.eng.Stats(); st.Active != 3 {
-		t.Errorf("receiver holds %d connections, want its cap 3", st.Active)
+		t.Errorf("receiver holds %d connections, want 3 (nine tenths of its cap 4)", st.Active)
 	}
 	if st := a.eng.Stats(); st.Active != 5 || st.HandedOver[control.ReasonScaleDown] != 3 {
 		t.Errorf("sender: %d active, %d handed over; want 5 kept, 3 handed", st.Active, st.HandedOver[control.ReasonScaleDown])
@@ -109,4 +110,17 @@ func TestHandOverWithinLimits(t *testing.T) {
 	}
 	waitErr(t, stopped, 5*time.Second, "Shutdown once the kept clients left")
 	waitErr(t, done, 5*time.Second, "the receiver")
+}
+
+// TestHandOverPerSourceLimit: a receiver takes no more connections from
+// one address than --max-connections-per-source allows.
+func TestHandOverPerSourceLimit(t *testing.T) {
+	a, b := startEngine(t, 1, worker.Options{}), startEngine(t, 1, worker.Options{MaxConnectionsPerSource: 2})
+	cs := dialAsked(t, a.addr, 5)
+	connect(t, a.eng, b.eng, control.ReasonScaleDown, 0)
+	a.waitStatsFunc("3 refused", func(s control.Stats) bool { return s.HandoverRefused == 3 })
+	lancelottest.AskAll(t, cs, lancelottest.QColor, lancelottest.AColor)
+	if st := b.eng.Stats(); st.Active != 2 {
+		t.Errorf("receiver holds %d connections from one address, want its per-source cap 2", st.Active)
+	}
 }

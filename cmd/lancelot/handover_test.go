@@ -348,10 +348,11 @@ func TestHandoverHalfClosedClient(t *testing.T) {
 }
 
 // TestHandoverScaleDownAtCap: a TTOU whose surviving worker is near its
-// connection cap fills it to the cap and no further; the connections that
-// do not fit stay with the retired worker, served.
+// connection cap fills it up to where it would start shedding idle
+// connections (nine tenths of the cap) and no further; the connections
+// that do not fit stay with the retired worker, served.
 func TestHandoverScaleDownAtCap(t *testing.T) {
-	const limit, dialed = 8, 12
+	const limit, dialed, fill = 10, 14, 9
 	s := startServer(t, "--workers", "2", "--max-connections", strconv.Itoa(limit))
 	pids := slotPIDs(s.waitQuiet())
 	var conns []net.Conn
@@ -379,7 +380,7 @@ func TestHandoverScaleDownAtCap(t *testing.T) {
 	kept := conns[:0]
 	onSurvivor := established(t, s.port, pids[0])
 	for _, c := range conns {
-		if onSurvivor > limit-2 && held[c.LocalAddr().(*net.TCPAddr).Port] == pids[0] {
+		if onSurvivor > fill-2 && held[c.LocalAddr().(*net.TCPAddr).Port] == pids[0] {
 			c.Close()
 			onSurvivor--
 			continue
@@ -388,8 +389,8 @@ func TestHandoverScaleDownAtCap(t *testing.T) {
 	}
 	conns = kept
 	total := len(conns)
-	if total <= limit {
-		t.Fatalf("%d connections left, want more than the cap %d", total, limit)
+	if total <= fill {
+		t.Fatalf("%d connections left, want more than %d", total, fill)
 	}
 	s.signal(syscall.SIGTTOU)
 	s.waitHandled("TTOU", 1)
@@ -401,11 +402,14 @@ func TestHandoverScaleDownAtCap(t *testing.T) {
 			t.Fatalf("connection %d after TTOU: %q, %v", i, a, err)
 		}
 	}
-	if n := established(t, s.port, pids[0]); n != limit {
-		t.Errorf("the survivor holds %d connections, want its cap %d (filled, not exceeded)", n, limit)
+	if n := established(t, s.port, pids[0]); n != fill {
+		t.Errorf("the survivor holds %d connections, want %d: nine tenths of its cap %d, filled, not exceeded", n, fill, limit)
 	}
-	if n := established(t, s.port, pids[1]); n != total-limit || !proc.Alive(pids[1]) {
-		t.Errorf("the retired worker holds %d connections, want the %d that did not fit", n, total-limit)
+	if n := established(t, s.port, pids[1]); n != total-fill || !proc.Alive(pids[1]) {
+		t.Errorf("the retired worker holds %d connections, want the %d that did not fit", n, total-fill)
+	}
+	if logs := s.logs.String(); strings.Contains(logs, "shed=") {
+		t.Errorf("connections were shed after the handover")
 	}
 }
 

@@ -20,7 +20,7 @@
 # 5. 50,000 idle connections across one binary upgrade (--workers 5, so
 #    each process holds at most ~10,000; `lancelot bench --mode idle`
 #    spreads the clients over several processes and source addresses):
-#    how many were handed over, how many are still held and answering
+#    how many were handed over, how many are still open
 #    afterwards, and how long the old generation outlived the upgrade.
 #
 # The client is python3 (asyncio), so the numbers are not bound by a Go
@@ -70,7 +70,7 @@ def alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return False
 
 def completes():
@@ -210,7 +210,7 @@ def alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return False
 
 def upgrade(name):
@@ -257,7 +257,7 @@ async def persistent():
 if sys.argv[1] == "persistent":
     asyncio.run(persistent())
 else:
-    print(f"{upgrade('upgrade'):.3f}")
+    upgrade("upgrade")
 PY
 
 # stop_current stops the supervisor the pid file names (the last upgrade's).
@@ -287,14 +287,16 @@ for ((i = 0; i < 1200; i++)); do
 	sleep 0.1
 done
 echo "  established before the upgrade: $held"
-gone=$(python3 "$WORK/upgrade.py" once "$BIN" "$PORT" "$WORK/pid")
+out=$(python3 "$WORK/upgrade.py" once "$BIN" "$PORT" "$WORK/pid")
+echo "$out"
+gone=$(grep -o 'gone [0-9.]*' <<<"$out" | cut -d' ' -f2)
 wait "$BENCH" || true
 handed=$(grep 'reason=upgrade' "$WORK/log" | grep -o 'handed_over=[0-9]*' | cut -d= -f2 | paste -sd+ | bc)
 python3 - "$WORK/idle.json" "$handed" "$gone" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 errors = {k: v for k, v in (r.get("errors") or {}).items() if v}
-print(f"RESULT idle upgrade: 50000 idle connections, handed over {sys.argv[2]}, still held and answering at the end {r.get('idle_held')}, old generation gone {float(sys.argv[3]):.3f} s after the upgrade completed; errors {errors or 'none'}")
+print(f"RESULT idle upgrade: 50000 idle connections, handed over {sys.argv[2]} (with the bench's latency probes), still open at the end {r.get('idle_held')}, old generation gone {float(sys.argv[3]):.3f} s after the upgrade completed; errors {errors or 'none'}")
 PY
 stop_current
 stop

@@ -8,17 +8,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// PinToCPU pins the calling process to one CPU: the slot-th (modulo their
-// number) of the CPUs it may run on, as nginx's worker_cpu_affinity auto
-// does. It returns the CPU chosen.
+// PinToCPUs pins the calling process to its share of the CPUs it may run
+// on: share CPUs (its GOMAXPROCS: the available CPUs divided among the
+// workers), the slot-th block of them, wrapping around, so that workers
+// that together fit the CPUs get disjoint blocks, as nginx's
+// worker_cpu_affinity auto does one CPU each. It returns the CPUs chosen.
 //
 // sched_setaffinity applies to one thread, and the Go runtime has started
 // several by now, so every thread of the process is pinned; threads started
 // later inherit the mask from the thread that creates them.
-func PinToCPU(slot int) (int, error) {
+func PinToCPUs(slot, share int) ([]int, error) {
 	var allowed unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
-		return -1, fmt.Errorf("cpu affinity: %w", err)
+		return nil, fmt.Errorf("cpu affinity: %w", err)
 	}
 	cpus := make([]int, 0, allowed.Count())
 	for c := range len(allowed) * 64 {
@@ -27,19 +29,32 @@ func PinToCPU(slot int) (int, error) {
 		}
 	}
 	if len(cpus) == 0 {
-		return -1, fmt.Errorf("cpu affinity: no CPU allowed")
+		return nil, fmt.Errorf("cpu affinity: no CPU allowed")
 	}
-	cpu := cpus[slot%len(cpus)]
-	var one unix.CPUSet
-	one.Set(cpu)
+	chosen := cpuShare(cpus, slot, share)
+	var set unix.CPUSet
+	for _, c := range chosen {
+		set.Set(c)
+	}
 	// Twice: a thread started during the first pass by a thread not yet
 	// pinned is caught by the second.
 	for range 2 {
-		if err := pinThreads(&one); err != nil {
-			return -1, fmt.Errorf("cpu affinity: CPU %d: %w", cpu, err)
+		if err := pinThreads(&set); err != nil {
+			return nil, fmt.Errorf("cpu affinity: CPUs %v: %w", chosen, err)
 		}
 	}
-	return cpu, nil
+	return chosen, nil
+}
+
+// cpuShare is slot's block of share CPUs among cpus (at least one, at most
+// all of them), starting at slot*share and wrapping around.
+func cpuShare(cpus []int, slot, share int) []int {
+	share = min(max(share, 1), len(cpus))
+	out := make([]int, share)
+	for j := range out {
+		out[j] = cpus[(slot*share+j)%len(cpus)]
+	}
+	return out
 }
 
 func pinThreads(set *unix.CPUSet) error {

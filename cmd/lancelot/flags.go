@@ -27,7 +27,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "shutdown-timeout", Value: d.ShutdownTimeout, Usage: "on TERM, serve open connections for `DURATION` before closing each at a question boundary"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-format", Value: d.LogFormat, Usage: "log `FORMAT`: text or json"}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", Value: d.LogLevel, Usage: "log `LEVEL`: debug, info, warn or error"}),
-		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "cpu-affinity", Usage: "pin worker i to CPU i (mod the CPUs allowed)"}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "cpu-affinity", Usage: "pin each worker to its share of the CPUs allowed, as many as its GOMAXPROCS (worker i: the i-th block)"}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "worker-timeout", Value: d.WorkerTimeout, Usage: "kill (after a stack dump) and replace a worker whose serving loops miss the heartbeat for `DURATION` (0: off)"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-connections", Usage: "`N` connections per worker at most (0: the open-files limit minus a reserve)"}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-connections-per-source", Usage: "`N` connections per client address per worker at most (0: no limit)"}),

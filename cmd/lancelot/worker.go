@@ -74,7 +74,7 @@ func runWorker(slot int) error {
 	}
 	setWorkerProcs(config.AvailableCPUs(), cfg.Workers)
 	if cfg.CPUAffinity {
-		pinWorker(slot, log)
+		pinWorker(slot, runtime.GOMAXPROCS(0), log)
 	}
 	eng := worker.NewEventLoop(worker.Options{
 		Table:                   table,
@@ -126,13 +126,18 @@ func setWorkerProcs(cpus config.CPUs, workers int) {
 	runtime.GOMAXPROCS(max(1, cpus.N/max(1, workers)))
 }
 
-// pinWorker applies --cpu-affinity: worker i runs on CPU i (mod the CPUs
-// allowed). A failure costs only locality, so it is logged, not fatal.
-func pinWorker(slot int, log *slog.Logger) {
-	cpu, err := worker.PinToCPU(slot)
+// pinWorker applies --cpu-affinity: worker i runs on the i-th block of
+// share CPUs (its GOMAXPROCS, so that it has a CPU for each P), mod the
+// CPUs allowed. A failure costs only locality, so it is logged, not fatal.
+func pinWorker(slot, share int, log *slog.Logger) {
+	cpus, err := worker.PinToCPUs(slot, share)
 	if err != nil {
 		log.Warn("cpu affinity not applied", "err", err)
 		return
 	}
-	log.Info("pinned to CPU", "cpu", cpu)
+	if len(cpus) == 1 {
+		log.Info("pinned to CPU", "cpu", cpus[0]) // as before shares: scripts read it
+		return
+	}
+	log.Info("pinned to CPUs", "cpus", cpus)
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -103,11 +104,98 @@ func TestCPUsUnder(t *testing.T) {
 	}
 }
 
-// TestAvailableCPUsHere: on the real host the figure is within the
-// affinity mask and positive.
+// TestAvailableCPUsHere: on the real host the figure is the affinity mask
+// (from /proc/self/status, not sched_getaffinity) capped by the cgroup
+// quota, both read here another way: the cgroup paths of
+// /proc/self/cgroup under the mount points of /proc/self/mounts, each
+// quota file from there up to the mount point.
 func TestAvailableCPUsHere(t *testing.T) {
-	got := AvailableCPUs()
-	if got.N < 1 || (got.Source != "affinity" && got.Source != "cgroup-quota") {
-		t.Errorf("AvailableCPUs() = %+v", got)
+	want := CPUs{N: affinityFromStatus(t), Source: "affinity"}
+	if q, ok := quotaFromMounts(t); ok && q < want.N {
+		want = CPUs{N: q, Source: "cgroup-quota"}
 	}
+	if got := AvailableCPUs(); got != want {
+		t.Errorf("AvailableCPUs() = %+v, want %+v", got, want)
+	}
+}
+
+// affinityFromStatus counts the CPUs of Cpus_allowed_list ("0-3,6").
+func affinityFromStatus(t *testing.T) int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		list, ok := strings.CutPrefix(line, "Cpus_allowed_list:")
+		if !ok {
+			continue
+		}
+		n := 0
+		for _, part := range strings.Split(strings.TrimSpace(list), ",") {
+			lo, hi, isRange := strings.Cut(part, "-")
+			if !isRange {
+				hi = lo
+			}
+			a, err1 := strconv.Atoi(lo)
+			z, err2 := strconv.Atoi(hi)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("Cpus_allowed_list %q", list)
+			}
+			n += z - a + 1
+		}
+		return n
+	}
+	t.Fatal("no Cpus_allowed_list in /proc/self/status")
+	return 0
+}
+
+// quotaFromMounts is the smallest quota, in CPUs rounded up, along this
+// process's cpu cgroup (v1) and its cgroup2 path.
+func quotaFromMounts(t *testing.T) (int, bool) {
+	groups, err := os.ReadFile("/proc/self/cgroup")
+	mounts, err2 := os.ReadFile("/proc/self/mounts")
+	if err != nil || err2 != nil {
+		t.Fatal(err, err2)
+	}
+	best, found := 0, false
+	for _, line := range strings.Split(strings.TrimSpace(string(groups)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		v1 := slices.Contains(strings.Split(f[1], ","), "cpu")
+		if len(f) != 3 || !v1 && f[0] != "0" {
+			continue
+		}
+		for _, m := range strings.Split(string(mounts), "\n") {
+			mf := strings.Fields(m)
+			if len(mf) < 4 || v1 && (mf[2] != "cgroup" || !slices.Contains(strings.Split(mf[3], ","), "cpu")) || !v1 && mf[2] != "cgroup2" {
+				continue
+			}
+			for dir := filepath.Join(mf[1], f[2]); strings.HasPrefix(dir, mf[1]); dir = filepath.Dir(dir) {
+				if q, ok := quotaIn(dir, v1); ok && (!found || q < best) {
+					best, found = q, true
+				}
+				if dir == mf[1] {
+					break
+				}
+			}
+		}
+	}
+	return best, found
+}
+
+// quotaIn reads one cgroup directory's quota, in CPUs rounded up.
+func quotaIn(dir string, v1 bool) (int, bool) {
+	read := func(name string) string {
+		b, _ := os.ReadFile(filepath.Join(dir, name))
+		return strings.TrimSpace(string(b))
+	}
+	q, p := read("cpu.cfs_quota_us"), read("cpu.cfs_period_us")
+	if !v1 {
+		q, p, _ = strings.Cut(read("cpu.max"), " ")
+	}
+	quota, err1 := strconv.Atoi(q)
+	period, err2 := strconv.Atoi(p)
+	if err1 != nil || err2 != nil || quota <= 0 || period <= 0 {
+		return 0, false
+	}
+	return (quota + period - 1) / period, true
 }

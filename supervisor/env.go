@@ -75,9 +75,10 @@ type successorProc interface {
 	pid() int
 	// accept tells it to take over.
 	accept() error
-	// refuse tells it why it will not take over and kills it (or the
-	// launcher still starting it); it is gone when refuse returns.
-	refuse(why string)
+	// refuse tells it why it will not take over and ends it: an accepted
+	// one is killed and gone when refuse returns; any other is stopped
+	// gracefully (it may serve clients already), then killed if it lingers.
+	refuse(why string, accepted bool)
 	// done lets go of it once it took over.
 	done()
 	// signal passes a request on to the new supervisor once it took over.

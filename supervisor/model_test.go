@@ -177,7 +177,7 @@ type fakeSuccessor struct {
 
 func (f *fakeSuccessor) pid() int                  { return f.pidv }
 func (f *fakeSuccessor) accept() error             { f.accepted = true; return nil }
-func (f *fakeSuccessor) refuse(string)             { f.refused = true }
+func (f *fakeSuccessor) refuse(string, bool)       { f.refused = true }
 func (f *fakeSuccessor) done()                     {}
 func (f *fakeSuccessor) signal(sig syscall.Signal) { f.signals = append(f.signals, sig) }
 

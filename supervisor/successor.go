@@ -200,24 +200,43 @@ func (p *successorProcess) signal(sig syscall.Signal) {
 	p.fd.signal(sig)
 }
 
-// refuse tells the successor why, and ends it at once (the launcher
-// instead, if it has not reported the successor yet: it reports right
-// after starting it, so that almost always means none is ever started).
-// It returns once the successor is gone (at most handoff.TimeoutGone):
-// one that was accepted may be acting on the accept, and one that does
-// not speak the protocol (release 0.2.0) writes the pid file on its own,
-// so the caller takes the pid file and systemd's main pid back only after.
-func (p *successorProcess) refuse(why string) {
+// refusedGrace is how long a refused successor that was not accepted has
+// to drain the clients its workers took (TERM) before it is killed.
+const refusedGrace = 30 * time.Second
+
+// refuse tells the successor why, and ends it (the launcher instead, if
+// it has not reported the successor yet: it reports right after starting
+// it, so that almost always means none is ever started). One that was
+// accepted may be acting on the accept: it is killed, and refuse returns
+// once it is gone (at most handoff.TimeoutGone), so that the caller takes
+// the pid file and systemd's main pid back only after. Any other gets TERM,
+// so that the clients its workers already took are served, and is killed
+// if it is still there after refusedGrace.
+func (p *successorProcess) refuse(why string, accepted bool) {
 	handoff.Refuse(p.channel, why)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.fd == nil {
+	switch {
+	case p.fd == nil:
 		p.launcher.Process.Kill()
-	} else {
+	case accepted:
 		p.fd.kill()
 		p.fd.waitGone(handoff.TimeoutGone)
+	default:
+		p.fd.signal(syscall.SIGTERM)
+		if dup, err := handoff.DupCloexec(uintptr(p.fd.fd)); err == nil {
+			go killAfter(&pidfd{fd: dup}, refusedGrace)
+		}
 	}
 	p.release()
+}
+
+// killAfter kills the process unless it is gone within grace, then lets
+// go of the pidfd.
+func killAfter(p *pidfd, grace time.Duration) {
+	defer p.close()
+	p.waitGone(grace)
+	p.kill()
 }
 
 // release lets go of what watched the successor, once the upgrade is over

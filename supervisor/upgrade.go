@@ -304,11 +304,11 @@ func (s *Supervisor) refuseUpgrade(why string) {
 	pid := u.proc.pid()
 	s.log.Error("binary upgrade refused; still serving", "new_pid", pid, "reason", why)
 	// A successor that was accepted may be writing the pid file and
-	// telling systemd it is the main process (and release 0.2.0 does
-	// both before its ready byte): it is killed, and gone, before this
-	// supervisor takes both back, so it cannot act on an accept
-	// afterwards.
-	u.proc.refuse(why)
+	// telling systemd it is the main process: it is killed, and gone,
+	// before this supervisor takes both back, so it cannot act on the
+	// accept afterwards. Release 0.2.0 writes both before its ready byte
+	// (and removes the pid file at exit only if it still names it).
+	u.proc.refuse(why, u.hs.Phase() == handoff.PhaseAccepted)
 	if pid > 0 {
 		s.restorePIDFile(pid)
 		s.opts.Notify("MAINPID=" + strconv.Itoa(os.Getpid()))

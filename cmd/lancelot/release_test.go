@@ -378,3 +378,27 @@ func TestUpgradeFromRelease020Refused(t *testing.T) {
 	l.waitExchanges(l.progress().Exchanges + 1000)
 	l.requireNoFailures()
 }
+
+// TestRollbackToRelease020Refused: a rollback straight to 0.2.0 is
+// refused as soon as 0.2.0 says ready (its protocol 1 byte), and although
+// 0.2.0 writes the pid file before that byte, the pid file names this
+// build's supervisor again once `lancelot upgrade` returns.
+func TestRollbackToRelease020Refused(t *testing.T) {
+	release, commit := releaseBefore(t, "0.3.0")
+	old := buildRelease(t, release, commit)
+	bin := copyBinary(t)
+	s := launchServerBinary(t, bin, "--workers", "2")
+	l := startLoad(t, s.addr, 2, 2)
+	l.waitExchanges(200)
+	install(t, old, bin)
+	r := runCLI(t, time.Minute, "upgrade", "--pid-file", s.pidFile)
+	t.Logf("refused after %v: %s", r.elapsed.Round(time.Millisecond), strings.TrimSpace(r.stderr))
+	if r.code == 0 || !strings.Contains(r.stderr, "release 0.2.0's ready byte") {
+		t.Errorf("upgrade exited %d with %q; want the refusal of 0.2.0's ready byte", r.code, r.stderr)
+	}
+	if pid := s.pidFromFile(); pid != s.cmd.Process.Pid {
+		t.Errorf("pid file names %d after the refusal, want %d", pid, s.cmd.Process.Pid)
+	}
+	l.waitExchanges(l.progress().Exchanges + 200)
+	l.requireNoFailures()
+}

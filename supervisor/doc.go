@@ -46,7 +46,8 @@
 // a heartbeat, exited; the successor is ready) and requests (signals,
 // Reload). The loop is also the only goroutine that creates sockets and
 // starts processes, so that which descriptors a child inherits is decided
-// in one place. The loop reaches the operating system only through env, so the model
+// in one place: go_reuseport, which creates the sockets, leaves each
+// inheritable for a moment (see bindSocket). The loop reaches the operating system only through env, so the model
 // test runs it against fake workers and a fake clock. Beside the loop, a
 // sampler asks the live workers for their counters every statsInterval,
 // for the per-worker figures of Status (open connections, questions per

@@ -105,7 +105,11 @@ func TestResilienceHungWorker(t *testing.T) {
 	all := append(queued, fresh...)
 	slow := 0
 	for _, p := range all {
-		if p.err == nil && p.latency() > 300*time.Millisecond {
+		// Queued on its socket until it is lent: since 0.4.0 at the first
+		// missed heartbeat answer, a quarter to a half second after the
+		// stop with --worker-timeout 1s, so a client on it waits at
+		// least tens of milliseconds; one elsewhere, about one.
+		if p.err == nil && p.latency() > 50*time.Millisecond {
 			slow++
 		}
 	}
@@ -113,7 +117,7 @@ func TestResilienceHungWorker(t *testing.T) {
 	if replaced < 0 {
 		took = fmt.Sprintf("not within %v", timeout+stackDumpGrace+3*time.Second)
 	}
-	t.Logf("hung worker: replaced %s; %d of %d clients unanswered within 2 s, %d answered after waiting > 300 ms (queued on its socket)",
+	t.Logf("hung worker: replaced %s; %d of %d clients unanswered within 2 s, %d answered after waiting > 50 ms (queued on its socket)",
 		took, len(failedProbes(all)), len(all), slow)
 	if failed := failedProbes(all); len(failed) > 0 {
 		t.Errorf("%d of %d clients unanswered within 2 s while a worker hung; first: %v", len(failed), len(all), failed[:min(5, len(failed))])

@@ -157,7 +157,9 @@ func TestUpgradeDuringRollout(t *testing.T) {
 	bin, real := copyBinary(t), copyBinary(t)
 	config := filepath.Join(t.TempDir(), "lancelot.yaml")
 	writeFile(t, config, "workers: 1\n")
-	s := launchServerBinary(t, bin, "--config", config, "--shutdown-timeout", "1m")
+	// The held client keeps the old supervisor draining (with handover
+	// on it would move to the new one, and the old one exit at once).
+	s := launchServerBinary(t, bin, "--config", config, "--shutdown-timeout", "1m", "--handover", "off")
 	held := lancelottest.Dial(t, s.addr)
 	held.Send(lancelottest.QName)
 	held.Expect(lancelottest.AName)

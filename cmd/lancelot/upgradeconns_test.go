@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -216,5 +217,63 @@ func TestUpgradeHandoverOff(t *testing.T) {
 				t.Errorf("connections handed over with --handover=off on the %s", side)
 			}
 		})
+	}
+}
+
+// pipelineAcrossUpgrade pipelines n questions on one connection, reads a
+// quarter of the answers, runs `lancelot upgrade` while the rest wait
+// unread, and reads them slowly: every answer must come, in order, and the
+// connection must have been handed over. It returns the connection, the
+// old generation's pids and the new supervisor's.
+func pipelineAcrossUpgrade(t *testing.T, n int) (net.Conn, []int, int) {
+	s := launchServerBinary(t, copyBinary(t), "--workers", "1")
+	conn := lancelottest.DialConn(t, s.addr)
+	ex := lancelottest.Exchanges()
+	go func() {
+		var b strings.Builder
+		for i := range n {
+			b.WriteString(ex[i%3][0])
+		}
+		conn.Write([]byte(b.String()))
+	}()
+	r := bufio.NewReaderSize(conn, 512)
+	conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	var old []int
+	newPID := 0
+	for i := range n {
+		if i == n/4 {
+			old, newPID = upgradeOld(t, s)
+		}
+		a, err := r.ReadString('.')
+		if err != nil {
+			t.Fatalf("answer %d: %v (read %q)", i, err, a)
+		}
+		if a != ex[i%3][1] {
+			t.Fatalf("answer %d = %q, want %q", i, a, ex[i%3][1])
+		}
+		if i%200 == 0 {
+			time.Sleep(5 * time.Millisecond) // a slow reader
+		}
+	}
+	if logs := s.logs.String(); !strings.Contains(logs, "reason=upgrade handed_over=1 ") {
+		t.Errorf("the connection was not handed over:\n%s", grepLines(logs, "upgrade", "handover", "handed"))
+	}
+	return conn, old, newPID
+}
+
+// TestUpgradePipelinedSlowReader: 20,000 pipelined questions, read slowly
+// across an upgrade, are all answered, in order; the old generation is
+// then gone, and the connection, now held by the new supervisor's worker,
+// answers on.
+func TestUpgradePipelinedSlowReader(t *testing.T) {
+	skipIfShort(t)
+	conn, old, newPID := pipelineAcrossUpgrade(t, 20000)
+	requireGone(t, "upgrade", old)
+	if a, err := lancelottest.AskOn(conn, lancelottest.QColor); err != nil || a != lancelottest.AColor {
+		t.Fatalf("after the upgrade: %q, %v", a, err)
+	}
+	port := conn.RemoteAddr().(*net.TCPAddr).Port
+	if n := heldBy(t, port, proc.Children(newPID)); n != 1 {
+		t.Errorf("the new supervisor's worker holds %d connections, want the pipelining one", n)
 	}
 }

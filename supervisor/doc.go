@@ -66,7 +66,10 @@
 // the sender as before; the workers do the rest between themselves, so a
 // handover never blocks the loop, and a failed one costs only the
 // connections in flight. The retired worker exits once it holds nothing;
-// its drain deadline still bounds it. --handover=off skips the pairing.
+// its drain deadline still bounds it. --handover=off skips the pairing. A
+// receiver retired in turn by a scale-down (a TTOU right behind a reload)
+// refuses what it has not taken, and its senders get a channel to each
+// survivor (rePair), so what was refused moves on instead of draining.
 //
 // Binary upgrades. The loop drives the predecessor's side of the handoff
 // (handoff.Predecessor) with what the successor says and the clock, and

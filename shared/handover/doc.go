@@ -39,7 +39,13 @@
 //   - every step has a deadline (the send, the ack, the wait for the next
 //     batch) and every length a cap; a channel that breaks or times out
 //     fails the batch in flight (the sender closes those connections, since
-//     the receiver may have read from them) and nothing else;
+//     the receiver may have read from them) and nothing else, but for a
+//     receiver that closed its end with the batch unread: Linux resets the
+//     sender's read of the ack (ECONNRESET) then, the descriptors never
+//     reached the receiver, and the sender serves on (ErrNotSent);
+//   - a worker that stops refuses every later batch (receiver stopping)
+//     and answers its senders until they close, within a bound, before it
+//     exits;
 //   - descriptors are reached through SyscallConn or as raw ints, never
 //     through (*os.File).Fd, which would make a socket blocking for every
 //     process sharing it.

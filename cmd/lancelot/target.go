@@ -108,6 +108,22 @@ func readPIDFile(name, path string) (int, error) {
 	return pid, nil
 }
 
+// checkByAdminSocket identifies t's process by the admin socket that bears
+// its pid: only a lancelot supervisor answers status there, with its own
+// pid.
+func checkByAdminSocket(name string, t target) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	raw, err := admin.Do(ctx, t.pid, admin.CommandStatus)
+	if err != nil {
+		return fmt.Errorf("%s: pid %d is hidden from /proc here and has no lancelot admin socket (%v): not signalled", name, t.pid, err)
+	}
+	if st, err := decodeStatus(raw); err != nil || st.PID != t.pid {
+		return fmt.Errorf("%s: pid %d is hidden from /proc here and its admin socket did not answer as lancelot: not signalled", name, t.pid)
+	}
+	return nil
+}
+
 // gone is the error for a pid that no process has.
 func gone(name string, t target) error {
 	if t.pidFile != "" {
@@ -121,9 +137,18 @@ func gone(name string, t target) error {
 // reused by another lancelot).
 func checkSupervisor(name string, t target) error {
 	id, err := proc.Identify(t.pid)
+	alive := unix.PidfdSendSignal(t.fd, 0, nil, 0) == nil
+	if err != nil && alive {
+		// Alive, yet not in /proc: hidden from this process, as the
+		// packaged unit's ExecReload= is from its main process
+		// (ProtectProc=invisible, and each process of the unit in a user
+		// namespace of its own). Its admin socket, named by its pid,
+		// tells what it is.
+		return checkByAdminSocket(name, t)
+	}
 	// The pidfd still names a live process: the pid was not reused while
 	// /proc was read, so what was read is that process.
-	if err != nil || unix.PidfdSendSignal(t.fd, 0, nil, 0) != nil {
+	if err != nil || !alive {
 		return gone(name, t)
 	}
 	if !id.Supervisor() {

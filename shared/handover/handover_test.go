@@ -173,14 +173,20 @@ func TestRefusedBatchLeavesNothing(t *testing.T) {
 			t.Errorf("descriptor left open: %s", name)
 		}
 	}
-	// The connection still works from the sender's side.
+	requireSenderServes(t, fd, client, "after refusal")
+}
+
+// requireSenderServes checks that the sender's descriptor fd still carries
+// bytes to client: the connection stayed the sender's.
+func requireSenderServes(t *testing.T, fd int, client net.Conn, when string) {
+	t.Helper()
 	if _, err := unix.Write(fd, []byte("ok")); err != nil {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 2)
 	client.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := client.Read(buf); err != nil || string(buf) != "ok" {
-		t.Fatalf("connection after refusal: %q %v", buf, err)
+		t.Fatalf("connection %s: %q %v", when, buf, err)
 	}
 }
 
@@ -332,12 +338,5 @@ func TestUnreadBatchNotSent(t *testing.T) {
 	if _, err := s.Send([]Conn{{FD: fd}}); !errors.Is(err, ErrNotSent) {
 		t.Fatalf("send to a receiver that closed unread: %v, want ErrNotSent", err)
 	}
-	if _, err := unix.Write(fd, []byte("ok")); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 2)
-	client.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := client.Read(buf); err != nil || string(buf) != "ok" {
-		t.Fatalf("connection after the receiver left: %q %v", buf, err)
-	}
+	requireSenderServes(t, fd, client, "after the receiver left")
 }

@@ -67,9 +67,12 @@
 // handover never blocks the loop, and a failed one costs only the
 // connections in flight. The retired worker exits once it holds nothing;
 // its drain deadline still bounds it. --handover=off skips the pairing. A
-// receiver retired in turn by a scale-down (a TTOU right behind a reload)
-// refuses what it has not taken, and its senders get a channel to each
-// survivor (rePair), so what was refused moves on instead of draining.
+// receiver retired in turn (a TTOU or an upgrade right behind a reload)
+// goes on taking from its senders and passes what it takes on through its
+// own handover: the workers forward along the chain, so the loop pairs
+// only the worker it retires. A receiver that exits while senders still
+// hand to it (it crashed, or was killed) leaves them a channel to each
+// survivor (rePair), so what they hold moves on instead of draining.
 //
 // Binary upgrades. The loop drives the predecessor's side of the handoff
 // (handoff.Predecessor) with what the successor says and the clock, and

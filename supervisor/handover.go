@@ -53,12 +53,12 @@ func (s *Supervisor) startHandover(from, to *worker, reason string, share int) e
 	return nil
 }
 
-// rePair gives every worker that hands its connections to gone, which is
-// being retired in turn (a scale-down right behind a reload), a channel
-// to each of to as well. gone refuses whatever it has not taken yet once
-// it stops, and a sender keeps what was refused until a new channel comes
-// (it offers refused connections again to a new one): without this, those
-// connections would drain on the old worker until --shutdown-timeout.
+// rePair gives every worker that hands its connections to gone, which
+// has exited (crashed, killed, or gone before its senders were done), a
+// channel to each of to: a sender keeps what its receiver refused or
+// never read, and offers it to a new channel, instead of draining it on
+// the old worker until --shutdown-timeout. A receiver that is only
+// retired needs none of this: it forwards what it takes (see doc.go).
 func (s *Supervisor) rePair(gone *worker, to []*worker) {
 	for p := range s.workers {
 		reason, ok := p.handsTo[gone]

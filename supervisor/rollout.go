@@ -269,7 +269,6 @@ func (s *Supervisor) runStep(st step) error {
 		s.slots = s.slots[:st.slot]
 		s.rehome()
 		s.handOverAll(sl.cur, s.survivors(), control.ReasonScaleDown)
-		s.rePair(sl.cur, s.survivors())
 		for _, w := range []*worker{sl.cur, sl.next} {
 			if w != nil {
 				s.retire(w, "slot removed")

@@ -44,8 +44,8 @@ type worker struct {
 	// hb is its heartbeat state.
 	hb workerHeartbeat
 	// handsTo are the workers it hands every connection to (reload,
-	// scale_down), with the reason: if one of them is retired in turn,
-	// it gets a channel to the survivors instead (see rePair).
+	// scale_down), with the reason: if one of them exits first, it gets
+	// a channel to the survivors instead (see rePair).
 	handsTo map[*worker]string
 }
 
@@ -196,6 +196,9 @@ func (s *Supervisor) workerReady(w *worker) {
 func (s *Supervisor) workerExited(w *worker, err error) {
 	delete(s.workers, w)
 	s.metrics.remove(w)
+	if s.stopping == 0 {
+		s.rePair(w, s.survivors())
+	}
 	status := exitStatus(err)
 	uptime := s.env.now().Sub(w.started).Round(time.Millisecond)
 	sl := s.slotOf(w)

@@ -10,6 +10,26 @@ import (
 	"github.com/camelot/lancelot/shared/proxyproto"
 )
 
+// Receive starts serving the receiving side of a handover channel until
+// its sender closes its end (see handover.Receiver.Serve), adopting what
+// it hands over, and returns what Serve returns. From the call on, a
+// stopped engine that forwards keeps its loops (see mayLeave).
+func (e *EventLoop) Receive(r *handover.Receiver, idle time.Duration) <-chan error {
+	e.mu.Lock()
+	e.inbound++
+	e.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		err := r.Serve(e.Adopt, idle)
+		e.mu.Lock()
+		e.inbound--
+		e.wakeAllLocked() // an empty loop waiting for the senders may exit now
+		e.mu.Unlock()
+		done <- err
+	}()
+	return done
+}
+
 // Adopt is the receiving side of a handover (a handover.Taker): it admits
 // the connections another worker hands over, within this engine's limits,
 // and gives each to a loop. It owns the descriptors it takes.
@@ -17,7 +37,7 @@ func (e *EventLoop) Adopt(conns []handover.Conn) []handover.Refusal {
 	verdicts := make([]handover.Refusal, len(conns))
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.state.Load() != engineRunning || e.loops == nil || e.live < len(e.loops) {
+	if !e.adoptingLocked() {
 		for i := range verdicts {
 			verdicts[i] = handover.RefusedStopping
 		}
@@ -36,6 +56,40 @@ func (e *EventLoop) Adopt(conns []handover.Conn) []handover.Refusal {
 		l.wakeLocked()
 	}
 	return verdicts
+}
+
+// adoptingLocked reports whether the engine takes handed-over
+// connections: while it serves, and, stopped, while it hands every
+// connection on (it forwards them), until a loop leaves.
+func (e *EventLoop) adoptingLocked() bool {
+	if e.loops == nil || e.live < len(e.loops) || e.leaving {
+		return false
+	}
+	switch e.state.Load() {
+	case engineRunning:
+		return true
+	case engineStopped:
+		return e.forwarding > 0
+	}
+	return false
+}
+
+// mayLeave reports whether l, a loop of a stopped engine with nothing
+// left to serve, may exit; once one may, the engine adopts no more. Not
+// while the worker forwards and its senders may still hand it
+// connections: Adopt gives them to every loop, and a loop gone would
+// strand them.
+func (e *EventLoop) mayLeave(l *loop) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(l.adopted) > 0 || len(l.pendingOuts) > 0 {
+		return false
+	}
+	if e.state.Load() == engineStopped && e.inbound > 0 && e.forwarding > 0 {
+		return false
+	}
+	e.leaving = true
+	return true
 }
 
 // admitHanded checks one handed connection against the limits, and counts

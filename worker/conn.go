@@ -26,7 +26,7 @@ type elConn struct {
 	// fresh: it has not sent a byte yet; it is then in the loop's
 	// freshList, between fprev and fnext.
 	fresh bool
-	// stay: a handover receiver refused it; it is served here.
+	// stay: too big to hand over (see handover.Fits); it is served here.
 	stay         bool
 	fprev, fnext *elConn
 	info         *connInfo // nil unless PROXY or per-source limits need it

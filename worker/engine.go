@@ -52,6 +52,17 @@ type EventLoop struct {
 	// guarded by mu.
 	adoptNext int
 	sources   *sources // nil unless MaxConnectionsPerSource is set
+
+	// inbound counts the handover channels this worker receives on;
+	// forwarding, its outgoing channels that take every connection (it
+	// is going away). Both guarded by mu. While both are non-zero, a
+	// stopped engine still adopts what its senders hand it and passes
+	// it on, and its empty loops wait (see mayLeave): a retired receiver
+	// forwards instead of refusing, so nothing strands on its senders.
+	inbound, forwarding int
+	// leaving: a loop of the stopped engine has decided to exit, so no
+	// loop may be handed a connection any more; guarded by mu.
+	leaving bool
 }
 
 // Engine states; see EventLoop.state.
@@ -115,6 +126,11 @@ func (e *EventLoop) letGo(id int, sweep bool) {
 	}
 	delete(e.listeners, id)
 	rec.dropped, rec.sweep = true, sweep
+	e.wakeAllLocked()
+}
+
+// wakeAllLocked wakes every loop to look at what changed.
+func (e *EventLoop) wakeAllLocked() {
 	for _, l := range e.loops {
 		l.wakeLocked()
 	}
@@ -195,9 +211,7 @@ func (e *EventLoop) raise(s int32) {
 		return
 	}
 	e.state.Store(s)
-	for _, l := range e.loops {
-		l.wakeLocked()
-	}
+	e.wakeAllLocked()
 	if e.live == 0 {
 		e.closeDoneLocked()
 	}

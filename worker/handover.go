@@ -52,9 +52,16 @@ type outgoing struct {
 
 // loopOut is a loop's progress on an outgoing channel.
 type loopOut struct {
-	o                       *outgoing
-	budget                  int // connections left to send; -1: all of them
-	done                    bool
+	o      *outgoing
+	budget int // connections left to send; -1: all of them
+	done   bool
+	// kept are the connections its receiver refused for good (a limit,
+	// their state): served here, or offered to another channel.
+	kept map[*elConn]struct{}
+	// retryAt: the receiver refused as stopping, which it may stop
+	// doing (it was told to stop before it was told to forward); offer
+	// nothing to it before then.
+	retryAt                 int64
 	handed, refused, failed uint64
 }
 
@@ -73,6 +80,9 @@ func (e *EventLoop) HandOver(s *handover.Sender, reason string, share int) {
 			l.wakeLocked()
 		}
 	}
+	if o.all {
+		e.forwarding++
+	}
 	if o.loops == 0 {
 		e.finishOutgoingLocked(o)
 	}
@@ -81,6 +91,10 @@ func (e *EventLoop) HandOver(s *handover.Sender, reason string, share int) {
 // finishOutgoingLocked closes o's channel and logs what went through it.
 func (e *EventLoop) finishOutgoingLocked(o *outgoing) {
 	o.s.Close()
+	if o.all {
+		e.forwarding--
+		e.wakeAllLocked() // an empty loop kept for forwarding may exit now
+	}
 	args := []any{"reason", handoverReasons[o.reason], "handed_over", o.handed, "took", time.Since(o.start).Round(time.Millisecond)}
 	if o.refused > 0 {
 		args = append(args, "refused_kept_here", o.refused)
@@ -107,16 +121,11 @@ func (e *EventLoop) loopDoneWith(lo *loopOut) {
 	}
 }
 
-// takeOuts starts on the outgoing channels handed to l. A connection a
-// receiver refused before is offered again to a new channel.
+// takeOuts starts on the outgoing channels handed to l. A connection
+// another receiver refused is offered to a new channel all the same.
 func (l *loop) takeOuts(outs []*outgoing) {
 	if len(outs) == 0 {
 		return
-	}
-	for _, c := range l.conns {
-		if c != nil {
-			c.stay = false
-		}
 	}
 	for _, o := range outs {
 		lo := loopOut{o: o, budget: -1}
@@ -170,8 +179,11 @@ func (l *loop) handOver() {
 }
 
 // canGo reports whether c may be handed over now: at a question boundary
-// with every answer it is owed written, not refused by a receiver already.
+// with every answer it is owed written, not refused by this receiver.
 func (lo *loopOut) canGo(c *elConn) bool {
+	if _, kept := lo.kept[c]; kept {
+		return false
+	}
 	switch {
 	case c == nil || c.stay || c.out != nil:
 		return false
@@ -187,6 +199,9 @@ func (lo *loopOut) canGo(c *elConn) bool {
 func (l *loop) sendBatch(lo *loopOut) bool {
 	if lo.budget == 0 {
 		lo.done = true
+		return false
+	}
+	if lo.retryAt > l.now {
 		return false
 	}
 	var batch []handover.Conn
@@ -234,8 +249,16 @@ func (l *loop) sendBatch(lo *loopOut) bool {
 		return false
 	}
 	for i, c := range picked {
-		if verdicts[i] != handover.Taken {
-			c.stay = true
+		switch verdicts[i] {
+		case handover.Taken:
+		case handover.RefusedStopping:
+			l.refusedStopping(lo)
+			continue
+		default:
+			if lo.kept == nil {
+				lo.kept = make(map[*elConn]struct{})
+			}
+			lo.kept[c] = struct{}{}
 			lo.refused++
 			l.stats.handRefused.Add(1)
 			continue
@@ -248,6 +271,19 @@ func (l *loop) sendBatch(lo *loopOut) bool {
 		}
 	}
 	return true
+}
+
+// refusedStopping acts on a receiver that refused a connection because
+// it stops without forwarding: a rebalance gives up; a handover of every
+// connection offers it again later, as the receiver may just not have
+// been told yet where to forward (its TERM can overtake that message).
+// If it never is, it exits, and its end with it (see ErrNotSent).
+func (l *loop) refusedStopping(lo *loopOut) {
+	if !lo.o.all {
+		lo.done = true
+		return
+	}
+	lo.retryAt = l.now + int64(handoverRecheck)
 }
 
 // letGoOf drops a connection another process holds now, or that a failed

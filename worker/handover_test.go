@@ -14,6 +14,16 @@ import (
 // channel, as the supervisor does for two worker processes.
 func connect(t *testing.T, from, to *worker.EventLoop, reason string, share int) <-chan error {
 	t.Helper()
+	s, done := receiveOn(t, to)
+	from.HandOver(s, reason, share)
+	return done
+}
+
+// receiveOn makes to receive on a new handover channel, as a worker does
+// once its supervisor passed it the receiving end, and returns the
+// sending end for HandOver.
+func receiveOn(t *testing.T, to *worker.EventLoop) (*handover.Sender, <-chan error) {
+	t.Helper()
 	sf, rf, err := handover.Pair()
 	if err != nil {
 		t.Fatal(err)
@@ -26,10 +36,7 @@ func connect(t *testing.T, from, to *worker.EventLoop, reason string, share int)
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- r.Serve(to.Adopt, long) }()
-	from.HandOver(s, reason, share)
-	return done
+	return s, to.Receive(r, long)
 }
 
 // dialAsked opens n connections to addr, each answered once.
@@ -122,5 +129,63 @@ func TestHandOverPerSourceLimit(t *testing.T) {
 	lancelottest.AskAll(t, cs, lancelottest.QColor, lancelottest.AColor)
 	if st := b.eng.Stats(); st.Active != 2 {
 		t.Errorf("receiver holds %d connections from one address, want its per-source cap 2", st.Active)
+	}
+}
+
+// TestHandOverForwards: a receiver retired while its sender still hands
+// it connections (a TTOU or an upgrade right behind a reload) takes them
+// and passes them on through its own handover, and neither engine waits
+// for its shutdown timeout.
+func TestHandOverForwards(t *testing.T) {
+	forEachLoopCount(t, func(t *testing.T, loops int) {
+		a, b, c := startEngine(t, loops, worker.Options{}), startEngine(t, loops, worker.Options{}), startEngine(t, loops, worker.Options{})
+		cs := dialAsked(t, a.addr, 20)
+		toB, fromA := receiveOn(t, b.eng) // b received from a before it was retired
+		toC := connect(t, b.eng, c.eng, control.ReasonScaleDown, 0)
+		bStopped := b.shutdown(long)
+		a.eng.HandOver(toB, control.ReasonReload, 0)
+		aStopped := a.shutdown(long)
+		for _, e := range []struct {
+			c    <-chan error
+			what string
+		}{{aStopped, "the first sender's Shutdown"}, {fromA, "the forwarder's receiver"}, {bStopped, "the forwarder's Shutdown"}, {toC, "the last receiver"}} {
+			if err := waitErr(t, e.c, 5*time.Second, e.what); err != nil {
+				t.Fatalf("%s: %v", e.what, err)
+			}
+		}
+		lancelottest.AskAll(t, cs, lancelottest.QColor, lancelottest.AColor)
+		if got := b.eng.Stats().HandedOver[control.ReasonScaleDown]; got != 20 {
+			t.Errorf("the forwarder handed on %d, want 20", got)
+		}
+		c.waitStatsFunc("20 active", func(s control.Stats) bool { return s.Active == 20 })
+	})
+}
+
+// TestHandOverToldLate: a receiver stopped before it is told where to
+// forward (its TERM overtook that message) refuses as stopping
+// meanwhile; its sender offers the connections again, and they move on
+// once it forwards.
+func TestHandOverToldLate(t *testing.T) {
+	a, b, c := startEngine(t, 1, worker.Options{}), startEngine(t, 1, worker.Options{}), startEngine(t, 1, worker.Options{})
+	own := dialAsked(t, b.addr, 5) // so that b, stopped, does not exit at once
+	cs := dialAsked(t, a.addr, 20)
+	toB, fromA := receiveOn(t, b.eng)
+	bStopped := b.shutdown(long)
+	a.eng.HandOver(toB, control.ReasonReload, 0)
+	aStopped := a.shutdown(long)
+	lancelottest.AskAll(t, cs, lancelottest.QName, lancelottest.AName) // a serves them meanwhile
+	toC := connect(t, b.eng, c.eng, control.ReasonReload, 0)
+	for _, e := range []struct {
+		c    <-chan error
+		what string
+	}{{aStopped, "the first sender's Shutdown"}, {fromA, "the forwarder's receiver"}, {bStopped, "the forwarder's Shutdown"}, {toC, "the last receiver"}} {
+		if err := waitErr(t, e.c, 5*time.Second, e.what); err != nil {
+			t.Fatalf("%s: %v", e.what, err)
+		}
+	}
+	lancelottest.AskAll(t, append(cs, own...), lancelottest.QColor, lancelottest.AColor)
+	c.waitStatsFunc("25 active", func(s control.Stats) bool { return s.Active == 25 })
+	if st := a.eng.Stats(); st.HandoverRefused != 0 || st.HandedOver[control.ReasonReload] != 20 {
+		t.Errorf("sender: %d refused for good, %d handed over; want 0 and 20", st.HandoverRefused, st.HandedOver[control.ReasonReload])
 	}
 }

@@ -188,7 +188,7 @@ func (l *loop) run() {
 		if s := l.e.state.Load(); s != l.seen {
 			l.enter(s)
 		}
-		if l.seen >= engineStopped && l.nconns == 0 && len(l.lns) == 0 {
+		if l.seen >= engineStopped && l.nconns == 0 && len(l.lns) == 0 && l.e.mayLeave(l) {
 			return
 		}
 	}
@@ -325,6 +325,9 @@ func (l *loop) sync() {
 	}
 	for _, lf := range pending {
 		l.addListener(lf)
+	}
+	if len(adopted) > 0 && len(l.outs)+len(outs) > 0 && l.handAt == 0 {
+		l.handAt = max(l.now, 1) // a forwarding worker passes them on
 	}
 	for _, c := range adopted {
 		l.addAdopted(c)

@@ -63,6 +63,7 @@ func (o *owner) run(ctx context.Context) error {
 	for {
 		select {
 		case sig := <-o.p.Signals:
+			o.receiveQueued()
 			o.stopFor(signalStop(sig))
 		case r := <-o.msgs:
 			o.receive(r)
@@ -119,6 +120,21 @@ func (o *owner) stopDeadline() {
 	if o.deadline != nil {
 		o.deadline.Stop()
 		o.deadline = nil
+	}
+}
+
+// receiveQueued acts on what the control channel's reader already holds:
+// the supervisor sends a retiring worker the channel to hand its
+// connections into before its TERM, and the select that picks between
+// the two must not reorder them.
+func (o *owner) receiveQueued() {
+	for o.msgs != nil {
+		select {
+		case r := <-o.msgs:
+			o.receive(r)
+		default:
+			return
+		}
 	}
 }
 
@@ -236,9 +252,10 @@ func (o *owner) handOver(m control.Message) {
 		}
 		idle := p.ShutdownTimeout + receiveIdleMargin
 		o.receiving.Add(1)
+		served := p.Engine.Receive(r, idle)
 		go func() {
 			defer o.receiving.Done()
-			if err := r.Serve(p.Engine.Adopt, idle); err != nil {
+			if err := <-served; err != nil {
 				p.Logger.Warn("handover channel failed", "reason", m.Reason, "err", err)
 			}
 		}()

@@ -56,9 +56,17 @@
 // over everything has nothing to drain and exits at once. A receiving
 // worker's Adopt admits connections within MaxConnections and
 // MaxConnectionsPerSource and gives them to its loops, which serve them
-// with this worker's configuration. Invariants: a connection is read by
-// one process at a time; no byte is lost, repeated or reordered; a
-// handover never holds a loop longer than the channel's deadlines.
+// with this worker's configuration. A refusal for a limit keeps the
+// connection off that channel only; one as stopping is offered again,
+// since a receiver told to stop before it is told where to forward
+// refuses meanwhile. A stopped worker that hands every connection on
+// (it forwards) still adopts, and its empty loops wait while a sender
+// may hand it more (see mayLeave), so connections follow a chain of
+// retirements (a TTOU or USR2 right behind a HUP) instead of stranding
+// on its first link. Invariants: a connection is read by one process at
+// a time; no byte is lost, repeated or reordered; a handover never holds
+// a loop longer than the channel's deadlines; a forwarding worker
+// outlives its senders by no more than its own drain deadline.
 //
 // Not a public API: this package serves the lancelot binary only.
 package worker

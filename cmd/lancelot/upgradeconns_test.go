@@ -7,8 +7,10 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -276,4 +278,68 @@ func TestUpgradePipelinedSlowReader(t *testing.T) {
 	if n := heldBy(t, port, proc.Children(newPID)); n != 1 {
 		t.Errorf("the new supervisor's worker holds %d connections, want the pipelining one", n)
 	}
+}
+
+// TestUpgradeRightBehindReload: an upgrade right behind a reload retires
+// the reload's new worker while the worker it replaced still hands it
+// connections: here one whose answers wait unread, so it can go only
+// once the client reads, after the upgrade began. The retired receiver
+// takes it and passes it on to the new supervisor's worker, so every
+// answer comes, in order, and the old supervisor, which exits only once
+// all its workers have, is gone within 3 s. (It used to refuse it as
+// stopping: the reload's old worker kept it and closed it at
+// --shutdown-timeout.) 40 persistent clients see no close meanwhile.
+func TestUpgradeRightBehindReload(t *testing.T) {
+	skipIfShort(t)
+	s := launchServerBinary(t, copyBinary(t), "--workers", "1")
+	cy := startCycler(t, s.addr, 40, 100*time.Millisecond)
+	const n = 200000
+	conn, r := pipelineUnread(t, s.addr, n)
+	cy.waitAsked(t, 80)
+	s.signal(syscall.SIGHUP)
+	s.waitHandled("HUP", 1)
+	cy.waitAsked(t, 80)
+	old, newPID := upgradeOld(t, s)
+	ex := lancelottest.Exchanges()
+	conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	for i := range n {
+		if a, err := r.ReadString('.'); err != nil || a != ex[i%3][1] {
+			t.Fatalf("answer %d = %q, %v; want %q", i, a, err, ex[i%3][1])
+		}
+	}
+	requireGone(t, "upgrade behind a reload", old)
+	if a, err := lancelottest.AskOn(conn, lancelottest.QColor); err != nil || a != lancelottest.AColor {
+		t.Fatalf("after the upgrade: %q, %v", a, err)
+	}
+	port := conn.LocalAddr().(*net.TCPAddr).Port
+	if pids := holders(t, s.port); !slices.Contains(proc.Children(newPID), pids[port]) {
+		t.Errorf("the pipelining connection is held by pid %d, not by a worker of the new supervisor %d", pids[port], newPID)
+	}
+	cy.waitAsked(t, 80)
+	cy.halt()
+	cy.requireAnswered(t)
+	if _, closed := cy.counts(); closed > 0 {
+		t.Fatalf("%d of 40 persistent connections closed by the server", closed)
+	}
+}
+
+// pipelineUnread sends n questions on a connection with a small receive
+// buffer and reads nothing, until the worker's answers wait unwritten.
+func pipelineUnread(t *testing.T, addr string, n int) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ex := lancelottest.Exchanges()
+	var b strings.Builder
+	for i := range n {
+		b.WriteString(ex[i%3][0])
+	}
+	go conn.Write([]byte(b.String()))
+	return conn, bufio.NewReaderSize(conn, 512)
 }

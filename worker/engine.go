@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/camelot/lancelot/shared/handoff"
 )
 
 // EventLoop is the worker's engine: one event loop per GOMAXPROCS, each an
@@ -293,7 +295,7 @@ func dupListener(sc syscall.Conn, n int) ([]int, error) {
 	fds := make([]int, 0, n)
 	cerr := rc.Control(func(fd uintptr) {
 		for range n {
-			nfd, derr := unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+			nfd, derr := handoff.DupCloexec(fd)
 			if derr != nil {
 				err = derr
 				return

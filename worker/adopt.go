@@ -76,16 +76,18 @@ func (e *EventLoop) adoptingLocked() bool {
 
 // mayLeave reports whether l, a loop of a stopped engine with nothing
 // left to serve, may exit; once one may, the engine adopts no more. Not
-// while the worker forwards and its senders may still hand it
-// connections: Adopt gives them to every loop, and a loop gone would
-// strand them.
+// while a sender may still hand the worker connections, until its drain
+// deadline: if it forwards, Adopt gives them to every loop, and a loop
+// gone would strand them; if it does not forward yet, it may be told to
+// any moment (the supervisor's TERM can overtake the channel it is to
+// forward into), and the sender offers them again meanwhile.
 func (e *EventLoop) mayLeave(l *loop) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if len(l.adopted) > 0 || len(l.pendingOuts) > 0 {
 		return false
 	}
-	if e.state.Load() == engineStopped && e.inbound > 0 && e.forwarding > 0 {
+	if e.state.Load() == engineStopped && e.inbound > 0 {
 		return false
 	}
 	e.leaving = true

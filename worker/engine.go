@@ -59,8 +59,9 @@ type EventLoop struct {
 	// forwarding, its outgoing channels that take every connection (it
 	// is going away). Both guarded by mu. While both are non-zero, a
 	// stopped engine still adopts what its senders hand it and passes
-	// it on, and its empty loops wait (see mayLeave): a retired receiver
-	// forwards instead of refusing, so nothing strands on its senders.
+	// it on: a retired receiver forwards instead of refusing, so nothing
+	// strands on its senders. Its empty loops wait while inbound is (see
+	// mayLeave).
 	inbound, forwarding int
 	// leaving: a loop of the stopped engine has decided to exit, so no
 	// loop may be handed a connection any more; guarded by mu.

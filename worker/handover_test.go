@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -145,14 +146,7 @@ func TestHandOverForwards(t *testing.T) {
 		bStopped := b.shutdown(long)
 		a.eng.HandOver(toB, control.ReasonReload, 0)
 		aStopped := a.shutdown(long)
-		for _, e := range []struct {
-			c    <-chan error
-			what string
-		}{{aStopped, "the first sender's Shutdown"}, {fromA, "the forwarder's receiver"}, {bStopped, "the forwarder's Shutdown"}, {toC, "the last receiver"}} {
-			if err := waitErr(t, e.c, 5*time.Second, e.what); err != nil {
-				t.Fatalf("%s: %v", e.what, err)
-			}
-		}
+		waitAll(t, []waited{{aStopped, "the first sender's Shutdown"}, {fromA, "the forwarder's receiver"}, {bStopped, "the forwarder's Shutdown"}, {toC, "the last receiver"}})
 		lancelottest.AskAll(t, cs, lancelottest.QColor, lancelottest.AColor)
 		if got := b.eng.Stats().HandedOver[control.ReasonScaleDown]; got != 20 {
 			t.Errorf("the forwarder handed on %d, want 20", got)
@@ -163,29 +157,44 @@ func TestHandOverForwards(t *testing.T) {
 
 // TestHandOverToldLate: a receiver stopped before it is told where to
 // forward (its TERM overtook that message) refuses as stopping
-// meanwhile; its sender offers the connections again, and they move on
-// once it forwards.
+// meanwhile, and waits, even with nothing of its own left to serve; its
+// sender offers the connections again, and they move on once it
+// forwards.
 func TestHandOverToldLate(t *testing.T) {
-	a, b, c := startEngine(t, 1, worker.Options{}), startEngine(t, 1, worker.Options{}), startEngine(t, 1, worker.Options{})
-	own := dialAsked(t, b.addr, 5) // so that b, stopped, does not exit at once
-	cs := dialAsked(t, a.addr, 20)
-	toB, fromA := receiveOn(t, b.eng)
-	bStopped := b.shutdown(long)
-	a.eng.HandOver(toB, control.ReasonReload, 0)
-	aStopped := a.shutdown(long)
-	lancelottest.AskAll(t, cs, lancelottest.QName, lancelottest.AName) // a serves them meanwhile
-	toC := connect(t, b.eng, c.eng, control.ReasonReload, 0)
-	for _, e := range []struct {
-		c    <-chan error
-		what string
-	}{{aStopped, "the first sender's Shutdown"}, {fromA, "the forwarder's receiver"}, {bStopped, "the forwarder's Shutdown"}, {toC, "the last receiver"}} {
-		if err := waitErr(t, e.c, 5*time.Second, e.what); err != nil {
-			t.Fatalf("%s: %v", e.what, err)
-		}
+	for _, own := range []int{0, 5} {
+		t.Run(fmt.Sprintf("%d_own", own), func(t *testing.T) {
+			t.Parallel()
+			a, b, c := startEngine(t, 1, worker.Options{}), startEngine(t, 1, worker.Options{}), startEngine(t, 1, worker.Options{})
+			mine := dialAsked(t, b.addr, own)
+			cs := dialAsked(t, a.addr, 20)
+			toB, fromA := receiveOn(t, b.eng)
+			bStopped := b.shutdown(long)
+			a.eng.HandOver(toB, control.ReasonReload, 0)
+			aStopped := a.shutdown(long)
+			lancelottest.AskAll(t, cs, lancelottest.QName, lancelottest.AName) // a serves them meanwhile
+			toC := connect(t, b.eng, c.eng, control.ReasonReload, 0)
+			waitAll(t, []waited{{aStopped, "the first sender's Shutdown"}, {fromA, "the forwarder's receiver"}, {bStopped, "the forwarder's Shutdown"}, {toC, "the last receiver"}})
+			lancelottest.AskAll(t, append(cs, mine...), lancelottest.QColor, lancelottest.AColor)
+			c.waitStatsFunc("all active", func(s control.Stats) bool { return s.Active == int64(20+own) })
+			if st := a.eng.Stats(); st.HandoverRefused != 0 || st.HandedOver[control.ReasonReload] != 20 {
+				t.Errorf("sender: %d refused for good, %d handed over; want 0 and 20", st.HandoverRefused, st.HandedOver[control.ReasonReload])
+			}
+		})
 	}
-	lancelottest.AskAll(t, append(cs, own...), lancelottest.QColor, lancelottest.AColor)
-	c.waitStatsFunc("25 active", func(s control.Stats) bool { return s.Active == 25 })
-	if st := a.eng.Stats(); st.HandoverRefused != 0 || st.HandedOver[control.ReasonReload] != 20 {
-		t.Errorf("sender: %d refused for good, %d handed over; want 0 and 20", st.HandoverRefused, st.HandedOver[control.ReasonReload])
+}
+
+// waited is a channel an engine or a receiver reports its end on.
+type waited struct {
+	c    <-chan error
+	what string
+}
+
+// waitAll requires each to end well within 5 s, in turn.
+func waitAll(t *testing.T, ws []waited) {
+	t.Helper()
+	for _, w := range ws {
+		if err := waitErr(t, w.c, 5*time.Second, w.what); err != nil {
+			t.Fatalf("%s: %v", w.what, err)
+		}
 	}
 }

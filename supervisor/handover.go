@@ -57,8 +57,10 @@ func (s *Supervisor) startHandover(from, to *worker, reason string, share int) e
 // has exited (crashed, killed, or gone before its senders were done), a
 // channel to each of to: a sender keeps what its receiver refused or
 // never read, and offers it to a new channel, instead of draining it on
-// the old worker until --shutdown-timeout. A receiver that is only
-// retired needs none of this: it forwards what it takes (see doc.go).
+// the old worker until --shutdown-timeout. With no healthy worker in to
+// (gone was the only one), the sender waits for the next worker to be
+// ready (see pairOrphans). A receiver that is only retired needs none of
+// this: it forwards what it takes (see doc.go).
 func (s *Supervisor) rePair(gone *worker, to []*worker) {
 	for p := range s.workers {
 		reason, ok := p.handsTo[gone]
@@ -66,15 +68,40 @@ func (s *Supervisor) rePair(gone *worker, to []*worker) {
 			continue
 		}
 		delete(p.handsTo, gone)
-		for _, w := range to {
-			if !w.healthy() || w == p {
-				continue
-			}
-			if err := s.startHandover(p, w, reason, 0); err != nil {
-				s.log.Warn("handover not started again; the worker drains what its receiver refused", "reason", reason, "err", err)
-			}
+		if !s.handOverTo(p, to, reason) {
+			p.orphaned = reason
 		}
 	}
+}
+
+// pairOrphans gives w, a worker just ready, the connections of every
+// sender whose receivers all died (see rePair).
+func (s *Supervisor) pairOrphans(w *worker) {
+	for p := range s.workers {
+		if p.orphaned == "" || p.killed || p == w {
+			continue
+		}
+		reason := p.orphaned
+		p.orphaned = ""
+		s.handOverTo(p, []*worker{w}, reason)
+	}
+}
+
+// handOverTo starts a handover from p to each healthy worker of to, and
+// reports whether one started.
+func (s *Supervisor) handOverTo(p *worker, to []*worker, reason string) bool {
+	started := false
+	for _, w := range to {
+		if !w.healthy() || w == p {
+			continue
+		}
+		if err := s.startHandover(p, w, reason, 0); err != nil {
+			s.log.Warn("handover not started; the worker drains what it holds", "reason", reason, "err", err)
+			continue
+		}
+		started = true
+	}
+	return started
 }
 
 // passHandoverEnd gives w one end of a handover channel, in role (control.RoleSend
@@ -98,18 +125,7 @@ func (s *Supervisor) handOverAll(from *worker, to []*worker, reason string) bool
 	if !s.cfg.HandoverOn() || from == nil || from.draining || from.killed || !from.ready {
 		return false
 	}
-	started := false
-	for _, w := range to {
-		if !w.healthy() || w == from {
-			continue
-		}
-		if err := s.startHandover(from, w, reason, 0); err != nil {
-			s.log.Warn("handover not started; the worker drains its connections", "reason", reason, "err", err)
-			continue
-		}
-		started = true
-	}
-	return started
+	return s.handOverTo(from, to, reason)
 }
 
 // rebalance gives to, a new slot's worker, its fair share of the other

@@ -47,6 +47,10 @@ type worker struct {
 	// scale_down), with the reason: if one of them exits first, it gets
 	// a channel to the survivors instead (see rePair).
 	handsTo map[*worker]string
+	// orphaned is the reason of a handover whose receivers all died
+	// while no other worker was healthy: the next worker ready gets a
+	// channel from it (see pairOrphans).
+	orphaned string
 }
 
 // healthy reports whether w accepts on its sockets: ready, and neither
@@ -182,6 +186,7 @@ func (s *Supervisor) workerReady(w *worker) {
 	w.ready = true
 	w.hb = workerHeartbeat{answered: s.env.now()} // silent from now on counts
 	s.log.Info("worker ready", "slot", w.slot, "pid", w.proc.pid(), "after", s.env.now().Sub(w.started).Round(time.Millisecond))
+	s.pairOrphans(w)
 	if sl := s.slotOf(w); sl != nil && sl.next == w {
 		old := sl.cur
 		sl.cur, sl.next = w, nil

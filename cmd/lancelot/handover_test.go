@@ -415,7 +415,8 @@ func TestHandoverScaleDownAtCap(t *testing.T) {
 
 // TestHandoverReceiverKilled: when the receiver of a scale-down handover
 // stops answering and is SIGKILLed, the connections in flight are closed
-// and counted, the others are served, and nothing hangs.
+// and counted, the others are served, and handed to the receiver's
+// replacement once it is ready, so the sender exits; nothing hangs.
 func TestHandoverReceiverKilled(t *testing.T) {
 	maddr := fmt.Sprintf("127.0.0.1:%d", lancelottest.FreePort(t))
 	s := startServer(t, "--workers", "2", "--metrics", maddr)
@@ -470,6 +471,9 @@ func TestHandoverReceiverKilled(t *testing.T) {
 	if served == 0 {
 		t.Errorf("no connection served after the failed handover")
 	}
+	// The rest go to the killed receiver's replacement once it is ready,
+	// and the sender exits: not at --shutdown-timeout (30 s).
+	requireGone(t, "the sender whose receiver was killed", []int{pids[1]})
 	lancelottest.DialConn(t, s.addr).Close()
 	if a, err := lancelottest.AskOnce(s.addr, lancelottest.QQuest, 5*time.Second); err != nil || a != lancelottest.AQuest {
 		t.Errorf("a new client after the failure: %q, %v", a, err)

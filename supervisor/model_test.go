@@ -4,7 +4,9 @@ package supervisor
 // handleRequest and settle steps Run takes — against fake workers, a fake
 // clock and real listening sockets (cheap, and what adoption and lending
 // check), with thousands of seeded random event sequences. After every
-// step it checks the invariants of doc.go.
+// step it checks the invariants of doc.go, and that every client
+// connection is served: the fakes hold connections and hand them over
+// along real handover channels, as workers do (model_handover_test.go).
 
 import (
 	"context"
@@ -59,6 +61,14 @@ type fakeWorker struct {
 	// serving are the sockets it accepts on, by its own account: those it
 	// started with, plus lends, minus reclaims.
 	serving map[int]bool
+	// conns are the client connections it holds. termedAt: when it was
+	// told to stop; it closes what it still holds --shutdown-timeout
+	// later, or at once after QUIT (quit). alone: told to stop outside a
+	// full stop without a handover, rightly (see retiredAlone).
+	conns    int
+	termedAt time.Time
+	quit     bool
+	alone    bool
 }
 
 func (f *fakeWorker) pid() int { return f.pidv }
@@ -71,12 +81,18 @@ func (f *fakeWorker) signal(sig syscall.Signal) {
 	}
 	switch sig {
 	case syscall.SIGTERM, syscall.SIGQUIT:
+		if !f.termed {
+			f.termedAt = f.m.now
+			f.m.retiredAlone(f)
+		}
 		f.termed = true
+		f.quit = f.quit || sig == syscall.SIGQUIT
 	case syscall.SIGKILL:
 		if f.ready && !f.hung && !f.termed && f.m.s.stopping == 0 {
 			f.m.fail("pid %d: a ready, responsive worker was killed", f.pidv)
 		}
 		f.killed = true
+		f.m.checkClose(f, "killed")
 		f.die()
 	case syscall.SIGABRT:
 		if !f.hung {
@@ -92,8 +108,14 @@ func (f *fakeWorker) signal(sig syscall.Signal) {
 	}
 }
 
-// die ends the process; the kernel reports it a little later.
+// die ends the process, and the connections it still holds; the kernel
+// reports it a little later.
 func (f *fakeWorker) die() {
+	if f.conns > 0 {
+		f.m.tracef("pid %d: %d connections end with it", f.pidv, f.conns)
+		f.m.lost += f.conns
+		f.conns = 0
+	}
 	f.dead = true
 	f.m.startTrouble = true
 	f.m.pending = append(f.m.pending, event{kind: eventExited, worker: f.w, err: errors.New("killed")})
@@ -111,6 +133,8 @@ func (f *fakeWorker) send(msg control.Message) error {
 		f.serving[msg.Socket] = true
 	case control.TypeReclaim, control.TypeRetire:
 		delete(f.serving, msg.Socket)
+	case control.TypeHandOver:
+		f.m.handoverEnd(f, msg)
 	case control.TypeAliveRequest:
 		if !f.hung {
 			f.m.answers = append(f.m.answers, event{kind: eventAlive, worker: f.w, seq: msg.Seq})
@@ -137,7 +161,8 @@ func (m *model) homeOf(w *worker, k int) bool {
 // recover makes a hung worker's loops go round again (SIGCONT): it answers
 // the last request it got meanwhile.
 func (f *fakeWorker) recover() {
-	f.recovering = f.foundOut() && !f.missedAt.IsZero()
+	// An answer still on its way from an earlier recovery keeps it late.
+	f.recovering = f.recovering || f.foundOut() && !f.missedAt.IsZero()
 	f.hung = false
 	if !f.missedAt.IsZero() {
 		f.m.answers = append(f.m.answers, event{kind: eventAlive, worker: f.w, seq: f.missedSeq})
@@ -159,6 +184,24 @@ func (f *fakeWorker) foundOut() bool {
 		f.m.now.Sub(f.hungAt) > 2*interval+2*maxClockStep
 }
 
+// mayFinish reports whether f, told to stop, may exit now: it holds
+// nothing, or got QUIT, or its own shutdown timeout is over and it closes
+// what it holds.
+func (f *fakeWorker) mayFinish() bool {
+	return f.conns == 0 || f.quit || !f.m.now.Before(f.termedAt.Add(f.m.s.cfg.ShutdownTimeout))
+}
+
+// finishDrain ends f, told to stop, as mayFinish allows.
+func (f *fakeWorker) finishDrain() {
+	f.m.tracef("pid %d finishes draining", f.pidv)
+	why := "at its shutdown timeout"
+	if f.quit {
+		why = "on QUIT"
+	}
+	f.m.checkClose(f, why)
+	f.die()
+}
+
 func (f *fakeWorker) fetchStats(context.Context) control.Stats { return control.Stats{} }
 func (f *fakeWorker) lastStats() control.Stats                 { return control.Stats{} }
 
@@ -170,6 +213,7 @@ type fakeSuccessor struct {
 	pidv                   int
 	protocol               int
 	hello, ready, accepted bool
+	served                 bool // it said serving
 	refused                bool
 	u                      handoff.Upgrade // with its own copies of the sockets
 	signals                []syscall.Signal
@@ -222,6 +266,13 @@ type model struct {
 	// unchecked: a scripted test knows the invariants do not hold for a
 	// while (no descriptor to lend a socket with).
 	unchecked bool
+	// chans are the handover channels of this generation; ends, the ends
+	// the supervisor has not closed yet (see model_handover_test.go).
+	chans []*modelChannel
+	ends  map[*os.File]*modelChannel
+	// Client connections: opened, lost (with a worker that ended), and
+	// handed to a binary upgrade's successor.
+	opened, lost, handedOn int
 }
 
 // traceLog collects what happened in an episode: the model's steps and the
@@ -306,6 +357,9 @@ func newModel(t *testing.T, seed uint64) *model {
 	cfg.Workers = 1 + m.rng.IntN(3)
 	cfg.WorkerTimeout = []time.Duration{0, time.Second, 10 * time.Second}[m.rng.IntN(3)]
 	cfg.DrainDelay = []time.Duration{0, 0, time.Second}[m.rng.IntN(3)]
+	if m.rng.IntN(8) == 0 {
+		cfg.Handover = "off"
+	}
 	m.cfgWorkers = cfg.Workers
 	m.expected = cfg.Workers
 	m.s = m.newSupervisor(cfg, nil)
@@ -321,10 +375,11 @@ func (m *model) newSupervisor(cfg config.Config, u *handoff.Upgrade) *Supervisor
 		s.link = m.link
 	}
 	s.env = env{
-		now:       func() time.Time { return m.now },
-		checkFree: func(string, map[uint64]bool) error { return nil },
-		inspect:   func(string) binaryInfo { return binaryInfo{kind: binaryLancelot, what: "lancelot"} },
-		bind:      bindSocket,
+		now:          func() time.Time { return m.now },
+		checkFree:    func(string, map[uint64]bool) error { return nil },
+		inspect:      func(string) binaryInfo { return binaryInfo{kind: binaryLancelot, what: "lancelot"} },
+		bind:         bindSocket,
+		handoverPair: m.handoverPair,
 		startWorker: func(w *worker, spec workerSpec) (workerProc, error) {
 			if m.failSpawn {
 				m.failSpawn = false
@@ -433,7 +488,7 @@ func (m *model) request(sig syscall.Signal) {
 // step makes one random thing happen, then lets the supervisor settle.
 func (m *model) step() {
 	s := m.s
-	switch p := m.rng.IntN(100); {
+	switch p := m.rng.IntN(112); {
 	case p < 8:
 		m.request(syscall.SIGHUP)
 	case p < 16:
@@ -466,23 +521,27 @@ func (m *model) step() {
 			f.recover()
 		}
 	case p < 63:
-		if f := m.pick(func(f *fakeWorker) bool { return !f.dead && f.termed && !f.hung }); f != nil {
-			m.tracef("pid %d finishes draining", f.pidv)
-			f.die() // a drain that finished
+		m.progress() // a worker hands over what it can before it gives up
+		if f := m.pick(func(f *fakeWorker) bool { return !f.dead && f.termed && !f.hung && f.mayFinish() }); f != nil {
+			f.finishDrain()
 		}
 	case p < 75:
 		m.deliverPending()
-	case p < 90:
+	case p < 88:
 		m.advance()
-	case p < 92:
+	case p < 90:
 		m.tracef("next worker start will fail")
 		m.failSpawn = true
 	case p < 95:
 		m.settleSuccessor()
 	case p < 96:
 		m.deliverVerdict()
-	default:
+	case p < 100:
 		m.deliverAnswers()
+	case p < 108:
+		m.connect()
+	default:
+		m.progress()
 	}
 	s.settle()
 	m.collectReplies()
@@ -522,6 +581,8 @@ func (m *model) reap(ev event) {
 					m.wasReady[sl] = f.ready
 				}
 			}
+			m.reapReceiver(f, ev)
+			return
 		}
 	}
 	m.s.handle(ev)
@@ -547,9 +608,11 @@ func (m *model) deliverAnswers() {
 const maxClockStep = 200 * time.Millisecond
 
 // advance moves the clock to the supervisor's next deadline, or a little,
-// after every responsive worker's answers are in.
+// after every responsive worker's answers are in and the handovers have
+// moved what they can: both take milliseconds, the deadlines seconds.
 func (m *model) advance() {
 	m.deliverAnswers()
+	m.progress()
 	if m.rng.IntN(3) == 0 {
 		m.now = m.now.Add(time.Duration(m.rng.IntN(int(maxClockStep/time.Millisecond))) * time.Millisecond)
 		return
@@ -578,15 +641,22 @@ func (m *model) settleSuccessor() {
 	case f.protocol > 1 && !f.hello:
 		f.hello = true
 		rep = handoff.Report{Kind: handoff.ReportHello, Protocol: f.protocol, Release: "fake"}
+	case f.served && handoff.Can(f.protocol).Conns:
+		rep = handoff.Report{Kind: handoff.ReportConns, Files: m.successorEnds(f)}
 	case f.accepted:
+		f.served = true
 		rep = handoff.Report{Kind: handoff.ReportServing}
 	case f.ready:
 		return // waiting for our verdict: it came at once, or never does
 	default:
 		f.ready = true
 	}
-	m.tracef("successor (protocol %d) reports %v", f.protocol, rep)
+	m.tracef("successor (protocol %d) reports %v (%d ends)", f.protocol, rep.Kind, len(rep.Files))
+	from := m.s.survivors()
 	m.s.handle(event{kind: eventSuccessorReport, successor: f, report: rep})
+	if rep.Kind == handoff.ReportConns {
+		m.checkUpgradeEnds(from, len(rep.Files))
+	}
 }
 
 // deliverVerdict answers a successor's ready as its predecessor would:
@@ -662,6 +732,8 @@ func (m *model) check() {
 		m.checkLoansEnd()
 		m.checkNoIdleBackoff()
 	}
+	m.checkConns()
+	m.checkEnds()
 	if f := m.successor; f != nil {
 		if f.protocol == 4 && f.hello && !f.refused {
 			m.fail("a successor announced handoff protocol 4 and was not refused")
@@ -827,13 +899,20 @@ func (m *model) stopPhase() {
 			m.fail("stop did not finish: %d workers left", len(s.workers))
 			return
 		}
-		switch m.rng.IntN(4) {
+		switch m.rng.IntN(5) {
 		case 0:
-			if f := m.pick(func(f *fakeWorker) bool { return !f.dead && !f.hung }); f != nil {
+			switch f := m.pick(func(f *fakeWorker) bool { return !f.dead && !f.hung }); {
+			case f == nil:
+			case !f.termed:
+				m.tracef("pid %d crashes", f.pidv)
 				f.die()
+			case f.mayFinish():
+				f.finishDrain()
 			}
 		case 1:
 			m.deliverPending()
+		case 2:
+			m.progress()
 		default:
 			m.advance()
 			m.deliverPending()
@@ -854,6 +933,7 @@ func (m *model) takeOver() {
 	m.successor = nil
 	old := m.s
 	m.stopPhase()
+	m.takeOverConns()
 	m.fakes, m.pending, m.answers, m.replies, m.failSpawn, m.startTrouble = nil, nil, nil, nil, false, false
 	cfg := old.cfg
 	cfg.Workers = m.cfgWorkers
@@ -927,6 +1007,7 @@ func runEpisode(t *testing.T, seed uint64, steps int) bool {
 		m.stopPhase()
 	}
 	m.dropSuccessor()
+	m.checkEnds()
 	if m.failed {
 		t.Logf("seed %d failed at time +%v; trace:\n%s", seed, m.now.Sub(time.Unix(1_000_000, 0)), m.trace)
 	}

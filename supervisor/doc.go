@@ -103,7 +103,12 @@
 //   - the running worker count is what the signals asked for: the
 //     configured count (command line and file) changes it only when a HUP
 //     finds it changed, and a binary upgrade hands both counts over;
-//   - a stop always ends: draining workers are killed at their deadline.
+//   - a stop always ends: draining workers are killed at their deadline;
+//   - outside a full stop, a retired worker that holds connections hands
+//     them along a chain of channels to a live worker (or the successor),
+//     unless a worker on that chain died; one that has nowhere to hand
+//     them waits for the next worker ready (pairOrphans). The model test
+//     (model_handover_test.go) checks this after every step.
 //
 // Not a public API: this package serves the lancelot binary only.
 package supervisor

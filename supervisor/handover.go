@@ -68,22 +68,27 @@ func (s *Supervisor) rePair(gone *worker, to []*worker) {
 			continue
 		}
 		delete(p.handsTo, gone)
-		if !s.handOverTo(p, to, reason) {
+		if !s.handOverTo(p, to, reason) && len(p.handsTo) == 0 {
 			p.orphaned = reason
 		}
 	}
 }
 
 // pairOrphans gives w, a worker just ready, the connections of every
-// sender whose receivers all died (see rePair).
+// retiring worker that has nobody to hand them to: its receivers all
+// died (see rePair), or none was healthy when it was retired (a
+// scale-down while the other workers still start; see handOverAll).
 func (s *Supervisor) pairOrphans(w *worker) {
+	if s.stopping != 0 || !w.healthy() {
+		return
+	}
 	for p := range s.workers {
 		if p.orphaned == "" || p.killed || p == w {
 			continue
 		}
-		reason := p.orphaned
-		p.orphaned = ""
-		s.handOverTo(p, []*worker{w}, reason)
+		if s.handOverTo(p, []*worker{w}, p.orphaned) {
+			p.orphaned = ""
+		}
 	}
 }
 
@@ -125,7 +130,11 @@ func (s *Supervisor) handOverAll(from *worker, to []*worker, reason string) bool
 	if !s.cfg.HandoverOn() || from == nil || from.draining || from.killed || !from.ready {
 		return false
 	}
-	return s.handOverTo(from, to, reason)
+	if !s.handOverTo(from, to, reason) {
+		from.orphaned = reason // the next worker ready takes them
+		return false
+	}
+	return true
 }
 
 // rebalance gives to, a new slot's worker, its fair share of the other

@@ -47,9 +47,9 @@ type worker struct {
 	// scale_down), with the reason: if one of them exits first, it gets
 	// a channel to the survivors instead (see rePair).
 	handsTo map[*worker]string
-	// orphaned is the reason of a handover whose receivers all died
-	// while no other worker was healthy: the next worker ready gets a
-	// channel from it (see pairOrphans).
+	// orphaned is the reason of a handover that has no live receiver:
+	// its receivers all died, or none was healthy when it was retired.
+	// The next worker ready gets a channel from it (see pairOrphans).
 	orphaned string
 }
 

@@ -1,6 +1,8 @@
 package supervisor
 
 import (
+	"errors"
+	"os"
 	"syscall"
 	"time"
 
@@ -112,10 +114,24 @@ func (s *Supervisor) checkHeartbeats(now time.Time) {
 		if now.Sub(w.hb.sent) >= s.heartbeatInterval(w) {
 			w.hb.seq++
 			w.hb.sent = now
-			if err := w.proc.send(control.Message{Type: control.TypeAliveRequest, Seq: w.hb.seq}); err != nil {
-				s.lost(w, err)
-			}
+			s.askAlive(w)
 		}
+	}
+}
+
+// askAlive sends w a heartbeat request. A channel that stays full is no
+// proof of death: a worker starved of CPU for a moment stops reading it
+// too, and it is the heartbeat's own job to tell a stall from a hang, at
+// --worker-timeout. So the request is just missed, as when the worker
+// does not answer it; a channel that broke loses the worker.
+func (s *Supervisor) askAlive(w *worker) {
+	err := w.proc.send(control.Message{Type: control.TypeAliveRequest, Seq: w.hb.seq})
+	switch {
+	case err == nil:
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.log.Debug("heartbeat request not sent: the worker's channel is full", "slot", w.slot, "pid", w.proc.pid())
+	default:
+		s.lost(w, err)
 	}
 }
 

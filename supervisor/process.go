@@ -17,9 +17,14 @@ import (
 	"github.com/camelot/lancelot/shared/handoff"
 )
 
-// sendTimeout bounds a message to a worker: the channel's buffer holds
-// hundreds of them, so a full one means the worker stopped reading.
+// sendTimeout bounds a message to a worker: a full channel means the
+// worker stopped reading for a while.
 const sendTimeout = 100 * time.Millisecond
+
+// maxStatsInFlight bounds the stats requests a worker has not answered
+// yet. A unix packet socket queues only net.unix.max_dgram_qlen (10)
+// messages, not the hundreds its byte buffer could hold.
+const maxStatsInFlight = 2
 
 // workerProcess is a real worker process. Two goroutines report on it: one
 // reads its control channel, one reaps it.
@@ -137,6 +142,13 @@ func (p *workerProcess) recordStats(seq uint64, st control.Stats) {
 // returns the last known ones when ctx ends first.
 func (p *workerProcess) fetchStats(ctx context.Context) control.Stats {
 	p.mu.Lock()
+	if len(p.waiters) >= maxStatsInFlight {
+		// The worker has not answered those yet: more requests would
+		// only fill its channel (see sendTimeout), so status polled in
+		// a loop does not crowd out its heartbeats.
+		defer p.mu.Unlock()
+		return p.stats
+	}
 	p.seq++
 	seq := p.seq
 	c := make(chan control.Stats, 1)

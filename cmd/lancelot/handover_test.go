@@ -27,88 +27,109 @@ import (
 // goneWithin is how soon the processes an operation replaced must be gone.
 const goneWithin = 3 * time.Second
 
-// persistent is a set of clients that each keep one connection and ask a
-// question on it every period until stopped.
-type persistent struct {
+// cycler is a set of clients that each keep one connection and ask the
+// book's three questions in turn, one every period, until stopped: a
+// lost answer times out, a reordered or repeated one does not match, and
+// a close by the server ends the client.
+type cycler struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	mu     sync.Mutex
-	errs   []error
 	asked  int
+	wrong  []string // answers that did not match their question
+	closed []error  // how the server ended a connection
 	conns  []net.Conn
-	period time.Duration
 }
 
-func startPersistent(t *testing.T, addr string, n int, period time.Duration) *persistent {
+func startCycler(t *testing.T, addr string, n int, period time.Duration) *cycler {
 	t.Helper()
-	p := &persistent{stop: make(chan struct{}), period: period}
+	cy := &cycler{stop: make(chan struct{})}
 	for range n {
 		c := lancelottest.DialConn(t, addr)
 		if _, err := lancelottest.AskOn(c, lancelottest.QQuest); err != nil {
 			t.Fatalf("first question: %v", err)
 		}
-		p.conns = append(p.conns, c)
+		cy.conns = append(cy.conns, c)
 	}
-	for _, c := range p.conns {
-		p.wg.Go(func() { p.ask(c) })
+	for i, c := range cy.conns {
+		cy.wg.Go(func() { cy.ask(c, i, period) })
 	}
-	t.Cleanup(p.halt)
-	return p
+	t.Cleanup(cy.halt)
+	return cy
 }
 
-func (p *persistent) ask(c net.Conn) {
-	tick := time.NewTicker(p.period)
+func (cy *cycler) ask(c net.Conn, i int, period time.Duration) {
+	ex := lancelottest.Exchanges()
+	tick := time.NewTicker(period)
 	defer tick.Stop()
-	for {
+	for k := i; ; k++ {
 		select {
-		case <-p.stop:
+		case <-cy.stop:
 			return
 		case <-tick.C:
 		}
-		a, err := lancelottest.AskOn(c, lancelottest.QQuest)
-		p.mu.Lock()
-		p.asked++
-		if err == nil && a != lancelottest.AQuest {
-			err = fmt.Errorf("answer %q", a)
+		q, want := ex[k%3][0], ex[k%3][1]
+		a, err := lancelottest.AskOn(c, q)
+		cy.mu.Lock()
+		cy.asked++
+		switch {
+		case err != nil && a == "" && (errors.Is(err, io.EOF) || lancelottest.IsReset(err)):
+			cy.closed = append(cy.closed, err)
+		case err != nil:
+			cy.wrong = append(cy.wrong, fmt.Sprintf("%q: %q then %v", q, a, err))
+		case a != want:
+			cy.wrong = append(cy.wrong, fmt.Sprintf("%q: %q", q, a))
 		}
-		if err != nil {
-			p.errs = append(p.errs, err)
-		}
-		p.mu.Unlock()
+		cy.mu.Unlock()
 		if err != nil {
 			return
 		}
 	}
 }
 
-func (p *persistent) halt() {
+func (cy *cycler) halt() {
 	select {
-	case <-p.stop:
+	case <-cy.stop:
 	default:
-		close(p.stop)
+		close(cy.stop)
 	}
-	p.wg.Wait()
+	cy.wg.Wait()
 }
 
-// waitAsked waits until n more questions were answered.
-func (p *persistent) waitAsked(t *testing.T, n int) {
+// waitAsked waits until n more questions were asked.
+func (cy *cycler) waitAsked(t *testing.T, n int) {
 	t.Helper()
-	p.mu.Lock()
-	want := p.asked + n
-	p.mu.Unlock()
-	lancelottest.WaitFor(t, 10*time.Second, fmt.Sprintf("%d more questions", n), func() bool {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.asked >= want || len(p.errs) > 0
+	cy.mu.Lock()
+	want := cy.asked + n
+	cy.mu.Unlock()
+	lancelottest.WaitFor(t, 20*time.Second, fmt.Sprintf("%d more questions", n), func() bool {
+		cy.mu.Lock()
+		defer cy.mu.Unlock()
+		return cy.asked >= want || len(cy.wrong)+len(cy.closed) > 0 // requireNoErrors says why
 	})
 }
 
-func (p *persistent) requireNoErrors(t *testing.T) {
+func (cy *cycler) counts() (wrong []string, closed int) {
+	cy.mu.Lock()
+	defer cy.mu.Unlock()
+	return append([]string(nil), cy.wrong...), len(cy.closed)
+}
+
+// requireAnswered fails on any answer lost or out of place.
+func (cy *cycler) requireAnswered(t *testing.T) {
 	t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.errs) > 0 {
-		t.Fatalf("%d of %d clients failed; first: %v", len(p.errs), len(p.conns), p.errs[0])
+	if wrong, _ := cy.counts(); len(wrong) > 0 {
+		t.Fatalf("%d answers lost or out of place; first: %s", len(wrong), wrong[0])
+	}
+}
+
+// requireNoErrors fails on any answer lost or out of place, and on any
+// connection the server closed.
+func (cy *cycler) requireNoErrors(t *testing.T) {
+	t.Helper()
+	cy.requireAnswered(t)
+	if _, closed := cy.counts(); closed > 0 {
+		t.Fatalf("%d of %d connections closed by the server; first: %v", closed, len(cy.conns), cy.closed[0])
 	}
 }
 
@@ -128,7 +149,7 @@ func requireGone(t *testing.T, what string, pids []int) {
 func TestHandoverPersistentClients(t *testing.T) {
 	skipIfShort(t)
 	s := startServer(t, "--workers", "2")
-	p := startPersistent(t, s.addr, 40, 50*time.Millisecond)
+	p := startCycler(t, s.addr, 40, 50*time.Millisecond)
 	p.waitAsked(t, 100)
 
 	before := s.servingPIDs()
@@ -512,7 +533,7 @@ func TestHandoverOffDrains(t *testing.T) {
 func TestHandoverScaleUpThenDown(t *testing.T) {
 	skipIfShort(t)
 	s := startServer(t, "--workers", "2", "--shutdown-timeout", "3s")
-	p := startPersistent(t, s.addr, 200, 200*time.Millisecond)
+	p := startCycler(t, s.addr, 200, 200*time.Millisecond)
 	p.waitAsked(t, 400)
 	for i := range 3 {
 		s.signal(syscall.SIGTTIN)

@@ -2,14 +2,10 @@ package main
 
 import (
 	"bufio"
-	"errors"
-	"fmt"
-	"io"
 	"net"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,98 +19,6 @@ import (
 // boundary, and the old generation exits as soon as it is empty, instead
 // of draining for --shutdown-timeout (30 s by default, which the handover
 // tests keep).
-
-// cycler is a set of clients that each keep one connection and ask the
-// book's three questions in turn, one every period, until stopped: a
-// lost answer times out, a reordered or repeated one does not match, and
-// a close by the server ends the client.
-type cycler struct {
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	asked  int
-	wrong  []string // answers that did not match their question
-	closed []error  // how the server ended a connection
-	conns  []net.Conn
-}
-
-func startCycler(t *testing.T, addr string, n int, period time.Duration) *cycler {
-	t.Helper()
-	cy := &cycler{stop: make(chan struct{})}
-	for range n {
-		cy.conns = append(cy.conns, lancelottest.DialConn(t, addr))
-	}
-	for i, c := range cy.conns {
-		cy.wg.Go(func() { cy.ask(c, i, period) })
-	}
-	t.Cleanup(cy.halt)
-	return cy
-}
-
-func (cy *cycler) ask(c net.Conn, i int, period time.Duration) {
-	ex := lancelottest.Exchanges()
-	tick := time.NewTicker(period)
-	defer tick.Stop()
-	for k := i; ; k++ {
-		select {
-		case <-cy.stop:
-			return
-		case <-tick.C:
-		}
-		q, want := ex[k%3][0], ex[k%3][1]
-		a, err := lancelottest.AskOn(c, q)
-		cy.mu.Lock()
-		cy.asked++
-		switch {
-		case err != nil && a == "" && (errors.Is(err, io.EOF) || lancelottest.IsReset(err)):
-			cy.closed = append(cy.closed, err)
-		case err != nil:
-			cy.wrong = append(cy.wrong, fmt.Sprintf("%q: %q then %v", q, a, err))
-		case a != want:
-			cy.wrong = append(cy.wrong, fmt.Sprintf("%q: %q", q, a))
-		}
-		cy.mu.Unlock()
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (cy *cycler) halt() {
-	select {
-	case <-cy.stop:
-	default:
-		close(cy.stop)
-	}
-	cy.wg.Wait()
-}
-
-// waitAsked waits until n more questions were asked.
-func (cy *cycler) waitAsked(t *testing.T, n int) {
-	t.Helper()
-	cy.mu.Lock()
-	want := cy.asked + n
-	cy.mu.Unlock()
-	lancelottest.WaitFor(t, 20*time.Second, fmt.Sprintf("%d more questions", n), func() bool {
-		cy.mu.Lock()
-		defer cy.mu.Unlock()
-		return cy.asked >= want
-	})
-}
-
-func (cy *cycler) counts() (wrong []string, closed int) {
-	cy.mu.Lock()
-	defer cy.mu.Unlock()
-	return append([]string(nil), cy.wrong...), len(cy.closed)
-}
-
-// requireAnswered fails on any answer lost or out of place.
-func (cy *cycler) requireAnswered(t *testing.T) {
-	t.Helper()
-	if wrong, _ := cy.counts(); len(wrong) > 0 {
-		t.Fatalf("%d answers lost or out of place; first: %s", len(wrong), wrong[0])
-	}
-}
 
 // upgradeOld runs `lancelot upgrade` on s and returns the pids of the old
 // generation (supervisor and workers) and the new supervisor's.
@@ -154,10 +58,7 @@ func TestUpgradeHandsOverPersistentClients(t *testing.T) {
 	requireGone(t, "upgrade", old)
 	cy.waitAsked(t, 200)
 	cy.halt()
-	cy.requireAnswered(t)
-	if _, closed := cy.counts(); closed > 0 {
-		t.Fatalf("%d of 50 connections closed by the server through the upgrade", closed)
-	}
+	cy.requireNoErrors(t)
 	if n := heldBy(t, s.port, proc.Children(newPID)); n != 50 {
 		t.Errorf("the new supervisor's workers hold %d of 50 connections", n)
 	}
@@ -317,10 +218,7 @@ func TestUpgradeRightBehindReload(t *testing.T) {
 	}
 	cy.waitAsked(t, 80)
 	cy.halt()
-	cy.requireAnswered(t)
-	if _, closed := cy.counts(); closed > 0 {
-		t.Fatalf("%d of 40 persistent connections closed by the server", closed)
-	}
+	cy.requireNoErrors(t)
 }
 
 // pipelineUnread sends n questions on a connection with a small receive

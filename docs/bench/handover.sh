@@ -53,16 +53,22 @@ stop() {
 	wait "$SPID" 2>/dev/null || true
 }
 
+# client.py MODE PORT LOG PIDFILE BINARY: the clients and the operations
+# of every part below; the supervisor is the one the pid file names.
 cat >"$WORK/client.py" <<'PY'
 import asyncio, os, re, subprocess, sys, time
 
 Q, A = b"What is your quest?", b"To seek the Holy Grail."
-port, spid, log = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+mode, port, log, pidfile, binary = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 
-def workers():
+def supervisor():
+    with open(pidfile) as f:
+        return int(f.read())
+
+def children(pid):
     pids = []
-    for f in os.listdir(f"/proc/{spid}/task"):
-        with open(f"/proc/{spid}/task/{f}/children") as c:
+    for t in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{t}/children") as c:
             pids += [int(p) for p in c.read().split()]
     return pids
 
@@ -73,36 +79,57 @@ def alive(pid):
     except (FileNotFoundError, ProcessLookupError):
         return False
 
+def outlived(pids, since, limit):
+    """How long after since the last of pids lived (at most limit s)."""
+    while any(alive(p) for p in pids) and time.monotonic() - since < limit:
+        time.sleep(0.002)
+    return time.monotonic() - since
+
 def completes():
     with open(log) as f:
         text = f.read()
     return text.count('msg="rollout complete"') + text.count('msg="rollout aborted')
 
-async def operation(sig, name):
+def operation(sig, name):
     """Signals the supervisor, waits for the rollout to complete, and
     returns how long the workers it replaced outlived that moment."""
-    before, done = workers(), completes()
+    spid = supervisor()
+    before, done = children(spid), completes()
     t0 = time.monotonic()
     os.kill(spid, sig)
     while completes() == done:
         if time.monotonic() - t0 > 60:
             sys.exit(f"{name}: no rollout complete after 60 s")
-        await asyncio.sleep(0.002)
+        time.sleep(0.002)
     t1 = time.monotonic()
     with open(log) as f:
         serving = re.findall(r'msg="rollout complete".* pids="?([0-9 ]+)"?', f.read())[-1].split()
     replaced = [p for p in before if str(p) not in serving]
-    while any(alive(p) for p in replaced) and time.monotonic() - t1 < 40:
-        await asyncio.sleep(0.002)
-    t2 = time.monotonic()
-    print(f"  {name}: rollout {t1 - t0:.3f} s; replaced workers {sorted(replaced)} gone {t2 - t1:.3f} s after it completed", flush=True)
-    return t2 - t1
+    gone = outlived(replaced, t1, 40)
+    print(f"  {name}: rollout {t1 - t0:.3f} s; replaced workers {sorted(replaced)} gone {gone:.3f} s after it completed", flush=True)
+    return gone
+
+def upgrade(name):
+    """Runs `lancelot upgrade` and returns how long the old supervisor and
+    its workers outlived its completion (the command returning)."""
+    spid = supervisor()
+    old = [spid] + children(spid)
+    t0 = time.monotonic()
+    subprocess.run([binary, "upgrade", "--pid-file", pidfile], check=True, capture_output=True)
+    t1 = time.monotonic()
+    gone = outlived(old, t1, 60)
+    print(f"  {name}: upgrade {t1 - t0:.3f} s; old generation {old} gone {gone:.3f} s after it completed", flush=True)
+    return gone
 
 async def ask(r, w):
     w.write(Q)
     return await asyncio.wait_for(r.readuntil(b"."), 5)
 
-async def persistent():
+async def persistent(ops, what):
+    """200 clients ask a question every 200 ms on their own connection,
+    and reconnect when the server closes it, while each of ops (a
+    blocking function that returns how long the processes it replaced
+    outlived it) runs in turn."""
     closed, asked = 0, 0
     stop = asyncio.Event()
     async def client():
@@ -121,16 +148,13 @@ async def persistent():
     tasks = [asyncio.create_task(client()) for _ in range(200)]
     await asyncio.sleep(1)
     worst = 0
-    for i in range(10):
-        worst = max(worst, await operation(1, f"reload {i + 1}"))
+    for op in ops:
+        worst = max(worst, await asyncio.to_thread(op))
         await asyncio.sleep(0.5)
-    worst = max(worst, await operation(22, "TTOU 2->1"))
-    await asyncio.sleep(0.5)
-    worst = max(worst, await operation(21, "TTIN 1->2"))
     await asyncio.sleep(1)
     stop.set()
     await asyncio.gather(*tasks)
-    print(f"RESULT persistent: 200 clients, {asked} questions answered, connections closed by the server: {closed}; replaced workers gone at worst {worst:.3f} s after an operation completed")
+    print(f"RESULT {what}: 200 clients, {asked} questions answered, connections closed by the server: {closed}; {'old generation' if 'upgrade' in what else 'replaced workers'} gone at worst {worst:.3f} s after {'an upgrade' if 'upgrade' in what else 'an operation'} completed")
 
 async def idle(n, sig, name):
     conns = []
@@ -138,15 +162,14 @@ async def idle(n, sig, name):
         r, w = await asyncio.open_connection("127.0.0.1", port)
         assert await ask(r, w) == A
         conns.append((r, w))
-    gone = await operation(sig, name)
+    gone = await asyncio.to_thread(operation, sig, name)
     if sig == 21:
         await asyncio.sleep(2)
         out = subprocess.run(["ss", "-Htnp", "state", "established", f"sport = :{port}"], capture_output=True, text=True).stdout
         held = {}
         for m in re.finditer(r"pid=(\d+),", out):
             held[int(m.group(1))] = held.get(int(m.group(1)), 0) + 1
-        pids = workers()
-        new = max(pids)
+        new = max(children(supervisor()))
         print(f"RESULT ttin: {n} idle connections, 2 s after TTIN completed: per worker {held}; new worker {new} holds {held.get(new, 0) / n:.1%}")
     ok = 0
     for r, w in conns:
@@ -163,102 +186,36 @@ async def idle(n, sig, name):
     else:
         print(f"  afterwards {ok} of {n} answer; handed over {handed}")
 
-mode = sys.argv[1]
 if mode == "persistent":
-    asyncio.run(persistent())
+    ops = [lambda i=i: operation(1, f"reload {i + 1}") for i in range(10)]
+    ops += [lambda: operation(22, "TTOU 2->1"), lambda: operation(21, "TTIN 1->2")]
+    asyncio.run(persistent(ops, "persistent"))
 elif mode == "idle":
     asyncio.run(idle(10000, 1, "reload"))
-else:
+elif mode == "ttin":
     asyncio.run(idle(1000, 21, "TTIN 1->2"))
+elif mode == "upgrades":
+    asyncio.run(persistent([lambda i=i: upgrade(f"upgrade {i + 1}") for i in range(3)], "upgrade persistent"))
+else:
+    upgrade("upgrade")
 PY
+client() { python3 "$WORK/client.py" "$1" "$PORT" "$WORK/log" "$WORK/pid" "$BIN"; }
 
 echo "== 200 persistent clients through 10 reloads, a TTOU and a TTIN (--workers 2)"
 serve --workers 2
-python3 "$WORK/client.py" persistent "$PORT" "$SPID" "$WORK/log"
+client persistent
 grep -c 'msg="connections handed over"' "$WORK/log" | sed 's/^/  handover log lines: /'
 stop
 
 echo "== 10,000 idle connections across one reload (--workers 2)"
 serve --workers 2
-python3 "$WORK/client.py" idle "$PORT" "$SPID" "$WORK/log"
+client idle
 stop
 
 echo "== TTIN from 1 to 2 workers with 1,000 idle connections"
 serve --workers 1
-python3 "$WORK/client.py" ttin "$PORT" "$SPID" "$WORK/log"
+client ttin
 stop
-
-# The old generation of a binary upgrade: supervisor PID and its workers.
-cat >"$WORK/upgrade.py" <<'PY'
-import asyncio, os, subprocess, sys, time
-
-Q, A = b"What is your quest?", b"To seek the Holy Grail."
-binary, port, pidfile = sys.argv[2], int(sys.argv[3]), sys.argv[4]
-
-def supervisor():
-    with open(pidfile) as f:
-        return int(f.read())
-
-def tree(pid):
-    pids = [pid]
-    for t in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{t}/children") as c:
-            pids += [int(p) for p in c.read().split()]
-    return pids
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-def upgrade(name):
-    """Runs `lancelot upgrade` and returns how long the old supervisor and
-    its workers outlived its completion (the command returning)."""
-    old = tree(supervisor())
-    t0 = time.monotonic()
-    subprocess.run([binary, "upgrade", "--pid-file", pidfile], check=True, capture_output=True)
-    t1 = time.monotonic()
-    while any(alive(p) for p in old) and time.monotonic() - t1 < 60:
-        time.sleep(0.002)
-    t2 = time.monotonic()
-    print(f"  {name}: upgrade {t1 - t0:.3f} s; old generation {old} gone {t2 - t1:.3f} s after it completed", flush=True)
-    return t2 - t1
-
-async def persistent():
-    closed, asked = 0, 0
-    stop = asyncio.Event()
-    async def client():
-        nonlocal closed, asked
-        r, w = await asyncio.open_connection("127.0.0.1", port)
-        while not stop.is_set():
-            try:
-                w.write(Q)
-                a = await asyncio.wait_for(r.readuntil(b"."), 5)
-                assert a == A, a
-                asked += 1
-            except Exception:
-                closed += 1
-                r, w = await asyncio.open_connection("127.0.0.1", port)
-            await asyncio.sleep(0.2)
-        w.close()
-    tasks = [asyncio.create_task(client()) for _ in range(200)]
-    await asyncio.sleep(1)
-    worst = 0
-    for i in range(3):
-        worst = max(worst, await asyncio.to_thread(upgrade, f"upgrade {i + 1}"))
-        await asyncio.sleep(0.5)
-    await asyncio.sleep(1)
-    stop.set()
-    await asyncio.gather(*tasks)
-    print(f"RESULT upgrade persistent: 200 clients, {asked} questions answered, connections closed by the server: {closed}; old generation gone at worst {worst:.3f} s after an upgrade completed")
-
-if sys.argv[1] == "persistent":
-    asyncio.run(persistent())
-else:
-    upgrade("upgrade")
-PY
 
 # stop_current stops the supervisor the pid file names (the last upgrade's).
 stop_current() {
@@ -271,7 +228,7 @@ trap 'stop_current; cleanup' EXIT
 
 echo "== 200 persistent clients through 3 binary upgrades of the same build (--workers 2)"
 serve --workers 2
-python3 "$WORK/upgrade.py" persistent "$BIN" "$PORT" "$WORK/pid"
+client upgrades
 grep 'reason=upgrade' "$WORK/log" | grep -c 'msg="connections handed over"' | sed 's/^/  handover log lines: /'
 stop_current
 stop
@@ -287,7 +244,7 @@ for ((i = 0; i < 1200; i++)); do
 	sleep 0.1
 done
 echo "  established before the upgrade: $held"
-out=$(python3 "$WORK/upgrade.py" once "$BIN" "$PORT" "$WORK/pid")
+out=$(client once)
 echo "$out"
 gone=$(grep -o 'gone [0-9.]*' <<<"$out" | cut -d' ' -f2)
 wait "$BENCH" || true

@@ -6,9 +6,8 @@ package supervisor
 // would (see doc.go, "Handovers"). The invariant it checks: every
 // connection is served. A worker the supervisor retired outside a full
 // stop holds connections only with a way on to a live taker, unless a
-// worker on that way died or hangs, or no other worker is healthy yet.
-// One retired with no way on at all stays exempt only if workers died and
-// left nobody to pair it with, or with --handover=off. Nobody closes a
+// worker on that way died or hangs, no other worker is healthy yet (the
+// next one ready gets them), or --handover=off. Nobody closes a
 // connection a live worker could have taken; only a crash, a kill, or a
 // full stop of a worker without a handover costs connections.
 
@@ -233,11 +232,12 @@ const (
 
 // reachOf follows f's all-out channels to a live taker: a worker that
 // serves, the successor, or a retired one that forwards and reaches one
-// itself. Nobody can take them while no other worker is healthy.
+// itself. Nobody can take them while no other worker is healthy, nor
+// with --handover=off.
 func (m *model) reachOf(f *fakeWorker, seen map[*fakeWorker]bool) reach {
 	seen[f] = true
 	best := reachNone
-	if f.alone || !slices.ContainsFunc(m.s.survivors(), func(w *worker) bool { return w != f.w }) {
+	if !m.s.cfg.HandoverOn() || !slices.ContainsFunc(m.s.survivors(), func(w *worker) bool { return w != f.w }) {
 		best = reachExempt
 	}
 	for _, c := range m.chans {
@@ -295,35 +295,6 @@ func (m *model) checkClose(f *fakeWorker, why string) {
 	if !f.hung && m.reachOf(f, map[*fakeWorker]bool{}) == reachLive {
 		m.fail("pid %d closed %d connections (%s), though a live worker would take them", f.pidv, f.conns, why)
 	}
-}
-
-// retiredAlone notes whether f, told to stop outside a full stop with no
-// channel to hand everything into, may drain: with --handover=off, or
-// when workers died and left no healthy one to take its connections.
-func (m *model) retiredAlone(f *fakeWorker) {
-	s := m.s
-	if s.stopping != 0 || slices.ContainsFunc(m.chans, func(c *modelChannel) bool { return c.from == f && c.all }) {
-		return
-	}
-	f.alone = !s.cfg.HandoverOn() || !slices.ContainsFunc(s.slots, func(sl *slot) bool {
-		return sl.cur != f.w && !m.slotDown(sl)
-	})
-}
-
-// slotDown reports whether sl has no healthy worker because its workers
-// died: crashed, killed, or failed to start. A worker starting for the
-// first time in a slot with no failure does not count.
-func (m *model) slotDown(sl *slot) bool {
-	w := sl.cur
-	switch {
-	case w == nil:
-		return sl.next == nil // restarting; else a new slot's first worker starts
-	case sl.crashes > 0 || w.killed:
-		return true
-	case w.healthy():
-		return slices.ContainsFunc(m.fakes, func(f *fakeWorker) bool { return f.w == w && f.dead })
-	}
-	return false // starting
 }
 
 // reapReceiver hands ev, a worker's exit, to the supervisor, and checks

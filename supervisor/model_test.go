@@ -63,12 +63,10 @@ type fakeWorker struct {
 	serving map[int]bool
 	// conns are the client connections it holds. termedAt: when it was
 	// told to stop; it closes what it still holds --shutdown-timeout
-	// later, or at once after QUIT (quit). alone: told to stop outside a
-	// full stop without a handover, rightly (see retiredAlone).
+	// later, or at once after QUIT (quit).
 	conns    int
 	termedAt time.Time
 	quit     bool
-	alone    bool
 }
 
 func (f *fakeWorker) pid() int { return f.pidv }
@@ -83,7 +81,6 @@ func (f *fakeWorker) signal(sig syscall.Signal) {
 	case syscall.SIGTERM, syscall.SIGQUIT:
 		if !f.termed {
 			f.termedAt = f.m.now
-			f.m.retiredAlone(f)
 		}
 		f.termed = true
 		f.quit = f.quit || sig == syscall.SIGQUIT

@@ -64,7 +64,7 @@ func (s *Supervisor) startHandover(from, to *worker, reason string, share int) e
 func (s *Supervisor) rePair(gone *worker, to []*worker) {
 	for p := range s.workers {
 		reason, ok := p.handsTo[gone]
-		if !ok || p.killed || p == gone {
+		if !ok || p.killed {
 			continue
 		}
 		delete(p.handsTo, gone)
@@ -83,7 +83,7 @@ func (s *Supervisor) pairOrphans(w *worker) {
 		return
 	}
 	for p := range s.workers {
-		if p.orphaned == "" || p.killed || p == w {
+		if p.orphaned == "" || p.killed {
 			continue
 		}
 		if s.handOverTo(p, []*worker{w}, p.orphaned) {

@@ -56,13 +56,14 @@ type loopOut struct {
 	budget int // connections left to send; -1: all of them
 	done   bool
 	// kept are the connections its receiver refused for good (a limit,
-	// their state): served here, or offered to another channel.
+	// their state): served here, or offered to another channel. Each is
+	// refused once, so they are also the count of refusals.
 	kept map[*elConn]struct{}
 	// retryAt: the receiver refused as stopping, which it may stop
 	// doing (it was told to stop before it was told to forward); offer
 	// nothing to it before then.
-	retryAt                 int64
-	handed, refused, failed uint64
+	retryAt        int64
+	handed, failed uint64
 }
 
 // HandOver starts handing connections into s: every one (the worker is
@@ -113,7 +114,7 @@ func (e *EventLoop) loopDoneWith(lo *loopOut) {
 	defer e.mu.Unlock()
 	o := lo.o
 	o.handed += lo.handed
-	o.refused += lo.refused
+	o.refused += uint64(len(lo.kept))
 	o.failed += lo.failed
 	o.loops--
 	if o.loops == 0 {
@@ -259,7 +260,6 @@ func (l *loop) sendBatch(lo *loopOut) bool {
 				lo.kept = make(map[*elConn]struct{})
 			}
 			lo.kept[c] = struct{}{}
-			lo.refused++
 			l.stats.handRefused.Add(1)
 			continue
 		}

@@ -102,7 +102,9 @@
 //     starting: each waits for the other;
 //   - the running worker count is what the signals asked for: the
 //     configured count (command line and file) changes it only when a HUP
-//     finds it changed, and a binary upgrade hands both counts over;
+//     finds it changed, and a binary upgrade hands both counts over, and
+//     every request that waited for it, on the handoff channel (signals
+//     of a kind merge: forwardRequests, passedOn);
 //   - a stop always ends: draining workers are killed at their deadline;
 //   - outside a full stop, a retired worker that holds connections hands
 //     them along a chain of channels to a live worker (or the successor),

@@ -81,7 +81,11 @@ type successorProc interface {
 	refuse(why string, accepted bool)
 	// done lets go of it once it took over.
 	done()
-	// signal passes a request on to the new supervisor once it took over.
+	// passOn writes, once it took over, the requests that waited for the
+	// upgrade on the channel (handoff protocol 3), before done.
+	passOn(sigs []syscall.Signal) error
+	// signal passes a request on as a signal: to a release 0.3.0
+	// successor, which reads none on the channel.
 	signal(sig syscall.Signal)
 }
 

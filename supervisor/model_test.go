@@ -212,8 +212,9 @@ type fakeSuccessor struct {
 	hello, ready, accepted bool
 	served                 bool // it said serving
 	refused                bool
-	u                      handoff.Upgrade // with its own copies of the sockets
-	signals                []syscall.Signal
+	u                      handoff.Upgrade  // with its own copies of the sockets
+	passed                 []syscall.Signal // requests passed on on the channel (protocol 3)
+	signals                []syscall.Signal // requests passed on as signals (protocol 2)
 }
 
 func (f *fakeSuccessor) pid() int                  { return f.pidv }
@@ -221,11 +222,19 @@ func (f *fakeSuccessor) accept() error             { f.accepted = true; return n
 func (f *fakeSuccessor) refuse(string, bool)       { f.refused = true }
 func (f *fakeSuccessor) done()                     {}
 func (f *fakeSuccessor) signal(sig syscall.Signal) { f.signals = append(f.signals, sig) }
+func (f *fakeSuccessor) passOn(sigs []syscall.Signal) error {
+	f.passed = append(f.passed, sigs...)
+	return nil
+}
 
 // fakeLink is a successor's link to a fake predecessor.
 type fakeLink struct {
 	asked  bool // ready was called: a verdict is due
 	served bool
+	// pass are the requests the predecessor passes on once served;
+	// passed once it did.
+	pass   []syscall.Signal
+	passed bool
 }
 
 func (l *fakeLink) ready()                   { l.asked = true }
@@ -657,9 +666,16 @@ func (m *model) settleSuccessor() {
 }
 
 // deliverVerdict answers a successor's ready as its predecessor would:
-// mostly accept, sometimes refuse, sometimes die first.
+// mostly accept, sometimes refuse, sometimes die first; once the successor
+// serves, it passes its waiting requests on.
 func (m *model) deliverVerdict() {
 	l := m.link
+	if l != nil && l.served && !l.passed {
+		l.passed = true
+		m.tracef("predecessor passes on %v", l.pass)
+		m.s.handle(event{kind: eventPassedOn, sigs: l.pass})
+		return
+	}
 	if l == nil || !l.asked || !m.s.awaitingVerdict {
 		return
 	}
@@ -743,7 +759,10 @@ func (m *model) check() {
 	if l := m.link; l != nil && l.served && !s.ready {
 		m.fail("the successor told its predecessor it serves before it took over")
 	}
-	if !m.stopSent && s.stopping == 0 && s.upgrade == nil && s.rollout == nil && len(s.requests) == 0 {
+	// A successor carries out its predecessor's waiting requests once they
+	// were passed on, after it took over.
+	passing := m.link != nil && !m.link.passed
+	if !m.stopSent && s.stopping == 0 && s.upgrade == nil && !passing && s.rollout == nil && len(s.requests) == 0 {
 		if s.running != m.expected {
 			m.fail("running count %d, the signals asked for %d", s.running, m.expected)
 		}
@@ -935,6 +954,7 @@ func (m *model) takeOver() {
 	cfg := old.cfg
 	cfg.Workers = m.cfgWorkers
 	m.s = m.newSupervisor(cfg, &u)
+	m.link.pass = f.passed
 	if err := m.s.start(); err != nil {
 		m.t.Fatalf("successor start: %v", err)
 	}

@@ -2,10 +2,11 @@ package supervisor
 
 import (
 	"fmt"
+	"slices"
+	"syscall"
+	"time"
 
 	"github.com/camelot/lancelot/shared/handoff"
-	"slices"
-	"time"
 )
 
 // slot is one worker position: the sockets it is home to, the worker
@@ -76,6 +77,7 @@ const (
 	eventSuccessorReport                      // the upgrade's new supervisor said something
 	eventSuccessorFailed                      // its channel ended, or it exited
 	eventVerdict                              // the predecessor answered our ready
+	eventPassedOn                             // the predecessor passed its waiting requests on
 )
 
 // event is what other goroutines tell the loop.
@@ -86,6 +88,7 @@ type event struct {
 	report    handoff.Report
 	version   string // a ready worker's release
 	seq       uint64
+	sigs      []syscall.Signal // requests passed on
 	err       error
 }
 
@@ -110,6 +113,8 @@ func (s *Supervisor) handle(ev event) {
 		if s.awaitingVerdict {
 			s.verdictEvent(ev.err)
 		}
+	case eventPassedOn:
+		s.passedOn(ev.sigs, ev.err)
 	}
 }
 

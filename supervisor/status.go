@@ -140,7 +140,7 @@ func uptime(since, now time.Time) float64 {
 // status computes the Status; the loop publishes it after every event.
 func (s *Supervisor) status() Status {
 	st := Status{PID: os.Getpid(), Version: version.Get(), State: s.stateName(), Running: s.running, Configured: s.cfg.Workers,
-		Queued: len(s.requests), Upgrade: s.upgrade != nil, Retiring: []int{}, Signals: maps.Clone(s.received),
+		Queued: len(s.requests), Upgrade: s.upgrade != nil || s.awaitingRequests, Retiring: []int{}, Signals: maps.Clone(s.received),
 		ConfigFile: s.cfg.ConfigFile}
 	if s.rollout != nil {
 		st.Rollout = s.rollout.name

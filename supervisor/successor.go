@@ -194,6 +194,10 @@ func (p *successorProcess) accept() error {
 	return handoff.Accept(p.channel)
 }
 
+func (p *successorProcess) passOn(sigs []syscall.Signal) error {
+	return handoff.WriteRequests(p.channel, sigs)
+}
+
 func (p *successorProcess) signal(sig syscall.Signal) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

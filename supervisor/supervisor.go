@@ -98,9 +98,11 @@ type Supervisor struct {
 	// systemd to the successor.
 	handedOver bool
 	// link is, in a successor, the channel to the predecessor until it
-	// took over; awaitingVerdict while the predecessor decides.
-	link            predecessorLink
-	awaitingVerdict bool
+	// took over; awaitingVerdict while the predecessor decides;
+	// awaitingRequests from then until it passed its waiting requests on.
+	link             predecessorLink
+	awaitingVerdict  bool
+	awaitingRequests bool
 	// exitErr is what Run returns after a stop that was not asked for.
 	exitErr  error
 	ready    bool // every slot served once: the service was announced ready

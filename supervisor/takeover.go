@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"syscall"
 
 	"github.com/camelot/lancelot/shared/handoff"
 	"github.com/camelot/lancelot/shared/version"
@@ -15,9 +16,10 @@ type predecessorLink interface {
 	// ready tells the predecessor every worker accepts; its verdict comes
 	// back as an eventVerdict.
 	ready()
-	// serving tells it this supervisor has taken over, sends it ends (the
-	// connection receivers) when its version can take them, and closes
-	// the link.
+	// serving tells it this supervisor has taken over and sends it ends
+	// (the connection receivers) when its version can take them; the
+	// requests it passes on come back as an eventPassedOn, after which
+	// the link is closed.
 	serving(ends []*os.File) error
 }
 
@@ -32,7 +34,12 @@ func (l *handoffLink) ready() {
 }
 
 func (l *handoffLink) serving(ends []*os.File) error {
-	return l.u.Serving(ends)
+	err := l.u.Serving(ends)
+	go func() {
+		sigs, err := l.u.Requests()
+		l.report(event{kind: eventPassedOn, sigs: sigs, err: err})
+	}()
+	return err
 }
 
 // announceReady runs once, when every slot first has a ready worker. A
@@ -92,8 +99,10 @@ func (s *Supervisor) takeOver() {
 }
 
 // tellServing tells the predecessor this supervisor serves, with the
-// connection receivers, and lets go of the link.
+// connection receivers, and lets go of the link; the requests that waited
+// in the predecessor come back as an eventPassedOn (see passedOn).
 func (s *Supervisor) tellServing() {
+	s.awaitingRequests = true
 	if u := s.opts.Upgrade; !handoff.Can(u.Protocol).Conns {
 		s.log.Info("binary upgrade: the old supervisor cannot hand connections over (handoff protocol "+
 			strconv.Itoa(u.Protocol)+"): its open connections are drained, not handed over", "release", u.From)
@@ -110,6 +119,29 @@ func (s *Supervisor) tellServing() {
 	}
 	closeFiles(ends)
 	s.link = nil
+}
+
+// passedOn queues the requests the predecessor passed on: the operator's
+// HUP, TTIN and TTOU that waited for the upgrade. They came before any this
+// supervisor received itself, but may be queued after those: the pid file
+// named this supervisor a moment before the predecessor handed over.
+func (s *Supervisor) passedOn(sigs []syscall.Signal, err error) {
+	if !s.awaitingRequests {
+		return
+	}
+	s.awaitingRequests = false
+	if err != nil {
+		s.log.Warn("binary upgrade: the old supervisor's waiting requests", "err", err, "passed_on", len(sigs))
+	}
+	for _, sig := range sigs {
+		if s.leaving() {
+			s.log.Warn("request passed on by the old supervisor dropped: stopping", "signal", signalName(sig))
+			continue
+		}
+		s.log.Info("request passed on by the old supervisor", "signal", signalName(sig))
+		s.requests = append(s.requests, request{kind: requestSignal, sig: sig})
+	}
+	s.nextRollout()
 }
 
 // readyState is the notification that makes this process the ready main

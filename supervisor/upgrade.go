@@ -242,28 +242,43 @@ func (s *Supervisor) handOver(ends []*os.File) {
 	for _, r := range u.replies {
 		r <- nil
 	}
-	s.forwardRequests(u.proc)
+	s.forwardRequests(u)
 	u.proc.done()
 	s.handOverToSuccessor(ends)
 	s.stop(sigTerm)
 }
 
 // forwardRequests hands the requests that waited for the upgrade to the
-// successor, which now owns the service. A Reload caller is told to ask the
+// successor, which now owns the service: on the channel, every one of them
+// in order (handoff protocol 3). A Reload caller is told to ask the
 // successor: this supervisor cannot tell how that one's reload went.
-func (s *Supervisor) forwardRequests(to successorProc) {
+func (s *Supervisor) forwardRequests(u *upgrade) {
+	to := u.proc
+	var sigs []syscall.Signal
 	for _, req := range s.requests {
 		sig, ok := req.sig.(syscall.Signal)
 		if !ok || req.kind == requestConverge {
 			continue // a converge: the successor converges on its own
 		}
-		to.signal(sig)
+		sigs = append(sigs, sig)
 		s.log.Info("request passed on to the new supervisor", "signal", signalName(req.sig), "new_pid", to.pid())
 		if req.reply != nil {
 			req.reply <- fmt.Errorf("a binary upgrade took over (new supervisor pid %d): reload that one", to.pid())
 		}
 	}
 	s.requests = nil
+	if handoff.Can(u.hs.Protocol).Requests {
+		err := to.passOn(sigs)
+		if err == nil {
+			return
+		}
+		s.log.Warn("binary upgrade: pass the waiting requests on; signalling them instead", "err", err, "new_pid", to.pid())
+	}
+	// Release 0.3.0 reads no requests: signals, of which two of a kind
+	// sent back to back may arrive as one.
+	for _, sig := range sigs {
+		to.signal(sig)
+	}
 }
 
 // checkUpgradeDeadlines acts on a deadline the upgrade in flight missed.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/camelot/lancelot/cmd/internal/proc"
 	"github.com/camelot/lancelot/shared/lancelottest"
+	"github.com/camelot/lancelot/supervisor"
 )
 
 // installScript puts a shell script at bin, as a package upgrade would a
@@ -201,6 +202,44 @@ func TestUpgradeDuringRollout(t *testing.T) {
 	l.waitExchanges(1000)
 	l.requireNoFailures()
 	held.Conn.Close()
+}
+
+// TestUpgradePassesRequestsOn: TTIN and TTOU that reach the old supervisor
+// while its upgrade is in flight wait for it, and the new supervisor
+// carries out every one of them. The old one used to pass them on as
+// signals, back to back, and the kernel merged those of a kind: three
+// TTINs arrived as one, and the worker count drifted from what the
+// operator asked for. The new binary is a script that waits a second, then
+// execs lancelot, so the requests come while the upgrade is in flight.
+func TestUpgradePassesRequestsOn(t *testing.T) {
+	bin, real := copyBinary(t), copyBinary(t)
+	s := launchServerBinary(t, bin, "--workers", "1")
+	installScript(t, bin, "#!/bin/sh\nsleep 1\nexec "+real+" \"$@\"\n")
+	s.signal(syscall.SIGUSR2)
+	s.waitStatus("the upgrade in flight", func(st supervisor.Status) bool { return st.Upgrade })
+	sent := map[string]uint64{}
+	for _, sig := range []syscall.Signal{syscall.SIGTTIN, syscall.SIGTTIN, syscall.SIGTTIN, syscall.SIGTTOU} {
+		name := strings.TrimPrefix(unix.SignalName(sig), "SIG")
+		s.signal(sig)
+		sent[name]++
+		// Counted, still in the old supervisor: one signal at a time, so
+		// that none of these merge on the way in.
+		st := s.waitStatus(name+" counted", func(st supervisor.Status) bool { return st.Signals[name] == sent[name] })
+		if !st.Upgrade || st.Running != 1 {
+			t.Fatalf("after %s: upgrade in flight %v, running %d; want the request waiting for the upgrade (the test proves nothing)", name, st.Upgrade, st.Running)
+		}
+	}
+	next := s.waitNewSupervisor()
+	st := waitQuiet(t, s.pidFile, 20*time.Second)
+	if st.PID != next || st.Running != 3 || len(st.Slots) != 3 {
+		t.Errorf("the new supervisor %d runs %d workers in %d slots; want %d running 3 (1, three TTINs, one TTOU)", st.PID, st.Running, len(st.Slots), next)
+	}
+	if n := strings.Count(s.logs.String(), `msg="request passed on by the old supervisor"`); n != 4 {
+		t.Errorf("the new supervisor logged %d requests passed on, want 4:\n%s", n, grepLines(s.logs.String(), "passed on"))
+	}
+	if err := s.wait(10 * time.Second); err != nil {
+		t.Errorf("old supervisor exited with %v, want 0", err)
+	}
 }
 
 // TestUpgradeTermDuringAccept: TERM reaches the old supervisor after it

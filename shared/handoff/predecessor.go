@@ -18,6 +18,9 @@ const (
 	// TimeoutConns: after "serving", the connection receivers (version 3)
 	// come at once; without them the predecessor drains.
 	TimeoutConns = 5 * time.Second
+	// TimeoutRequests: after "conns", the successor's wait for the
+	// requests the predecessor passes on, which it writes at once.
+	TimeoutRequests = 5 * time.Second
 	// TimeoutServing: after "accept", the successor writes its pid file,
 	// tells systemd and says "serving" (waiting up to a second for its
 	// launcher to exit).

@@ -46,7 +46,11 @@ import (
 //   - right after "serving", the line "conns K" carrying K descriptors
 //     (SCM_RIGHTS, on the line's first byte): the ends through which the
 //     successor's workers receive the connections the predecessor's
-//     retiring workers hand over. K may be 0.
+//     retiring workers hand over. K may be 0;
+//   - the predecessor's answer to "conns": one line "request NAME" (HUP,
+//     TTIN or TTOU) per operator's request that waited for the upgrade,
+//     in order, then "done" (see requests.go). The successor carries them
+//     out, then closes the channel.
 const (
 	// Protocol is the newest version this release speaks.
 	Protocol = 3
@@ -66,13 +70,16 @@ type Capabilities struct {
 	Activated bool
 	// Conns: the successor sends its connection receivers after serving.
 	Conns bool
+	// Requests: the predecessor passes its waiting requests on on the
+	// channel (release 0.3.0 signals them to the successor).
+	Requests bool
 }
 
 // Can returns what version v can do.
 func Can(v int) Capabilities {
 	switch v {
 	case 3:
-		return Capabilities{Activated: true, Conns: true}
+		return Capabilities{Activated: true, Conns: true, Requests: true}
 	}
 	return Capabilities{}
 }

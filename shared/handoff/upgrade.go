@@ -292,9 +292,9 @@ func (u *Upgrade) Ready() error {
 
 // Serving tells the predecessor the successor has taken over and, when the
 // version can, sends it ends (the connection receivers; the caller keeps
-// and closes its own copies). It closes the channel.
+// and closes its own copies). Requests then reads what the predecessor
+// passes on, and closes the channel.
 func (u *Upgrade) Serving(ends []*os.File) error {
-	defer u.Channel.Close()
 	if err := writeLine(u.Channel, lineServing); err != nil {
 		return err
 	}

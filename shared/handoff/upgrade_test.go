@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,6 +48,8 @@ func upgradeChild() int {
 			fmt.Println("serving:", err)
 			return 1
 		}
+		sigs, err := u.Requests()
+		fmt.Printf("requests=%v err=%v\n", sigs, err)
 	}
 	if verdict != nil {
 		return 1
@@ -136,6 +139,9 @@ func TestUpgradeRoundTrip(t *testing.T) {
 	if rep.Kind != handoff.ReportConns || len(rep.Files) != 70 {
 		t.Fatalf("fourth report %v with %d files, want conns with 70 (two batches)", rep.Kind, len(rep.Files))
 	}
+	if err := handoff.WriteRequests(local, []syscall.Signal{syscall.SIGTTIN, syscall.SIGHUP, syscall.SIGTTIN}); err != nil {
+		t.Fatal(err)
+	}
 	for i, f := range rep.Files {
 		b, err := io.ReadAll(f)
 		f.Close()
@@ -146,7 +152,8 @@ func TestUpgradeRoundTrip(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("successor: %v\n%s", err, out)
 	}
-	want := fmt.Sprintf("protocol=3 sockets=%s,%s running=3 configured=2 from=1.0.0 activated=[false true]\nverdict=<nil>\n", a1, a2)
+	want := fmt.Sprintf("protocol=3 sockets=%s,%s running=3 configured=2 from=1.0.0 activated=[false true]\nverdict=<nil>\n"+
+		"requests=[stopped (tty input) hangup stopped (tty input)] err=<nil>\n", a1, a2)
 	if out.String() != want {
 		t.Errorf("successor printed %q, want %q", out, want)
 	}
@@ -362,11 +369,11 @@ func TestProtocolPinned(t *testing.T) {
 	if handoff.Protocol != 3 || !handoff.Speaks(2) || !handoff.Speaks(3) || handoff.Speaks(1) || handoff.Speaks(4) {
 		t.Fatalf("protocol %d; pinned: speaks 2 and 3, not 1 (release 0.2.0) nor 4", handoff.Protocol)
 	}
-	if c := handoff.Can(2); c.Conns || c.Activated {
+	if c := handoff.Can(2); c != (handoff.Capabilities{}) {
 		t.Errorf("version 2 can %+v, want nothing beyond itself", c)
 	}
-	if c := handoff.Can(3); !c.Conns || !c.Activated {
-		t.Errorf("version 3 can %+v, want conns and activated", c)
+	if c := handoff.Can(3); c != (handoff.Capabilities{Activated: true, Conns: true, Requests: true}) {
+		t.Errorf("version 3 can %+v, want conns, activated and requests", c)
 	}
 	f1, _ := lancelottest.ListenerFile(t)
 	f2, _ := lancelottest.ListenerFile(t)
@@ -394,7 +401,7 @@ func TestProtocolPinned(t *testing.T) {
 	// The successor's lines are held byte for byte by TestUpgradeRoundTrip
 	// (hello, ready, serving, conns with its descriptors: see
 	// TestConnsEncoding), TestUpgradeVersion2 and TestUpgradeNoCommonProtocol
-	// (refuse).
+	// (refuse); the predecessor's requests by TestRequestsEncoding.
 }
 
 // TestConnsEncoding pins "conns K": the line, then one zero byte per batch
@@ -414,6 +421,7 @@ func TestConnsEncoding(t *testing.T) {
 	if err := u.Serving(ends); err != nil {
 		t.Fatal(err)
 	}
+	u.Close() // the successor's Requests would, once it read them
 	sc, _ := local.SyscallConn()
 	var got []byte
 	var fds []int
@@ -441,5 +449,51 @@ func TestConnsEncoding(t *testing.T) {
 	}
 	if want := "serving\nconns 65\n\x00<64 fds>\x00<1 fds>"; string(got) != want {
 		t.Errorf("the channel carried %q, want %q", got, want)
+	}
+}
+
+// TestRequestsEncoding pins the requests a predecessor passes on (version
+// 3): a line per request, in order, then "done"; the successor reads them
+// back, and a channel that ends or says anything else first is an error
+// that keeps what came before.
+func TestRequestsEncoding(t *testing.T) {
+	sigs := []syscall.Signal{syscall.SIGTTIN, syscall.SIGTTIN, syscall.SIGHUP, syscall.SIGTTOU}
+	var b strings.Builder
+	if err := handoff.WriteRequests(&b, sigs); err != nil {
+		t.Fatal(err)
+	}
+	if want := "request TTIN\nrequest TTIN\nrequest HUP\nrequest TTOU\ndone\n"; b.String() != want {
+		t.Errorf("lines %q, want %q", b.String(), want)
+	}
+	if err := handoff.WriteRequests(io.Discard, []syscall.Signal{syscall.SIGUSR2}); err == nil {
+		t.Error("USR2 passed on as a request; want an error (an upgrade is not passed on)")
+	}
+	for _, tc := range []struct {
+		name, sent string
+		want       []syscall.Signal
+		err        bool
+	}{
+		{"all", b.String(), sigs, false},
+		{"none", "done\n", nil, false},
+		{"predecessor died", "request HUP\nrequest TT", []syscall.Signal{syscall.SIGHUP}, true},
+		{"not a request", "request USR2\ndone\n", nil, true},
+		{"garbage", "conns 3\n", nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			go func() { io.WriteString(w, tc.sent); w.Close() }()
+			got, err := (&handoff.Upgrade{Protocol: 3, Channel: r}).Requests()
+			if !slices.Equal(got, tc.want) || (err != nil) != tc.err {
+				t.Errorf("read %v, %v; want %v, error %v", got, err, tc.want, tc.err)
+			}
+		})
+	}
+	got, err := (&handoff.Upgrade{Protocol: 2, Channel: os.NewFile(^uintptr(0), "none")}).Requests()
+	if got != nil || err != nil {
+		t.Errorf("version 2: %v, %v; want nothing (release 0.3.0 signals its requests)", got, err)
 	}
 }

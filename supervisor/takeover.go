@@ -122,9 +122,9 @@ func (s *Supervisor) tellServing() {
 }
 
 // passedOn queues the requests the predecessor passed on: the operator's
-// HUP, TTIN and TTOU that waited for the upgrade. They came before any this
-// supervisor received itself, but may be queued after those: the pid file
-// named this supervisor a moment before the predecessor handed over.
+// HUP, TTIN and TTOU that waited for the upgrade. They go before any this
+// supervisor received itself since its pid file named it (a moment before
+// the predecessor handed over): they were sent earlier.
 func (s *Supervisor) passedOn(sigs []syscall.Signal, err error) {
 	if !s.awaitingRequests {
 		return
@@ -133,14 +133,16 @@ func (s *Supervisor) passedOn(sigs []syscall.Signal, err error) {
 	if err != nil {
 		s.log.Warn("binary upgrade: the old supervisor's waiting requests", "err", err, "passed_on", len(sigs))
 	}
+	var passed []request
 	for _, sig := range sigs {
 		if s.leaving() {
 			s.log.Warn("request passed on by the old supervisor dropped: stopping", "signal", signalName(sig))
 			continue
 		}
 		s.log.Info("request passed on by the old supervisor", "signal", signalName(sig))
-		s.requests = append(s.requests, request{kind: requestSignal, sig: sig})
+		passed = append(passed, request{kind: requestSignal, sig: sig})
 	}
+	s.requests = append(passed, s.requests...)
 	s.nextRollout()
 }
 

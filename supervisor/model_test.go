@@ -541,7 +541,7 @@ func (m *model) step() {
 	case p < 95:
 		m.settleSuccessor()
 	case p < 96:
-		m.deliverVerdict()
+		m.predecessorAnswers()
 	case p < 100:
 		m.deliverAnswers()
 	case p < 108:
@@ -665,10 +665,10 @@ func (m *model) settleSuccessor() {
 	}
 }
 
-// deliverVerdict answers a successor's ready as its predecessor would:
-// mostly accept, sometimes refuse, sometimes die first; once the successor
-// serves, it passes its waiting requests on.
-func (m *model) deliverVerdict() {
+// predecessorAnswers answers a successor's ready as its predecessor
+// would: mostly accept, sometimes refuse, sometimes die first; once the
+// successor serves, it passes its waiting requests on.
+func (m *model) predecessorAnswers() {
 	l := m.link
 	if l != nil && l.served && !l.passed {
 		l.passed = true

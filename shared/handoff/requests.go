@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The requests a predecessor passes on (version 3): the operator's HUP,
@@ -32,9 +34,15 @@ const (
 // that many: signals of a kind merge while the supervisor is busy.
 const maxRequests = 4096
 
-// requestNames are the signals that travel, by the name operators type.
-func requestNames() map[syscall.Signal]string {
-	return map[syscall.Signal]string{syscall.SIGHUP: "HUP", syscall.SIGTTIN: "TTIN", syscall.SIGTTOU: "TTOU"}
+// isRequest reports whether sig is one of the requests that travel.
+func isRequest(sig syscall.Signal) bool {
+	return sig == syscall.SIGHUP || sig == syscall.SIGTTIN || sig == syscall.SIGTTOU
+}
+
+// requestName is sig by the name operators type (TTIN), as the log and
+// status name it.
+func requestName(sig syscall.Signal) string {
+	return strings.TrimPrefix(unix.SignalName(sig), "SIG")
 }
 
 // WriteRequests is the predecessor's last word: sigs (HUP, TTIN or TTOU),
@@ -43,24 +51,22 @@ func WriteRequests(w io.Writer, sigs []syscall.Signal) error {
 	if len(sigs) > maxRequests {
 		return fmt.Errorf("pass on requests: %d, at most %d", len(sigs), maxRequests)
 	}
-	names := requestNames()
 	var b strings.Builder
 	for _, sig := range sigs {
-		name, ok := names[sig]
-		if !ok {
+		if !isRequest(sig) {
 			return fmt.Errorf("pass on requests: %v is not a request", sig)
 		}
-		b.WriteString(formatLine(lineRequest, name))
+		b.WriteString(formatLine(lineRequest, requestName(sig)))
 	}
 	b.WriteString(formatLine(lineDone))
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-// ErrNoRequests is the channel closing, or TimeoutRequests passing, before
+// errNoRequests is the channel closing, or TimeoutRequests passing, before
 // the predecessor said "done": it died or hangs, and whatever requests
 // were waiting in it are lost.
-var ErrNoRequests = errors.New("the old supervisor did not pass on its waiting requests")
+var errNoRequests = errors.New("the old supervisor did not pass on its waiting requests")
 
 // Requests reads, after Serving, the requests the predecessor passes on,
 // in order, and closes the channel. A version without them passes none.
@@ -75,23 +81,18 @@ func (u *Upgrade) Requests() ([]syscall.Signal, error) {
 
 // readRequests reads "request NAME" lines until "done".
 func readRequests(br *bufio.Reader) ([]syscall.Signal, error) {
-	bySignal := requestNames()
-	byName := make(map[string]syscall.Signal, len(bySignal))
-	for sig, name := range bySignal {
-		byName[name] = sig
-	}
 	var sigs []syscall.Signal
 	for len(sigs) <= maxRequests {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
-			return sigs, fmt.Errorf("%w (%d read): %v", ErrNoRequests, len(sigs), err)
+			return sigs, fmt.Errorf("%w (%d read): %v", errNoRequests, len(sigs), err)
 		}
 		word, name, _ := strings.Cut(strings.TrimSuffix(string(line), "\n"), " ")
-		sig, ok := byName[name]
+		sig := unix.SignalNum("SIG" + name)
 		switch {
 		case word == lineDone && name == "":
 			return sigs, nil
-		case word == lineRequest && ok:
+		case word == lineRequest && isRequest(sig):
 			sigs = append(sigs, sig)
 		default:
 			return sigs, fmt.Errorf("handoff channel: unexpected %q from the old supervisor", line)
